@@ -1,0 +1,78 @@
+"""The ``deepfake`` command, and the argument/logging helpers the stage scripts share."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from deepfake.params import load_params
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def stage_parser(description: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: %(default)s)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def parse_stage_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None
+) -> tuple[argparse.Namespace, dict[str, Any]]:
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    return args, load_params(args.params)
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from deepfake.params import section
+    from deepfake.sample import SampleConfig, build_sample
+
+    config = SampleConfig.from_params(section(load_params(args.params), "sample"))
+    summary = build_sample(args.out, config)
+    logging.getLogger("deepfake").info("sample written to %s: %s", args.out, summary)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from deepfake.bench import run_preprocess_bench
+
+    run_preprocess_bench(load_params(args.params), data_root=args.data_root, videos=args.videos)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepfake", description="Deepfake-detection pipeline tools.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sample = commands.add_parser("sample", help="build the built-in DFDC-format sample dataset")
+    sample.add_argument("--out", type=Path, default=Path("data/raw"), help="output root (default: %(default)s)")
+    sample.set_defaults(func=_cmd_sample)
+
+    bench = commands.add_parser("bench", help="print preprocessing throughput on a dataset (default: the sample)")
+    bench.add_argument("--data-root", type=Path, default=None, help="default: data.root from params")
+    bench.add_argument("--videos", type=int, default=None, help="at most this many REAL videos per part")
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

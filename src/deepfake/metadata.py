@@ -1,0 +1,142 @@
+"""DFDC metadata.json: parsing, validation, and safe paths.
+
+A malformed file is a clear error (the part cannot be processed without it). A malformed entry
+(a name escaping the part folder, an unknown label, a wrong type) is refused on its own and
+recorded, so one bad line never loses the rest of the part.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+METADATA_NAME = "metadata.json"
+LABELS = ("REAL", "FAKE")
+# A plain file name: no folders, no leading dot, a video extension. DFDC names are 10 letters + .mp4.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}\.mp4$")
+MAX_METADATA_BYTES = 64 * 1024 * 1024  # DFDC's largest metadata.json is ~0.3 MB
+
+
+class MetadataError(ValueError):
+    """metadata.json cannot be used at all (missing, not JSON, wrong top-level shape)."""
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    name: str  # file name inside the part folder, e.g. "abc.mp4"
+    label: str  # REAL or FAKE
+    original: str | None  # for a FAKE: the REAL video it was made from
+    split: str
+    part: str
+
+    @property
+    def is_fake(self) -> bool:
+        return self.label == "FAKE"
+
+    @property
+    def stem(self) -> str:
+        return Path(self.name).stem
+
+    @property
+    def source(self) -> str:
+        """The real video whose face boxes this video uses (itself for a REAL)."""
+        return self.original if self.is_fake and self.original else self.name
+
+
+@dataclass(frozen=True)
+class PartMetadata:
+    part: str
+    folder: Path
+    entries: dict[str, VideoEntry]  # by name, sorted
+    refused: dict[str, str]  # entry name -> reason
+
+    @property
+    def reals(self) -> list[VideoEntry]:
+        return [e for e in self.entries.values() if not e.is_fake]
+
+    @property
+    def fakes(self) -> list[VideoEntry]:
+        return [e for e in self.entries.values() if e.is_fake]
+
+    def video_path(self, name: str) -> Path:
+        return safe_join(self.folder, name)
+
+
+def safe_join(folder: Path, name: str) -> Path:
+    """``folder / name`` for a plain file name; refuse anything that could leave ``folder``."""
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+        raise MetadataError(f"refused file name {name!r}: not a plain .mp4 name inside {folder}")
+    path = folder / name
+    if path.resolve().parent != folder.resolve():
+        raise MetadataError(f"refused file name {name!r}: resolves outside {folder}")
+    return path
+
+
+def _check_entry(name: object, value: object) -> str | None:
+    """Return why an entry is refused, or None if it is well formed."""
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+        return "name is not a plain .mp4 file name inside the part folder"
+    if not isinstance(value, dict):
+        return f"entry must be an object, got {type(value).__name__}"
+    label = value.get("label")
+    if label not in LABELS:
+        return f"label must be one of {LABELS}, got {label!r}"
+    split = value.get("split", "train")
+    if not isinstance(split, str):
+        return f"split must be a string, got {type(split).__name__}"
+    original = value.get("original")
+    if label == "FAKE":
+        if not isinstance(original, str) or not _SAFE_NAME.match(original) or ".." in original:
+            return f"a FAKE needs 'original' as a plain .mp4 name, got {original!r}"
+        if original == name:
+            return "a FAKE cannot be its own original"
+    elif original is not None:
+        return f"a REAL must have original null, got {original!r}"
+    return None
+
+
+def load_metadata(folder: Path | str) -> PartMetadata:
+    """Read and validate ``folder/metadata.json``.
+
+    Fakes whose original is not a valid REAL entry of the same part are refused here too, so
+    every later stage can rely on ``entries[fake.original]`` existing.
+    """
+    folder = Path(folder)
+    path = folder / METADATA_NAME
+    if not path.is_file():
+        raise MetadataError(f"{path}: not found (is {folder} a DFDC part folder?)")
+    if path.stat().st_size > MAX_METADATA_BYTES:
+        raise MetadataError(f"{path}: {path.stat().st_size} bytes, over the {MAX_METADATA_BYTES} limit")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MetadataError(f"{path}: not valid JSON: {err}") from err
+    if not isinstance(raw, dict):
+        raise MetadataError(f"{path}: expected an object of video name -> entry, got {type(raw).__name__}")
+
+    refused: dict[str, str] = {}
+    valid: dict[str, VideoEntry] = {}
+    for name in sorted(raw, key=str):
+        reason = _check_entry(name, raw[name])
+        if reason:
+            refused[str(name)] = reason
+            continue
+        value = raw[name]
+        valid[name] = VideoEntry(
+            name=name,
+            label=value["label"],
+            original=value.get("original"),
+            split=value.get("split", "train"),
+            part=folder.name,
+        )
+    entries: dict[str, VideoEntry] = {}
+    for name, entry in valid.items():
+        if entry.is_fake:
+            original = valid.get(entry.original or "")
+            if original is None or original.is_fake:
+                refused[name] = f"original {entry.original!r} is not a REAL video listed in this part"
+                continue
+        entries[name] = entry
+    return PartMetadata(part=folder.name, folder=folder, entries=entries, refused=refused)

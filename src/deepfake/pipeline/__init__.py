@@ -1,0 +1,1 @@
+"""One module per preprocessing stage: each has a Config (from params.yaml) and a ``run``."""

@@ -1,0 +1,109 @@
+"""Shared fixtures: tiny DFDC-format parts built with OpenCV, bad files included."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+FACES = Path(__file__).resolve().parents[1] / "src" / "deepfake" / "assets" / "faces"
+SIZE = (320, 180)  # width, height: below 300 px on the short side, so detection runs at 2x
+FRAMES = 16
+
+
+def tiny_params(root: Path) -> dict:
+    """A params dict shaped like params.yaml, sized for unit tests."""
+    return {
+        "data": {"root": str(root), "parts": ["dfdc_train_part_0"]},
+        "video": {"frame_stride": 4, "max_frames": 1200, "max_pixels": 4096 * 2160},
+        "bboxes": {
+            "device": "cpu",
+            "batch_size": 4,
+            "thresholds": [0.6, 0.7, 0.7],
+            "min_face_size": 20,
+            "scale": "auto",
+            "scale_rule": [[299, 2.0], [1000, 1.0], [1900, 0.5], [100000, 0.33]],
+            "workers": 1,
+            "torch_threads": 1,
+        },
+        "crops": {"margin": 0.3333, "workers": 1},
+        "landmarks": {"device": "cpu", "thresholds": [0.6, 0.7, 0.7], "workers": 1, "torch_threads": 1},
+        "diffs": {"win_size": 7, "mask_threshold": 102, "workers": 1},
+        "folds": {"strategy": "original", "n_splits": 2, "seed": 1, "part_splits": 16, "parts_total": 50},
+    }
+
+
+def face_frames(photo: str, frames: int = FRAMES, size: tuple[int, int] = SIZE) -> list[np.ndarray]:
+    """The photo scaled into a canvas, drifting a few pixels per frame."""
+    image = cv2.imread(str(FACES / photo), cv2.IMREAD_COLOR)
+    width, height = size
+    scale = height / image.shape[0]
+    out = []
+    for i in range(frames):
+        matrix = np.float32([[scale, 0, width / 2 - image.shape[1] * scale / 2 + i], [0, scale, 0]])
+        out.append(cv2.warpAffine(image, matrix, size, borderMode=cv2.BORDER_REPLICATE))
+    return out
+
+
+def tamper(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """A crude 'fake': the central region blurred and tinted, the rest untouched."""
+    out = []
+    for frame in frames:
+        fake = frame.copy()
+        h, w = frame.shape[:2]
+        region = fake[h // 4 : 3 * h // 4, w // 3 : 2 * w // 3]
+        region[:] = cv2.GaussianBlur(region, (15, 15), 0) // 2 + 60
+        out.append(fake)
+    return out
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 15) -> Path:
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def build_hostile_part(root: Path, part: str = "dfdc_train_part_0") -> Path:
+    """A part with two good originals and their fakes, plus one of each kind of bad input."""
+    folder = root / part
+    folder.mkdir(parents=True)
+    real_a, real_b = face_frames("grace_hopper.jpg"), face_frames("astronaut.jpg")
+    write_video(folder / "reala.mp4", real_a)
+    write_video(folder / "fakea.mp4", tamper(real_a))
+    write_video(folder / "realb.mp4", real_b)
+    write_video(folder / "fakeb.mp4", tamper(real_b))
+    blank = [np.full((SIZE[1], SIZE[0], 3), 90 + i, np.uint8) for i in range(FRAMES)]
+    write_video(folder / "noface.mp4", blank)
+    write_video(folder / "fakenoface.mp4", blank)
+    (folder / "zero.mp4").write_bytes(b"")
+    whole = (folder / "reala.mp4").read_bytes()
+    (folder / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
+    (folder / "notvideo.mp4").write_text("this is not a video\n")
+    metadata = {
+        "reala.mp4": {"label": "REAL", "split": "train", "original": None},
+        "fakea.mp4": {"label": "FAKE", "split": "train", "original": "reala.mp4"},
+        "realb.mp4": {"label": "REAL", "split": "train", "original": None},
+        "fakeb.mp4": {"label": "FAKE", "split": "train", "original": "realb.mp4"},
+        "noface.mp4": {"label": "REAL", "split": "train", "original": None},
+        "fakenoface.mp4": {"label": "FAKE", "split": "train", "original": "noface.mp4"},
+        "zero.mp4": {"label": "REAL", "split": "train", "original": None},
+        "truncated.mp4": {"label": "REAL", "split": "train", "original": None},
+        "notvideo.mp4": {"label": "FAKE", "split": "train", "original": "reala.mp4"},
+        "missing.mp4": {"label": "REAL", "split": "train", "original": None},
+        "orphan.mp4": {"label": "FAKE", "split": "train", "original": "ghost.mp4"},
+        "../escape.mp4": {"label": "REAL", "split": "train", "original": None},
+        "badlabel.mp4": {"label": "MAYBE", "split": "train", "original": None},
+    }
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def hostile_part(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_hostile_part(tmp_path_factory.mktemp("raw"))

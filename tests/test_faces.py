@@ -1,0 +1,97 @@
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from deepfake.faces import (
+    BoxesFileError,
+    DetectorConfig,
+    FaceDetector,
+    boxes_to_json,
+    detection_scale,
+    expand_box,
+    load_boxes,
+    pick_central_face,
+    save_boxes,
+)
+from tests.conftest import FACES
+
+RULE = [[299, 2.0], [1000, 1.0], [1900, 0.5], [100000, 0.33]]
+
+
+@pytest.mark.parametrize(
+    "size, scale",
+    [((320, 180), 2.0), ((640, 360), 1.0), ((1280, 720), 1.0), ((1920, 1200), 0.5), ((1920, 1080), 0.5),
+     ((1080, 1920), 0.5), ((3840, 2160), 0.33), ((1000, 1000), 1.0)],
+)
+def test_detection_scale_follows_the_shorter_side(size: tuple[int, int], scale: float) -> None:
+    assert detection_scale(*size, RULE) == scale
+
+
+def test_detection_scale_override_and_bad_values() -> None:
+    assert detection_scale(1920, 1080, RULE, 0.25) == 0.25
+    for bad in (0, -1, "fast", float("nan")):
+        with pytest.raises(ValueError):
+            detection_scale(1920, 1080, RULE, bad)
+    with pytest.raises(ValueError, match="no row"):
+        detection_scale(5000, 5000, [[1000, 1.0]])
+
+
+def test_expand_box_adds_margin_and_clips() -> None:
+    assert expand_box([30, 30, 60, 90], 1 / 3, 200, 200) == (20, 10, 70, 110)
+    assert expand_box([0, 0, 30, 30], 0.5, 40, 40) == (0, 0, 40, 40)
+    assert expand_box([-50, -50, -10, -10], 0.1, 40, 40) is None
+    assert expand_box([10, 10, 5, 20], 0.1, 40, 40) is None
+    assert expand_box([float("nan"), 0, 1, 1], 0.1, 40, 40) is None
+
+
+def test_pick_central_face() -> None:
+    boxes = np.array([[0, 0, 10, 10, 0.99], [40, 40, 60, 60, 0.9]], np.float32)
+    assert pick_central_face(boxes, 100, 100) == 1
+    assert pick_central_face(np.zeros((0, 5), np.float32), 100, 100) is None
+
+
+def test_boxes_file_round_trip(tmp_path: Path) -> None:
+    frames = {8: np.array([[1.234, 2, 30.5, 40, 0.99991]], np.float32), 0: np.zeros((0, 5), np.float32)}
+    save_boxes(tmp_path / "v.json", boxes_to_json("v.mp4", 640, 360, 1.0, frames))
+    loaded = load_boxes(tmp_path / "v.json")
+    assert loaded.width == 640 and loaded.height == 360 and loaded.faces == 1
+    assert list(loaded.frames) == [0, 8]
+    assert loaded.frames[8][0] == [1.23, 2.0, 30.5, 40.0, 0.9999]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "nope",
+        json.dumps([]),
+        json.dumps({"format": 99, "width": 1, "height": 1, "frames": {}}),
+        json.dumps({"format": 1, "width": -1, "height": 1, "frames": {}}),
+        json.dumps({"format": 1, "width": 1, "height": 1, "frames": []}),
+        json.dumps({"format": 1, "width": 1, "height": 1, "frames": {"x": []}}),
+        json.dumps({"format": 1, "width": 1, "height": 1, "frames": {"0": [[1, 2, 3]]}}),
+        json.dumps({"format": 1, "width": 1, "height": 1, "frames": {"0": [[1, 2, 3, 4, "a"]]}}),
+        json.dumps({"format": 1, "width": 1, "height": 1, "frames": {"0": [[1, 2, 3, 4, True]]}}),
+    ],
+)
+def test_malformed_boxes_files_are_refused(tmp_path: Path, content: str) -> None:
+    (tmp_path / "v.json").write_text(content)
+    with pytest.raises(BoxesFileError):
+        load_boxes(tmp_path / "v.json")
+
+
+def test_detector_maps_boxes_back_to_full_resolution() -> None:
+    image = cv2.cvtColor(cv2.imread(str(FACES / "grace_hopper.jpg")), cv2.COLOR_BGR2RGB)
+    detector = FaceDetector(DetectorConfig(thresholds=(0.6, 0.7, 0.7), min_face_size=20))
+    (full,) = detector.detect([image], scale=1.0)
+    (half,) = detector.detect([image], scale=0.5)
+    assert full.shape[1] == 5 and len(full) >= 1 and len(half) >= 1
+    # the box found on the half-size frame, mapped back, lands on the full-size box
+    assert np.abs(full[0, :4] - half[0, :4]).max() < 0.08 * (full[0, 2] - full[0, 0])
+    boxes, points = detector.landmarks(image)
+    assert points.shape == (len(boxes), 5, 2)
+    blank = np.zeros((120, 160, 3), np.uint8)
+    assert detector.detect([blank])[0].shape == (0, 5)
+    assert detector.landmarks(blank)[1].shape == (0, 5, 2)

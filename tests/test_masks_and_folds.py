@@ -1,0 +1,80 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepfake.folds import FoldsConfig, assign_folds, find_leaks, folds_by_part, part_number
+from deepfake.masks import binarize, ssim_difference
+
+
+def test_ssim_difference_is_zero_for_identical_and_bright_where_changed() -> None:
+    rng = np.random.default_rng(0)
+    original = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    assert ssim_difference(original, original.copy()).max() == 0
+    fake = original.copy()
+    fake[20:40, 20:40] = 255 - fake[20:40, 20:40]
+    diff = ssim_difference(original, fake)
+    assert diff.shape == (64, 64) and diff.dtype == np.uint8
+    assert diff[25:35, 25:35].mean() > 100 > diff[:10, :10].mean()
+    mask = binarize(diff, 102)
+    assert set(np.unique(mask)) == {0, 255}
+    assert mask[25:35, 25:35].all() and not mask[:10, :10].any()
+
+
+def test_ssim_difference_refuses_mismatched_or_tiny_crops() -> None:
+    with pytest.raises(ValueError, match="differ"):
+        ssim_difference(np.zeros((10, 10, 3), np.uint8), np.zeros((10, 12, 3), np.uint8))
+    with pytest.raises(ValueError, match="window"):
+        ssim_difference(np.zeros((5, 5, 3), np.uint8), np.zeros((5, 5, 3), np.uint8))
+
+
+def crops_table(groups: int, fakes: int = 2, crops: int = 3, part: str = "dfdc_train_part_0") -> pd.DataFrame:
+    rows = []
+    for g in range(groups):
+        original = f"real{g}.mp4"
+        for video in [original] + [f"fake{g}_{k}.mp4" for k in range(fakes)]:
+            for c in range(crops):
+                rows.append({"video": video, "original": original, "part": part, "frame": c,
+                             "label": "REAL" if video == original else "FAKE"})
+    return pd.DataFrame(rows)
+
+
+def config(**overrides: object) -> FoldsConfig:
+    values = {"strategy": "original", "n_splits": 3, "seed": 7, "part_splits": 16, "parts_total": 50}
+    values.update(overrides)
+    return FoldsConfig(**values)  # type: ignore[arg-type]
+
+
+def test_original_folds_keep_groups_whole_and_balanced() -> None:
+    table = crops_table(groups=12)
+    table["fold"] = assign_folds(table, config())
+    assert find_leaks(table) == []
+    sizes = table.groupby("fold").size()
+    assert list(sizes.index) == [0, 1, 2] and sizes.max() - sizes.min() <= 9  # at most one group apart
+
+
+def test_original_folds_are_seeded() -> None:
+    table = crops_table(groups=12)
+    a, b = assign_folds(table, config(seed=1)), assign_folds(table, config(seed=1))
+    assert a.equals(b)
+    assert not a.equals(assign_folds(table, config(seed=2)))
+
+
+def test_find_leaks_detects_a_straddling_original() -> None:
+    table = crops_table(groups=2)
+    table["fold"] = 0
+    table.loc[table["video"] == "fake1_0.mp4", "fold"] = 1
+    assert find_leaks(table) == ["dfdc_train_part_0/real1.mp4"]
+
+
+def test_part_folds_follow_dfdc_first_place() -> None:
+    parts = [f"dfdc_train_part_{n}" for n in (0, 1, 2, 3, 44, 45, 49)]
+    table = pd.DataFrame({"part": parts, "original": "x.mp4"})
+    assert list(folds_by_part(table, 16, 50)) == [0, 0, 0, 1, 14, 15, 15]
+    with pytest.raises(ValueError, match="trailing number"):
+        part_number("my_part")
+
+
+def test_folds_config_validation() -> None:
+    with pytest.raises(ValueError, match="strategy"):
+        FoldsConfig.from_params({"folds": {"strategy": "random", "n_splits": 3, "seed": 1,
+                                           "part_splits": 16, "parts_total": 50}})

@@ -1,0 +1,133 @@
+"""The preprocessing stages on a part full of bad input: recorded skips, nothing else lost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepfake.folds import FoldsConfig
+from deepfake.pipeline import bboxes, crops, diffs, folds, landmarks
+from tests.conftest import tiny_params
+
+
+@pytest.fixture(scope="module")
+def processed(hostile_part: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Run every preprocessing stage once on the hostile part."""
+    out = tmp_path_factory.mktemp("processed")
+    params = tiny_params(hostile_part.parent)
+    part = hostile_part.name
+    reports = out / "reports"
+    result = {"out": out, "part": part}
+    result["bboxes"] = bboxes.run(
+        hostile_part, out / "bboxes" / part, reports / "bboxes.json", bboxes.BboxesConfig.from_params(params)
+    )
+    result["crops"] = crops.run(
+        hostile_part,
+        out / "bboxes" / part,
+        out / "crops" / part,
+        reports / "crops.json",
+        crops.CropsConfig.from_params(params),
+    )
+    result["landmarks"] = landmarks.run(
+        out / "crops", part, out / "landmarks" / part, reports / "landmarks.json",
+        landmarks.LandmarksConfig.from_params(params),
+    )
+    result["diffs"] = diffs.run(
+        out / "crops", part, out / "diffs" / part, out / "masks" / part, reports / "diffs.json",
+        diffs.DiffsConfig.from_params(params),
+    )
+    result["folds"] = folds.run(
+        out / "crops", out / "landmarks", out / "diffs", out / "masks", [part], out / "folds.csv",
+        reports / "folds.json", FoldsConfig.from_params(params),
+    )
+    return result
+
+
+def skipped(report: dict) -> dict[str, str]:
+    return {s["video"]: s["reason"] for s in report["skipped"]}
+
+
+def test_metadata_refusals_are_recorded(processed: dict) -> None:
+    for stage in ("bboxes", "crops"):
+        refused = {r["entry"]: r["reason"] for r in processed[stage]["metadata_refused"]}
+        assert set(refused) == {"../escape.mp4", "badlabel.mp4", "orphan.mp4"}
+        assert "plain .mp4" in refused["../escape.mp4"]
+        assert "ghost.mp4" in refused["orphan.mp4"]
+
+
+def test_bboxes_skips_bad_reals_and_keeps_good_ones(processed: dict) -> None:
+    report = processed["bboxes"]
+    reasons = skipped(report)
+    assert set(reasons) == {"noface.mp4", "zero.mp4", "truncated.mp4", "missing.mp4"}
+    assert "no face" in reasons["noface.mp4"]
+    assert "empty file" in reasons["zero.mp4"]
+    assert "not found" in reasons["missing.mp4"]
+    assert report["videos_done"] == 2
+    boxes_dir = processed["out"] / "bboxes" / processed["part"]
+    assert sorted(p.name for p in boxes_dir.iterdir()) == ["reala.json", "realb.json"]
+    data = json.loads((boxes_dir / "reala.json").read_text())
+    assert data["width"] == 320 and data["height"] == 180 and data["detection_scale"] == 2.0
+    assert sorted(int(k) for k in data["frames"]) == [0, 4, 8, 12]
+    for boxes in data["frames"].values():
+        assert len(boxes) >= 1
+        x1, y1, x2, y2, score = boxes[0]
+        # full-resolution coordinates: inside the 320x180 frame, not the 2x detector frame
+        assert 0 <= x1 < x2 <= 330 and 0 <= y1 < y2 <= 190 and score > 0.9
+
+
+def test_crops_cover_fakes_and_skip_what_cannot_be_cropped(processed: dict) -> None:
+    reasons = skipped(processed["crops"])
+    assert "no boxes" in reasons["fakenoface.mp4"]
+    assert "notvideo.mp4" in reasons and "cannot be opened" in reasons["notvideo.mp4"]
+    assert {"reala.mp4", "fakea.mp4", "realb.mp4", "fakeb.mp4"}.isdisjoint(reasons)
+    index = pd.read_csv(processed["out"] / "crops" / processed["part"] / "index.csv")
+    assert set(index["video"]) == {"reala.mp4", "fakea.mp4", "realb.mp4", "fakeb.mp4"}
+    assert (index.loc[index["label"] == "FAKE", "original"].isin(["reala.mp4", "realb.mp4"])).all()
+    for file in index["file"]:
+        assert (processed["out"] / "crops" / file).is_file()
+    # a fake's crops sit exactly where its original's do
+    real = index[index["video"] == "reala.mp4"]["file"].str.split("/").str[-1]
+    fake = index[index["video"] == "fakea.mp4"]["file"].str.split("/").str[-1]
+    assert sorted(real) == sorted(fake)
+
+
+def test_landmarks_are_found_on_real_crops(processed: dict) -> None:
+    report = processed["landmarks"]
+    assert report["landmarks"] >= 0.75 * report["crops"] > 0
+    files = list((processed["out"] / "landmarks" / processed["part"]).rglob("*.npy"))
+    assert len(files) == report["landmarks"]
+    points = np.load(files[0])
+    assert points.shape == (5, 2) and points.dtype == np.float32
+
+
+def test_diffs_localise_the_tampered_region(processed: dict) -> None:
+    import cv2
+
+    report = processed["diffs"]
+    assert report["pairs_found"] > 0 and report["pairs_missing"] == 0
+    masks = sorted((processed["out"] / "masks" / processed["part"] / "fakea").glob("*.png"))
+    assert masks
+    mask = cv2.imread(str(masks[0]), cv2.IMREAD_GRAYSCALE)
+    assert set(np.unique(mask)) <= {0, 255}
+    assert 0.02 < (mask > 0).mean() < 0.9  # something changed, but not the whole crop
+
+
+def test_folds_table_has_no_leakage(processed: dict) -> None:
+    table = pd.read_csv(processed["out"] / "folds.csv", keep_default_na=False)
+    assert processed["folds"]["leaking_groups"] == 0
+    assert table.groupby("original")["fold"].nunique().max() == 1
+    fakes = table[table["label"] == "FAKE"]
+    assert (fakes["mask"] != "").all() and (fakes["diff"] != "").all()
+    assert (table.loc[table["label"] == "REAL", "mask"] == "").all()
+    assert (table["landmarks"] != "").mean() > 0.5
+
+
+def test_every_report_has_counts_and_seconds(processed: dict) -> None:
+    for stage in ("bboxes", "crops", "landmarks", "diffs"):
+        report = processed[stage]
+        assert report["videos_total"] == report["videos_done"] + report["videos_skipped"]
+        assert report["seconds"] >= 0

@@ -33,8 +33,15 @@ def crops_table(groups: int, fakes: int = 2, crops: int = 3, part: str = "dfdc_t
         original = f"real{g}.mp4"
         for video in [original] + [f"fake{g}_{k}.mp4" for k in range(fakes)]:
             for c in range(crops):
-                rows.append({"video": video, "original": original, "part": part, "frame": c,
-                             "label": "REAL" if video == original else "FAKE"})
+                rows.append(
+                    {
+                        "video": video,
+                        "original": original,
+                        "part": part,
+                        "frame": c,
+                        "label": "REAL" if video == original else "FAKE",
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -76,5 +83,6 @@ def test_part_folds_follow_dfdc_first_place() -> None:
 
 def test_folds_config_validation() -> None:
     with pytest.raises(ValueError, match="strategy"):
-        FoldsConfig.from_params({"folds": {"strategy": "random", "n_splits": 3, "seed": 1,
-                                           "part_splits": 16, "parts_total": 50}})
+        FoldsConfig.from_params(
+            {"folds": {"strategy": "random", "n_splits": 3, "seed": 1, "part_splits": 16, "parts_total": 50}}
+        )

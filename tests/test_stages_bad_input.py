@@ -33,16 +33,29 @@ def processed(hostile_part: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         crops.CropsConfig.from_params(params),
     )
     result["landmarks"] = landmarks.run(
-        out / "crops", part, out / "landmarks" / part, reports / "landmarks.json",
+        out / "crops",
+        part,
+        out / "landmarks" / part,
+        reports / "landmarks.json",
         landmarks.LandmarksConfig.from_params(params),
     )
     result["diffs"] = diffs.run(
-        out / "crops", part, out / "diffs" / part, out / "masks" / part, reports / "diffs.json",
+        out / "crops",
+        part,
+        out / "diffs" / part,
+        out / "masks" / part,
+        reports / "diffs.json",
         diffs.DiffsConfig.from_params(params),
     )
     result["folds"] = folds.run(
-        out / "crops", out / "landmarks", out / "diffs", out / "masks", [part], out / "folds.csv",
-        reports / "folds.json", FoldsConfig.from_params(params),
+        out / "crops",
+        out / "landmarks",
+        out / "diffs",
+        out / "masks",
+        [part],
+        out / "folds.csv",
+        reports / "folds.json",
+        FoldsConfig.from_params(params),
     )
     return result
 

@@ -18,6 +18,13 @@ import cv2
 import numpy as np
 
 
+def _file_mode() -> int:
+    """0o666 less the process umask (read without changing it for longer than a call)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``.
@@ -31,6 +38,7 @@ def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _file_mode())  # mkstemp makes 0600 files; outputs get the usual umask mode
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -1,0 +1,101 @@
+"""Throughput benchmarks that print figures (speed targets live here, never in timed tests)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from deepfake.metadata import load_metadata
+from deepfake.params import require, section
+from deepfake.pipeline import bboxes, crops
+from deepfake.pipeline.common import set_torch_threads
+from deepfake.video import FrameSampling, iter_sampled_frames
+
+logger = logging.getLogger(__name__)
+
+
+def machine_summary() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}, OpenCV {cv2.__version__}"
+
+
+def _timed(func: Any, *args: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = func(*args)
+    return time.perf_counter() - started, result
+
+
+def _decode_all(path: Path, max_frames: int) -> int:
+    """Every frame decoded and converted, as a naive reader would."""
+    return sum(1 for _ in iter_sampled_frames(path, FrameSampling(1, max_frames, 10**9)))
+
+
+def _decode_sampled(path: Path, sampling: FrameSampling) -> int:
+    return sum(1 for _ in iter_sampled_frames(path, sampling))
+
+
+def run_preprocess_bench(params: dict[str, Any], data_root: Path | None = None, videos: int | None = None) -> dict:
+    """Time decoding, the bboxes stage and the crops stage per REAL video; print and return the figures."""
+    root = Path(data_root or require(section(params, "data"), "root", str, "data"))
+    parts = require(section(params, "data"), "parts", list, "data")
+    box_config = replace(bboxes.BboxesConfig.from_params(params), workers=1)
+    crop_config = replace(crops.CropsConfig.from_params(params), workers=1)
+    sampling = box_config.sampling
+    set_torch_threads(box_config.torch_threads)
+    totals = dict.fromkeys(
+        ("videos", "frames_all", "s_decode_all", "frames_sampled", "s_decode_sampled", "s_bboxes", "s_crops"), 0.0
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch_dir = Path(scratch)
+        warm = True
+        for part in parts:
+            metadata = load_metadata(root / part)
+            for entry in metadata.reals[:videos]:
+                path = metadata.video_path(entry.name)
+                box_task = bboxes.BboxesTask(path, scratch_dir / f"{entry.stem}.json", box_config)
+                if warm:  # build the detector outside the timings
+                    bboxes.detect_video(box_task)
+                    warm = False
+                seconds, frames = _timed(_decode_all, path, sampling.max_frames)
+                totals["s_decode_all"] += seconds
+                totals["frames_all"] += frames
+                seconds, frames = _timed(_decode_sampled, path, sampling)
+                totals["s_decode_sampled"] += seconds
+                totals["frames_sampled"] += frames
+                seconds, _ = _timed(bboxes.detect_video, box_task)
+                totals["s_bboxes"] += seconds
+                crop_task = crops.CropsTask(entry, path, box_task.out, scratch_dir / entry.stem, crop_config)
+                seconds, _ = _timed(crops.crop_video, crop_task)
+                totals["s_crops"] += seconds
+                totals["videos"] += 1
+    if not totals["videos"]:
+        raise SystemExit(f"no REAL video found under {root} for parts {parts}")
+    figures = {
+        "machine": machine_summary(),
+        "videos": int(totals["videos"]),
+        "frame_stride": sampling.stride,
+        "decode_all_frames_per_s": totals["frames_all"] / totals["s_decode_all"],
+        "decode_sampled_frames_per_s": totals["frames_sampled"] / totals["s_decode_sampled"],
+        "decode_sampled_s_per_video": totals["s_decode_sampled"] / totals["videos"],
+        "bboxes_sampled_frames_per_s": totals["frames_sampled"] / totals["s_bboxes"],
+        "bboxes_s_per_video": totals["s_bboxes"] / totals["videos"],
+        "crops_sampled_frames_per_s": totals["frames_sampled"] / totals["s_crops"],
+        "crops_s_per_video": totals["s_crops"] / totals["videos"],
+    }
+    print(f"machine: {figures['machine']}")
+    print(f"{figures['videos']} REAL videos under {root}, every {sampling.stride}th frame sampled")
+    for key, value in figures.items():
+        if isinstance(value, float):
+            print(f"  {key:32s} {value:10.2f}")
+    return figures

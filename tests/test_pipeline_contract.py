@@ -1,0 +1,79 @@
+"""The pipeline definition agrees with the scripts and params it names (nothing is run)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PREPROCESSING = ("bboxes", "crops", "landmarks", "diffs")
+
+
+@pytest.fixture(scope="module")
+def stages() -> dict:
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        return {stage.addressing: stage for stage in repo.index.stages}
+
+
+@pytest.fixture(scope="module")
+def params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_expected_stages_exist_per_part(stages: dict, params: dict) -> None:
+    expected = {"sample", "folds"} | {f"{s}@{p}" for s in PREPROCESSING for p in params["data"]["parts"]}
+    assert expected <= set(stages)
+
+
+def test_every_stage_depends_on_its_script_and_the_code_it_imports(stages: dict) -> None:
+    for name, stage in stages.items():
+        script = stage.cmd.split()[1]
+        deps = {str(Path(d.def_path)) for d in stage.deps}
+        assert script in deps, f"{name}: {script} missing from deps"
+        for dep in deps:
+            if dep.startswith(("src/", "stages/")):
+                assert (ROOT / dep).exists(), f"{name}: dependency {dep} does not exist"
+
+
+def test_stage_params_exist_in_params_yaml(stages: dict, params: dict) -> None:
+    for name, stage in stages.items():
+        for dep in stage.deps:
+            if not hasattr(dep, "params"):
+                continue
+            for key in dep.params:
+                node = params
+                for part in key.split("."):
+                    assert part in node, f"{name}: param {key} not in params.yaml"
+                    node = node[part]
+
+
+def test_sample_outputs_match_sample_parts(stages: dict, params: dict) -> None:
+    outs = {str(o.def_path) for o in stages["sample"].outs}
+    assert outs == {f"data/raw/{part}" for part in params["sample"]["parts"]}
+
+
+def test_reports_are_git_tracked_metrics(stages: dict) -> None:
+    for name, stage in stages.items():
+        if name == "sample":
+            continue
+        metrics = [o for o in stage.outs if o.metric]
+        assert metrics and all(not o.use_cache for o in metrics), f"{name}: report must be a cache: false metric"
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "stages").glob("*.py")))
+def test_stage_script_help(script: str) -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / script), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "--params" in result.stdout
+
+
+def test_cli_help() -> None:
+    for args in (["--help"], ["sample", "--help"], ["bench", "--help"]):
+        result = subprocess.run([sys.executable, "-m", "deepfake.cli", *args], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr

@@ -85,6 +85,7 @@ def build_hostile_part(root: Path, part: str = "dfdc_train_part_0") -> Path:
     whole = (folder / "reala.mp4").read_bytes()
     (folder / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
     (folder / "notvideo.mp4").write_text("this is not a video\n")
+    (folder / "fakemissing.mp4").write_bytes((folder / "fakea.mp4").read_bytes())
     metadata = {
         "reala.mp4": {"label": "REAL", "split": "train", "original": None},
         "fakea.mp4": {"label": "FAKE", "split": "train", "original": "reala.mp4"},
@@ -96,6 +97,7 @@ def build_hostile_part(root: Path, part: str = "dfdc_train_part_0") -> Path:
         "truncated.mp4": {"label": "REAL", "split": "train", "original": None},
         "notvideo.mp4": {"label": "FAKE", "split": "train", "original": "reala.mp4"},
         "missing.mp4": {"label": "REAL", "split": "train", "original": None},
+        "fakemissing.mp4": {"label": "FAKE", "split": "train", "original": "missing.mp4"},
         "orphan.mp4": {"label": "FAKE", "split": "train", "original": "ghost.mp4"},
         "../escape.mp4": {"label": "REAL", "split": "train", "original": None},
         "badlabel.mp4": {"label": "MAYBE", "split": "train", "original": None},

@@ -77,3 +77,15 @@ def test_cli_help() -> None:
     for args in (["--help"], ["sample", "--help"], ["bench", "--help"]):
         result = subprocess.run([sys.executable, "-m", "deepfake.cli", *args], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
+
+
+def test_cli_sample_builds_a_dfdc_part(tmp_path: Path) -> None:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["sample"].update(frames=8, width=192, height=108, fakes_per_real=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    from deepfake.cli import main
+
+    assert main(["--params", str(tmp_path / "params.yaml"), "sample", "--out", str(tmp_path / "raw")]) == 0
+    for part in params["sample"]["parts"]:
+        assert (tmp_path / "raw" / part / "metadata.json").is_file()
+        assert list((tmp_path / "raw" / part).glob("*.mp4"))

@@ -95,6 +95,7 @@ def test_bboxes_skips_bad_reals_and_keeps_good_ones(processed: dict) -> None:
 def test_crops_cover_fakes_and_skip_what_cannot_be_cropped(processed: dict) -> None:
     reasons = skipped(processed["crops"])
     assert "no boxes" in reasons["fakenoface.mp4"]
+    assert "original missing.mp4" in reasons["fakemissing.mp4"]
     assert "notvideo.mp4" in reasons and "cannot be opened" in reasons["notvideo.mp4"]
     assert {"reala.mp4", "fakea.mp4", "realb.mp4", "fakeb.mp4"}.isdisjoint(reasons)
     index = pd.read_csv(processed["out"] / "crops" / processed["part"] / "index.csv")
@@ -144,3 +145,29 @@ def test_every_report_has_counts_and_seconds(processed: dict) -> None:
         report = processed[stage]
         assert report["videos_total"] == report["videos_done"] + report["videos_skipped"]
         assert report["seconds"] >= 0
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
+
+
+def test_parallel_workers_give_the_same_bytes_as_serial(processed: dict, hostile_part: Path, tmp_path: Path) -> None:
+    params = tiny_params(hostile_part.parent)
+    params["bboxes"]["workers"] = 2
+    params["crops"]["workers"] = 2
+    part = processed["part"]
+    report = bboxes.run(hostile_part, tmp_path / "bboxes", tmp_path / "b.json", bboxes.BboxesConfig.from_params(params))
+    assert tree_hashes(tmp_path / "bboxes") == tree_hashes(processed["out"] / "bboxes" / part)
+    assert skipped(report) == skipped(processed["bboxes"])
+    crops.run(
+        hostile_part,
+        tmp_path / "bboxes",
+        tmp_path / "crops",
+        tmp_path / "c.json",
+        crops.CropsConfig.from_params(params),
+    )
+    assert tree_hashes(tmp_path / "crops") == tree_hashes(processed["out"] / "crops" / part)

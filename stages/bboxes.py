@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from deepfake.cli import parse_stage_args, stage_parser
+from deepfake.cli import parse_stage_args, run_stage, stage_parser
 from deepfake.pipeline import bboxes
 
 
@@ -16,4 +16,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from deepfake.cli import parse_stage_args, stage_parser
+from deepfake.cli import parse_stage_args, run_stage, stage_parser
 from deepfake.folds import FoldsConfig
 from deepfake.params import require, section
 from deepfake.pipeline import folds
@@ -31,4 +31,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -91,6 +91,24 @@ def test_repro_produces_every_output(repo: tuple[Path, dict[str, str]]) -> None:
     assert len(folds) > 100
 
 
+def test_sample_folds_do_not_leak(repo: tuple[Path, dict[str, str]]) -> None:
+    """No original of the sample shares a fold with another's fakes, and every fold has originals."""
+    import pandas as pd
+
+    path, _ = repo
+    table = pd.read_csv(path / "data/folds.csv", keep_default_na=False)
+    assert table.groupby(["part", "original"])["fold"].nunique().max() == 1
+    fakes = table[table["label"] == "FAKE"]
+    assert (fakes["original"] != fakes["video"]).all()
+    folds_of_videos = table.groupby("video")["fold"].first()
+    for _, row in fakes.drop_duplicates("video").iterrows():
+        assert folds_of_videos[row["video"]] == folds_of_videos[row["original"]]
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    per_fold = table[table["label"] == "REAL"].groupby("fold")["video"].nunique()
+    assert sorted(per_fold.index) == list(range(params["folds"]["n_splits"]))
+    assert (per_fold >= 1).all()
+
+
 def test_status_is_clean_and_second_repro_runs_nothing(repo: tuple[Path, dict[str, str]]) -> None:
     path, env = repo
     assert "up to date" in run(["dvc", "status"], path, env)

@@ -171,3 +171,38 @@ def test_parallel_workers_give_the_same_bytes_as_serial(processed: dict, hostile
         crops.CropsConfig.from_params(params),
     )
     assert tree_hashes(tmp_path / "crops") == tree_hashes(processed["out"] / "crops" / part)
+
+
+def test_malformed_metadata_stops_the_stage_naming_the_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    part = tmp_path / "raw" / "dfdc_train_part_9"
+    part.mkdir(parents=True)
+    (part / "metadata.json").write_text('{"a.mp4": {"label": "REAL"')
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(tmp_path / "raw")))
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(root / "stages/bboxes.py"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--part-dir",
+            str(part),
+            "--out",
+            str(tmp_path / "out"),
+            "--report",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "ERROR deepfake: MetadataError" in result.stderr
+    assert f"{part}/metadata.json: not valid JSON" in result.stderr
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "r.json").exists()

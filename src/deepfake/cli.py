@@ -5,10 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deepfake.params import load_params
+from deepfake.folds import LeakageError
+from deepfake.metadata import MetadataError
+from deepfake.params import ParamsError, load_params
+
+# Errors about the user's input or configuration: reported in one line, not as a traceback.
+USER_ERRORS = (MetadataError, ParamsError, LeakageError, FileNotFoundError, ValueError)
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -32,6 +38,17 @@ def parse_stage_args(
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     return args, load_params(args.params)
+
+
+def run_stage(main: Callable[[], Any]) -> None:
+    """Run a stage's ``main``; a user error exits 2 with one ``error:`` line (``-v`` keeps the traceback)."""
+    try:
+        main()
+    except USER_ERRORS as err:
+        if "-v" in sys.argv or "--verbose" in sys.argv:
+            raise
+        logging.getLogger("deepfake").error("%s: %s", type(err).__name__, err)
+        sys.exit(2)
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -71,7 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except USER_ERRORS as err:
+        if args.verbose:
+            raise
+        logging.getLogger("deepfake").error("%s: %s", type(err).__name__, err)
+        return 2
 
 
 if __name__ == "__main__":

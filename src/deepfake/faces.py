@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from deepfake.fileio import write_json_atomic
+from deepfake.fileio import read_json_limited, write_json_atomic
 
 BOXES_FORMAT = 1
 MAX_BOXES_FILE_BYTES = 16 * 1024 * 1024
@@ -182,14 +181,7 @@ def _is_number(value: Any) -> bool:
 
 def load_boxes(path: Path) -> VideoBoxes:
     """Read and validate a boxes file written by the bboxes stage."""
-    if not path.is_file():
-        raise BoxesFileError(f"{path}: not found")
-    if path.stat().st_size > MAX_BOXES_FILE_BYTES:
-        raise BoxesFileError(f"{path}: larger than {MAX_BOXES_FILE_BYTES} bytes")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BoxesFileError(f"{path}: not valid JSON: {err}") from err
+    data = read_json_limited(path, MAX_BOXES_FILE_BYTES, BoxesFileError)
     if not isinstance(data, dict) or data.get("format") != BOXES_FORMAT:
         raise BoxesFileError(f"{path}: not a boxes file of format {BOXES_FORMAT}")
     width, height, frames = data.get("width"), data.get("height"), data.get("frames")

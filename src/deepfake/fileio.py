@@ -45,6 +45,19 @@ def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
             tmp.unlink()
 
 
+def read_json_limited(path: Path, max_bytes: int, error: type[Exception], missing_hint: str = "") -> Any:
+    """Parse a JSON file that must exist and be at most ``max_bytes``; failures raise ``error``."""
+    if not path.is_file():
+        raise error(f"{path}: not found{missing_hint}")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise error(f"{path}: {size} bytes, over the {max_bytes} limit")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise error(f"{path}: not valid JSON: {err}") from err
+
+
 def write_bytes_atomic(path: Path | str, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

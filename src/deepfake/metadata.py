@@ -7,10 +7,11 @@ recorded, so one bad line never loses the rest of the part.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from deepfake.fileio import read_json_limited
 
 METADATA_NAME = "metadata.json"
 LABELS = ("REAL", "FAKE")
@@ -105,14 +106,7 @@ def load_metadata(folder: Path | str) -> PartMetadata:
     """
     folder = Path(folder)
     path = folder / METADATA_NAME
-    if not path.is_file():
-        raise MetadataError(f"{path}: not found (is {folder} a DFDC part folder?)")
-    if path.stat().st_size > MAX_METADATA_BYTES:
-        raise MetadataError(f"{path}: {path.stat().st_size} bytes, over the {MAX_METADATA_BYTES} limit")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise MetadataError(f"{path}: not valid JSON: {err}") from err
+    raw = read_json_limited(path, MAX_METADATA_BYTES, MetadataError, f" (is {folder} a DFDC part folder?)")
     if not isinstance(raw, dict):
         raise MetadataError(f"{path}: expected an object of video name -> entry, got {type(raw).__name__}")
 

@@ -1,0 +1,144 @@
+"""Model registry with one factory, as timm does: ``create_model(name, **kwargs)``.
+
+Every model returns raw logits (the sigmoid belongs to the caller, so exports stay quantizable):
+- ``classifier`` (DFDC-1st): timm encoder -> global average pool -> dropout -> Linear(features, 1).
+  Forward returns ``{"logit": (N, 1)}``.
+- ``uynet`` (U-YNet): a segmentation-models-pytorch UNet whose encoder bottleneck also feeds a
+  classification head (``aux_params``). Forward returns ``{"logit": (N, 1), "mask": (N, 1, H, W)}``.
+Encoders are built with random weights unless ``weights`` names a file this pipeline produced;
+nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+class CheckpointError(ValueError):
+    """A weights file that cannot be loaded into the model it is meant for."""
+
+
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _check_input(x: torch.Tensor, multiple: int = 1) -> None:
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected a float batch of shape (N, 3, H, W), got {tuple(x.shape)}")
+    if x.shape[2] % multiple or x.shape[3] % multiple:
+        raise ValueError(
+            f"input size {tuple(x.shape[2:])} must be divisible by {multiple} for this model; "
+            f"use an image size that is a multiple of {multiple} (train.image_size)"
+        )
+
+
+class Classifier(nn.Module):
+    """DFDC-1st's classifier: encoder features -> dropout -> one logit."""
+
+    def __init__(self, encoder: str, dropout: float = 0.0, drop_path: float = 0.0) -> None:
+        super().__init__()
+        import timm
+
+        kwargs: dict[str, Any] = {"pretrained": False, "num_classes": 0, "global_pool": "avg"}
+        if drop_path:
+            kwargs["drop_path_rate"] = drop_path
+        try:
+            self.encoder = timm.create_model(encoder, **kwargs)
+        except RuntimeError as err:  # timm raises RuntimeError for unknown names
+            raise ValueError(f"unknown timm encoder {encoder!r}: {err}") from err
+        features = getattr(self.encoder, "head_hidden_size", None) or self.encoder.num_features
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(features, 1)
+        self.encoder_name = encoder
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        _check_input(x)
+        return {"logit": self.fc(self.dropout(self.encoder(x)))}
+
+
+class UYNet(nn.Module):
+    """U-YNet: UNet segmentation of the manipulated pixels plus a real/fake logit from the bottleneck."""
+
+    def __init__(self, encoder: str, dropout: float = 0.2, depth: int = 5) -> None:
+        super().__init__()
+        import segmentation_models_pytorch as smp
+
+        decoder_channels = (256, 128, 64, 32, 16)[:depth]
+        try:
+            self.net = smp.Unet(
+                encoder_name=encoder,
+                encoder_weights=None,
+                encoder_depth=depth,
+                decoder_channels=decoder_channels,
+                classes=1,
+                aux_params={"classes": 1, "dropout": dropout},
+            )
+        except (KeyError, ValueError, RuntimeError) as err:
+            raise ValueError(f"segmentation-models-pytorch cannot build encoder {encoder!r}: {err}") from err
+        self.multiple = 2**depth
+        self.encoder_name = encoder
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        _check_input(x, self.multiple)
+        mask, logit = self.net(x)
+        return {"logit": logit, "mask": mask}
+
+
+@register_model("classifier")
+def _classifier(encoder: str = "efficientnet_b0", dropout: float = 0.0, drop_path: float = 0.0) -> nn.Module:
+    return Classifier(encoder, dropout=dropout, drop_path=drop_path)
+
+
+@register_model("uynet")
+def _uynet(encoder: str = "resnet18", dropout: float = 0.2, depth: int = 5) -> nn.Module:
+    return UYNet(encoder, dropout=dropout, depth=depth)
+
+
+def create_model(name: str, weights: str | Path | None = None, **kwargs: Any) -> nn.Module:
+    """Build a registered model; ``weights`` loads a state dict strictly (weights_only)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
+    model = _REGISTRY[name](**kwargs)
+    if weights:
+        load_weights(model, weights)
+    return model
+
+
+def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load ``path`` into ``model`` with weights_only=True and strict=True; clear errors otherwise.
+
+    Accepts a bare state dict or a training checkpoint holding one under ``"model"``. Returns the
+    checkpoint's other entries (epoch, config, ...).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle payloads and corrupt files both land here
+        raise CheckpointError(f"{path}: refused to load (not a plain tensor checkpoint): {err}") from err
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: holds no state dict")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: does not fit {type(model).__name__}: {err}") from err
+    return {k: v for k, v in checkpoint.items() if k != "model"} if "model" in checkpoint else {}

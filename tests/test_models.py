@@ -1,0 +1,74 @@
+"""The model registry: every model builds, returns logits of the right shapes, and loads strictly."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from deepfake.models import CheckpointError, create_model, list_models
+
+# Small encoders keep these tests fast; the defaults are exercised by name only.
+SMALL = {"classifier": {"encoder": "mobilenetv3_small_050"}, "uynet": {"encoder": "resnet18", "depth": 3}}
+
+
+def test_registry_lists_both_models() -> None:
+    assert list_models() == ["classifier", "uynet"]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_returns_logits(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, **SMALL[name]).eval()
+    out = model(torch.rand(2, 3, 64, 64))
+    assert out["logit"].shape == (2, 1)
+    if name == "uynet":
+        assert out["mask"].shape == (2, 1, 64, 64)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_bad_input_shapes_have_actionable_errors(name: str) -> None:
+    model = create_model(name, **SMALL[name])
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        model(torch.rand(2, 1, 64, 64))
+    if name == "uynet":
+        with pytest.raises(ValueError, match="multiple of 8"):
+            model(torch.rand(1, 3, 60, 60))
+
+
+def test_unknown_names_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="registered: classifier, uynet"):
+        create_model("vit_giant")
+    with pytest.raises(ValueError, match="unknown timm encoder"):
+        create_model("classifier", encoder="no_such_encoder")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_weights_round_trip_strictly(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, **SMALL[name]).eval()
+    torch.save({"model": model.state_dict(), "epoch": 3}, tmp_path / "ckpt.pt")
+    torch.manual_seed(1)
+    loaded = create_model(name, weights=tmp_path / "ckpt.pt", **SMALL[name]).eval()
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(model(x)["logit"], loaded(x)["logit"])
+
+
+def test_checkpoint_of_another_shape_is_refused(tmp_path: Path) -> None:
+    torch.save(create_model("classifier", **SMALL["classifier"]).state_dict(), tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="does not fit"):
+        create_model("uynet", weights=tmp_path / "c.pt", **SMALL["uynet"])
+    with pytest.raises(CheckpointError, match="not found"):
+        create_model("classifier", weights=tmp_path / "missing.pt", **SMALL["classifier"])
+
+
+def test_pickle_payload_is_refused_and_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):  # what a hostile checkpoint would carry
+            return (Path.touch, (marker,))
+
+    torch.save({"model": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused to load"):
+        create_model("classifier", weights=tmp_path / "evil.pt", **SMALL["classifier"])
+    assert not marker.exists()

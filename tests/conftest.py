@@ -9,6 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from deepfake.folds import FoldsConfig
+from deepfake.pipeline import bboxes, crops, diffs, folds, landmarks
+
 FACES = Path(__file__).resolve().parents[1] / "src" / "deepfake" / "assets" / "faces"
 SIZE = (320, 180)  # width, height: below 300 px on the short side, so detection runs at 2x
 FRAMES = 16
@@ -33,6 +36,47 @@ def tiny_params(root: Path) -> dict:
         "landmarks": {"device": "cpu", "thresholds": [0.6, 0.7, 0.7], "workers": 1, "torch_threads": 1},
         "diffs": {"win_size": 7, "mask_threshold": 102, "workers": 1},
         "folds": {"strategy": "original", "n_splits": 2, "seed": 1, "part_splits": 16, "parts_total": 50},
+        "models": ["classifier", "uynet"],
+        "model": {
+            "classifier": {"encoder": "mobilenetv3_small_050", "dropout": 0.0, "drop_path": 0.0},
+            "uynet": {"encoder": "resnet18", "dropout": 0.0, "depth": 3},
+        },
+        "train": {
+            "seed": 7,
+            "holdout_fold": 0,
+            "val_fold": 1,
+            "image_size": 64,
+            "epochs": 2,
+            "batch_size": 4,
+            "optimizer": "adamw",
+            "lr": 0.001,
+            "momentum": 0.9,
+            "weight_decay": 0.0,
+            "poly_power": 0.9,
+            "grad_clip": 1.0,
+            "label_clip": 0.01,
+            "seg_weight": 0.5,
+            "fake_weight": 1.4,
+            "ignore_epochs": 0,
+            "checkpoint_every": 1,
+            "num_workers": 0,
+            "device": "cpu",
+        },
+        "ensemble": {"seeds": [8]},
+        "augment": {
+            "jpeg": 0.5,
+            "jpeg_quality": [60, 100],
+            "noise": 0.1,
+            "blur": 0.05,
+            "flip": 0.5,
+            "color": 0.7,
+            "gray": 0.2,
+            "affine": 0.5,
+            "landmark_cutout": 0.7,
+            "hull_cutout": 0.2,
+            "quadrant_cutout": 0.1,
+            "min_changed_pixels": 32,
+        },
     }
 
 
@@ -109,3 +153,49 @@ def build_hostile_part(root: Path, part: str = "dfdc_train_part_0") -> Path:
 @pytest.fixture(scope="session")
 def hostile_part(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_hostile_part(tmp_path_factory.mktemp("raw"))
+
+
+@pytest.fixture(scope="session")
+def processed(hostile_part: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Run every preprocessing stage once on the hostile part."""
+    out = tmp_path_factory.mktemp("processed")
+    params = tiny_params(hostile_part.parent)
+    part = hostile_part.name
+    reports = out / "reports"
+    result = {"out": out, "part": part}
+    result["bboxes"] = bboxes.run(
+        hostile_part, out / "bboxes" / part, reports / "bboxes.json", bboxes.BboxesConfig.from_params(params)
+    )
+    result["crops"] = crops.run(
+        hostile_part,
+        out / "bboxes" / part,
+        out / "crops" / part,
+        reports / "crops.json",
+        crops.CropsConfig.from_params(params),
+    )
+    result["landmarks"] = landmarks.run(
+        out / "crops",
+        part,
+        out / "landmarks" / part,
+        reports / "landmarks.json",
+        landmarks.LandmarksConfig.from_params(params),
+    )
+    result["diffs"] = diffs.run(
+        out / "crops",
+        part,
+        out / "diffs" / part,
+        out / "masks" / part,
+        reports / "diffs.json",
+        diffs.DiffsConfig.from_params(params),
+    )
+    result["folds"] = folds.run(
+        out / "crops",
+        out / "landmarks",
+        out / "diffs",
+        out / "masks",
+        [part],
+        out / "folds.csv",
+        reports / "folds.json",
+        FoldsConfig.from_params(params),
+    )
+    return result

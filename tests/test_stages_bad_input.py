@@ -7,57 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
-from deepfake.folds import FoldsConfig
-from deepfake.pipeline import bboxes, crops, diffs, folds, landmarks
+from deepfake.pipeline import bboxes, crops
 from tests.conftest import tiny_params
-
-
-@pytest.fixture(scope="module")
-def processed(hostile_part: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Run every preprocessing stage once on the hostile part."""
-    out = tmp_path_factory.mktemp("processed")
-    params = tiny_params(hostile_part.parent)
-    part = hostile_part.name
-    reports = out / "reports"
-    result = {"out": out, "part": part}
-    result["bboxes"] = bboxes.run(
-        hostile_part, out / "bboxes" / part, reports / "bboxes.json", bboxes.BboxesConfig.from_params(params)
-    )
-    result["crops"] = crops.run(
-        hostile_part,
-        out / "bboxes" / part,
-        out / "crops" / part,
-        reports / "crops.json",
-        crops.CropsConfig.from_params(params),
-    )
-    result["landmarks"] = landmarks.run(
-        out / "crops",
-        part,
-        out / "landmarks" / part,
-        reports / "landmarks.json",
-        landmarks.LandmarksConfig.from_params(params),
-    )
-    result["diffs"] = diffs.run(
-        out / "crops",
-        part,
-        out / "diffs" / part,
-        out / "masks" / part,
-        reports / "diffs.json",
-        diffs.DiffsConfig.from_params(params),
-    )
-    result["folds"] = folds.run(
-        out / "crops",
-        out / "landmarks",
-        out / "diffs",
-        out / "masks",
-        [part],
-        out / "folds.csv",
-        reports / "folds.json",
-        FoldsConfig.from_params(params),
-    )
-    return result
 
 
 def skipped(report: dict) -> dict[str, str]:

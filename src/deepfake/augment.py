@@ -1,0 +1,180 @@
+"""Training augmentations: albumentations (DFDC-1st's list) plus its face-part cutouts.
+
+The cutouts work on the native-size crop before resizing, with the crop's 5-point landmarks
+(eyes, nose, mouth corners) and, for fakes, the binarised SSIM mask:
+- landmark cutout: black out the eyes, the nose or the mouth with a thick line;
+- hull cutout: black out one half (left/right/top/bottom) of the face region around the landmarks;
+- quadrant cutout: keep a half or diagonal pair of quadrants, chosen so a fake keeps changed pixels.
+All randomness comes from the ``rng`` passed in, so a sample's augmentation is set by its seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from deepfake.params import section
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    jpeg: float
+    jpeg_quality: tuple[int, int]
+    noise: float
+    blur: float
+    flip: float
+    color: float
+    gray: float
+    affine: float
+    landmark_cutout: float
+    hull_cutout: float
+    quadrant_cutout: float
+    min_changed_pixels: int  # a fake crop whose mask has fewer changed pixels does not count as fake
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> AugmentConfig:
+        sect = section(params, "augment")
+        config = cls(
+            jpeg=float(sect["jpeg"]),
+            jpeg_quality=(int(sect["jpeg_quality"][0]), int(sect["jpeg_quality"][1])),
+            noise=float(sect["noise"]),
+            blur=float(sect["blur"]),
+            flip=float(sect["flip"]),
+            color=float(sect["color"]),
+            gray=float(sect["gray"]),
+            affine=float(sect["affine"]),
+            landmark_cutout=float(sect["landmark_cutout"]),
+            hull_cutout=float(sect["hull_cutout"]),
+            quadrant_cutout=float(sect["quadrant_cutout"]),
+            min_changed_pixels=int(sect["min_changed_pixels"]),
+        )
+        for name, value in vars(config).items():
+            if isinstance(value, float) and not 0.0 <= value <= 1.0:
+                raise ValueError(f"augment.{name} is a probability, got {value}")
+        return config
+
+
+def resize_and_pad(image_size: int, interpolation: int = cv2.INTER_AREA) -> list[A.BasicTransform]:
+    """Isotropic resize of the longer side to ``image_size``, then zero padding to a square."""
+    return [
+        A.LongestMaxSize(max_size=image_size, interpolation=interpolation, mask_interpolation=cv2.INTER_NEAREST),
+        A.PadIfNeeded(
+            min_height=image_size, min_width=image_size, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0
+        ),
+    ]
+
+
+def train_transform(image_size: int, config: AugmentConfig) -> A.Compose:
+    """DFDC-1st's training augmentations, probabilities from params."""
+    resize = A.OneOf(
+        [
+            A.Compose(resize_and_pad(image_size, cv2.INTER_AREA)),
+            A.Compose(resize_and_pad(image_size, cv2.INTER_LINEAR)),
+            A.Compose(resize_and_pad(image_size, cv2.INTER_CUBIC)),
+        ],
+        p=1.0,
+    )
+    return A.Compose(
+        [
+            A.ImageCompression(quality_range=config.jpeg_quality, p=config.jpeg),
+            A.GaussNoise(std_range=(0.02, 0.08), p=config.noise),
+            A.GaussianBlur(blur_limit=(3, 5), p=config.blur),
+            A.HorizontalFlip(p=config.flip),
+            resize,
+            A.OneOf([A.RandomBrightnessContrast(), A.FancyPCA(), A.HueSaturationValue()], p=config.color),
+            A.ToGray(p=config.gray),
+            A.Affine(
+                translate_percent=(-0.06, 0.06),
+                scale=(0.9, 1.1),
+                rotate=(-10, 10),
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                fill_mask=0,
+                p=config.affine,
+            ),
+        ]
+    )
+
+
+def eval_transform(image_size: int) -> A.Compose:
+    return A.Compose(resize_and_pad(image_size))
+
+
+def _line_width(landmarks: np.ndarray) -> int:
+    eye_distance = float(np.linalg.norm(landmarks[1] - landmarks[0]))
+    return max(2, int(eye_distance / 3))
+
+
+def landmark_cutout(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Black out the eyes, the nose or the mouth (DFDC-1st's remove_eyes/nose/mouth)."""
+    out = image.copy()
+    points = np.round(landmarks).astype(int)
+    part = int(rng.integers(3))
+    width = _line_width(landmarks)
+    if part == 0:  # eyes
+        start, end = points[0], points[1]
+    elif part == 1:  # nose: from the nose tip to the middle of the mouth
+        start, end = points[2], (points[3] + points[4]) // 2
+    else:  # mouth
+        start, end = points[3], points[4]
+    cv2.line(out, tuple(int(v) for v in start), tuple(int(v) for v in end), (0, 0, 0), width)
+    return out
+
+
+def hull_cutout(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Black out one half of the face region (an ellipse around the landmarks, grown to the face)."""
+    centre = landmarks.mean(axis=0)
+    eye_distance = max(float(np.linalg.norm(landmarks[1] - landmarks[0])), 2.0)
+    face = np.zeros(image.shape[:2], np.uint8)
+    axes = (int(eye_distance * 1.1), int(eye_distance * 1.5))
+    cv2.ellipse(face, (int(centre[0]), int(centre[1])), axes, 0, 0, 360, 1, -1)
+    half = np.zeros_like(face)
+    cx, cy = int(centre[0]), int(centre[1])
+    side = int(rng.integers(4))
+    if side == 0:
+        half[:, :cx] = 1
+    elif side == 1:
+        half[:, cx:] = 1
+    elif side == 2:
+        half[:cy] = 1
+    else:
+        half[cy:] = 1
+    out = image.copy()
+    out[(face & half) > 0] = 0
+    return out
+
+
+def quadrant_masks(height: int, width: int) -> list[np.ndarray]:
+    """DFDC-1st's six bit masks: keep one half (4 ways) or one diagonal pair of quadrants (2 ways)."""
+    mid_h, mid_w = height // 2, width // 2
+    masks = []
+    for region in (
+        (slice(None, mid_h), slice(None)),
+        (slice(mid_h, None), slice(None)),
+        (slice(None), slice(None, mid_w)),
+        (slice(None), slice(mid_w, None)),
+    ):
+        keep = np.ones((height, width), np.uint8)
+        keep[region] = 0
+        masks.append(keep)
+    diagonal = np.ones((height, width), np.uint8)
+    diagonal[:mid_h, :mid_w] = 0
+    diagonal[mid_h:, mid_w:] = 0
+    masks.extend([diagonal, 1 - diagonal])
+    return masks
+
+
+def quadrant_cutout(
+    image: np.ndarray, mask: np.ndarray, is_fake: bool, min_changed: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Zero out part of the crop; for a fake only if enough changed pixels survive (tries each mask once)."""
+    candidates = quadrant_masks(*image.shape[:2])
+    for index in rng.permutation(len(candidates)):
+        keep = candidates[index]
+        if not is_fake or np.count_nonzero(mask * keep) > min_changed:
+            return image * keep[..., None], mask * keep
+    return image, mask

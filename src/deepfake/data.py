@@ -1,0 +1,165 @@
+"""Training data: folds.csv rows -> tensors, and DFDC-1st's per-epoch balanced sampling."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from deepfake.augment import (
+    AugmentConfig,
+    eval_transform,
+    hull_cutout,
+    landmark_cutout,
+    quadrant_cutout,
+    train_transform,
+)
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class DataRoots:
+    crops: Path
+    landmarks: Path
+    masks: Path
+
+
+def read_folds(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; run the folds stage (dvc repro folds)")
+    table = pd.read_csv(path, keep_default_na=False, dtype={"landmarks": str, "diff": str, "mask": str})
+    missing = {"video", "file", "label", "original", "fold", "landmarks", "mask"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    return table
+
+
+def select_folds(table: pd.DataFrame, folds: list[int], drop_unmasked_fakes: bool = True) -> pd.DataFrame:
+    """Rows of ``folds``; fakes without a mask (no original crop to compare) are left out of training."""
+    rows = table[table["fold"].isin(folds)]
+    if drop_unmasked_fakes:
+        unmasked = (rows["label"] == "FAKE") & (rows["mask"] == "")
+        if unmasked.any():
+            logger.info("leaving out %d fake crops without a diff mask", int(unmasked.sum()))
+        rows = rows[~unmasked]
+    return rows.reset_index(drop=True)
+
+
+def epoch_indices(labels: np.ndarray, epoch: int, seed: int) -> np.ndarray:
+    """All reals plus as many randomly chosen fakes, shuffled; seeded by ``(epoch + 1) * seed``."""
+    rng = np.random.default_rng((epoch + 1) * seed)
+    reals, fakes = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    if len(reals) and len(fakes) > len(reals):
+        fakes = rng.choice(fakes, size=len(reals), replace=False)
+    indices = np.concatenate([reals, fakes])
+    rng.shuffle(indices)
+    return indices
+
+
+def shard(indices: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """This replica's share; padded by wrapping so every replica runs the same number of steps."""
+    if world_size <= 1:
+        return indices
+    total = -(-len(indices) // world_size) * world_size
+    padded = np.resize(indices, total)
+    return padded[rank::world_size]
+
+
+class CropDataset(Dataset):
+    """Face crops with label, validity, binarised mask and (for training) augmentations.
+
+    Each sample's randomness is seeded by ``(seed, epoch, index)``, so augmentations do not
+    depend on the number of data-loader workers or replicas.
+    """
+
+    def __init__(
+        self,
+        rows: pd.DataFrame,
+        roots: DataRoots,
+        image_size: int,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        min_changed_pixels: int = 32,
+    ) -> None:
+        self.rows = rows.reset_index(drop=True)
+        self.roots = roots
+        self.augment = augment
+        self.transform = train_transform(image_size, augment) if augment else eval_transform(image_size)
+        self.seed = seed
+        self.epoch = 0
+        self.min_changed = augment.min_changed_pixels if augment else min_changed_pixels
+        self.mean = np.array(IMAGENET_MEAN, np.float32) * 255
+        self.std = np.array(IMAGENET_STD, np.float32) * 255
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def labels(self) -> np.ndarray:
+        return (self.rows["label"] == "FAKE").to_numpy(dtype=np.int64)
+
+    def _read(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        row = self.rows.iloc[index]
+        path = self.roots.crops / row["file"]
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise FileNotFoundError(f"{path}: crop missing or unreadable")
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        mask = np.zeros(image.shape[:2], np.uint8)
+        if row["label"] == "FAKE" and row["mask"]:
+            stored = cv2.imread(str(self.roots.masks / row["mask"]), cv2.IMREAD_GRAYSCALE)
+            if stored is None or stored.shape != mask.shape:
+                raise FileNotFoundError(f"{self.roots.masks / row['mask']}: mask missing or of another size")
+            mask = (stored > 0).astype(np.uint8)
+        landmarks = np.load(self.roots.landmarks / row["landmarks"]) if row["landmarks"] else None
+        return image, mask, landmarks
+
+    def _cutouts(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        landmarks: np.ndarray | None,
+        is_fake: bool,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        config = self.augment
+        assert config is not None
+        if landmarks is not None and rng.random() < config.landmark_cutout:
+            return landmark_cutout(image, landmarks, rng), mask
+        if landmarks is not None and rng.random() < config.hull_cutout:
+            return hull_cutout(image, landmarks, rng), mask
+        if rng.random() < config.quadrant_cutout:
+            return quadrant_cutout(image, mask, is_fake, self.min_changed, rng)
+        return image, mask
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image, mask, landmarks = self._read(index)
+        is_fake = self.rows.iloc[index]["label"] == "FAKE"
+        if self.augment:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            image, mask = self._cutouts(image, mask, landmarks, is_fake, rng)
+            self.transform.set_random_seed(int(rng.integers(2**31)))
+        # a fake crop whose diff shows (almost) no change carries no fake evidence: not counted
+        valid = (not is_fake) or np.count_nonzero(mask) > self.min_changed
+        out = self.transform(image=image, mask=mask)
+        pixels = (out["image"].astype(np.float32) - self.mean) / self.std
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))),
+            "mask": torch.from_numpy(out["mask"].astype(np.float32))[None],
+            "label": torch.tensor(float(is_fake)),
+            "valid": torch.tensor(float(valid)),
+            "index": torch.tensor(index),
+        }

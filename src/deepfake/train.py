@@ -1,0 +1,411 @@
+"""Training: one model, one seed. Runs alone or under ``torchrun`` (DDP, SyncBatchNorm).
+
+Checkpoints (rank 0 only) go to the output folder:
+- ``last.pt``: model, optimiser, schedule, epoch, history and a fingerprint of the config and the
+  folds file; a rerun with the same fingerprint resumes from it, any other fingerprint starts over;
+- ``epoch_<k>.pt``: the model every ``checkpoint_every`` epochs;
+- ``best.pt``: the model with the lowest weighted validation loss after ``ignore_epochs`` (the last
+  epoch's if none qualifies).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from deepfake.augment import AugmentConfig
+from deepfake.data import CropDataset, DataRoots, epoch_indices, read_folds, select_folds, shard
+from deepfake.fileio import atomic_path
+from deepfake.losses import total_loss
+from deepfake.metrics import balanced_log_loss, log_loss, mask_iou_dice, roc_auc
+from deepfake.models import create_model
+from deepfake.params import section
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str
+    model_kwargs: dict[str, Any]
+    seed: int
+    holdout_fold: int
+    val_fold: int
+    image_size: int
+    epochs: int
+    batch_size: int
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    poly_power: float
+    grad_clip: float
+    label_clip: float
+    seg_weight: float
+    fake_weight: float
+    ignore_epochs: int
+    checkpoint_every: int
+    num_workers: int
+    device: str
+    augment: AugmentConfig = field(repr=False, default=None)  # type: ignore[assignment]
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], model: str, seed: int | None = None) -> TrainConfig:
+        sect = section(params, "train")
+        models = section(params, "model")
+        if model not in models:
+            raise ValueError(f"params.yaml: no 'model.{model}' section (known: {', '.join(models)})")
+        config = cls(
+            model=model,
+            model_kwargs=dict(models[model]),
+            seed=int(sect["seed"] if seed is None else seed),
+            holdout_fold=int(sect["holdout_fold"]),
+            val_fold=int(sect["val_fold"]),
+            image_size=int(sect["image_size"]),
+            epochs=int(sect["epochs"]),
+            batch_size=int(sect["batch_size"]),
+            optimizer=str(sect["optimizer"]),
+            lr=float(sect["lr"]),
+            momentum=float(sect["momentum"]),
+            weight_decay=float(sect["weight_decay"]),
+            poly_power=float(sect["poly_power"]),
+            grad_clip=float(sect["grad_clip"]),
+            label_clip=float(sect["label_clip"]),
+            seg_weight=float(sect["seg_weight"]),
+            fake_weight=float(sect["fake_weight"]),
+            ignore_epochs=int(sect["ignore_epochs"]),
+            checkpoint_every=int(sect["checkpoint_every"]),
+            num_workers=int(sect["num_workers"]),
+            device=str(sect["device"]),
+            augment=AugmentConfig.from_params(params),
+        )
+        if config.optimizer not in OPTIMIZERS:
+            raise ValueError(f"train.optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
+        if config.val_fold == config.holdout_fold:
+            raise ValueError("train.val_fold must differ from train.holdout_fold (the holdout is never used here)")
+        if config.epochs < 1 or config.batch_size < 1 or config.checkpoint_every < 1:
+            raise ValueError("train.epochs, batch_size and checkpoint_every must be >= 1")
+        return config
+
+    def fingerprint(self, folds_csv: Path) -> str:
+        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode())
+        digest.update(folds_csv.read_bytes())
+        return digest.hexdigest()
+
+
+# ---- process setup ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_runtime(requested: str) -> Runtime:
+    """Pick the device; join the process group when launched by torchrun (NCCL on GPU, gloo on CPU)."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("train.device asks for CUDA but no GPU is visible (set train.device: cpu)")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1:
+        rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+        backend = "nccl" if requested.startswith("cuda") else "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend=backend)
+        if requested.startswith("cuda"):
+            torch.cuda.set_device(local_rank)
+            return Runtime(torch.device("cuda", local_rank), rank, world_size)
+        return Runtime(torch.device("cpu"), rank, world_size)
+    return Runtime(torch.device(requested))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    # CPU runs are repeatable bit for bit; warn (not fail) for the few ops without a deterministic kernel
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def prepare_model(model: nn.Module, runtime: Runtime) -> nn.Module:
+    model = model.to(runtime.device)
+    if runtime.world_size > 1:
+        if runtime.device.type == "cuda":  # PyTorch's SyncBatchNorm runs on GPUs only; gloo replicas keep own BN stats
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return model
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig, total_steps: int) -> tuple[Any, Any]:
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
+        )
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    power, steps = config.poly_power, max(total_steps, 1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / steps) ** power)
+    return optimizer, schedule
+
+
+# ---- one step, one epoch, validation -----------------------------------------------------------
+
+
+def train_step(
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    optimizer: Any,
+    config: TrainConfig,
+    runtime: Runtime,
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict[str, float]:
+    model.train()
+    device = runtime.device
+    images = batch["image"].to(device, non_blocking=True)
+    use_amp = scaler is not None and device.type == "cuda"
+    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+        outputs = model(images)
+    loss, parts = total_loss(
+        outputs,
+        batch["label"].to(device),
+        batch["valid"].to(device),
+        batch["mask"].to(device),
+        config.seg_weight,
+        config.label_clip,
+    )
+    optimizer.zero_grad(set_to_none=True)
+    if use_amp:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if config.grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    if use_amp:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return {"loss": float(loss.detach()), **parts}
+
+
+@torch.no_grad()
+def predict_rows(model: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, np.ndarray]:
+    """Probabilities (and mask IoU inputs) for every row of the loader's dataset, in row order."""
+    model.eval()
+    probs, indices, ious = [], [], []
+    for batch in loader:
+        outputs = model(batch["image"].to(device))
+        probs.append(torch.sigmoid(outputs["logit"].float()).reshape(-1).cpu().numpy())
+        indices.append(batch["index"].numpy())
+        if "mask" in outputs:
+            predicted = (outputs["mask"] > 0).cpu().numpy()
+            target = batch["mask"].numpy() > 0.5
+            ious.extend(mask_iou_dice(p, t)[0] for p, t in zip(predicted, target, strict=True))
+    order = np.argsort(np.concatenate(indices))
+    result = {"prob": np.concatenate(probs)[order]}
+    if ious:
+        result["iou"] = np.asarray(ious)[order]
+    return result
+
+
+def video_losses(rows: pd.DataFrame, probs: np.ndarray, fake_weight: float) -> dict[str, float]:
+    """DFDC-1st's validation: mean probability per video, log loss on fakes and reals separately."""
+    frame = rows.assign(prob=probs, y=(rows["label"] == "FAKE").astype(int))
+    videos = frame.groupby("video").agg(prob=("prob", "mean"), y=("y", "first"))
+    fakes, reals = videos[videos["y"] == 1], videos[videos["y"] == 0]
+    fake_loss = log_loss(fakes["y"], fakes["prob"]) if len(fakes) else float("nan")
+    real_loss = log_loss(reals["y"], reals["prob"]) if len(reals) else float("nan")
+    return {
+        "val_fake_loss": fake_loss,
+        "val_real_loss": real_loss,
+        "val_balanced_log_loss": balanced_log_loss(videos["y"], videos["prob"]),
+        "val_weighted_loss": (fake_weight * fake_loss + real_loss) / (fake_weight + 1),
+        "val_auc": roc_auc(videos["y"], videos["prob"]),
+    }
+
+
+# ---- the whole run -----------------------------------------------------------------------------
+
+
+def _save(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _loader(dataset: Any, batch_size: int, workers: int) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, drop_last=False)
+
+
+def pick_best(history: list[dict[str, float]], ignore_epochs: int) -> int | None:
+    """The epoch with the lowest weighted validation loss, ignoring the first ``ignore_epochs``."""
+    candidates = [h for h in history if h["epoch"] >= ignore_epochs and np.isfinite(h["val_weighted_loss"])]
+    if not candidates:
+        return None
+    return int(min(candidates, key=lambda h: h["val_weighted_loss"])["epoch"])
+
+
+def _resume_state(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
+    last = out_dir / "last.pt"
+    if not last.is_file():
+        return None
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    if state.get("fingerprint") != fingerprint:
+        logger.info("%s belongs to another config or data: starting over", last)
+        return None
+    return state
+
+
+def _clear(out_dir: Path) -> None:
+    for path in out_dir.glob("*.pt"):
+        path.unlink()
+
+
+def fit(
+    config: TrainConfig, folds_csv: Path, roots: DataRoots, out_dir: Path, log_epoch: Any = None
+) -> list[dict[str, float]]:
+    """Train ``config.model`` with ``config.seed``; returns the per-epoch history.
+
+    ``log_epoch(record)`` (rank 0) receives each epoch's record, the resumed ones included.
+    """
+    runtime = setup_runtime(config.device)
+    seed_everything(config.seed)
+    table = read_folds(folds_csv)
+    train_folds = sorted(set(table["fold"]) - {config.holdout_fold, config.val_fold})
+    train_rows = select_folds(table, train_folds)
+    val_rows = select_folds(table, [config.val_fold], drop_unmasked_fakes=False)
+    if train_rows.empty or val_rows.empty:
+        raise ValueError(f"{folds_csv}: training folds {train_folds} or validation fold {config.val_fold} is empty")
+    train_set = CropDataset(train_rows, roots, config.image_size, config.augment, config.seed)
+    val_set = CropDataset(val_rows, roots, config.image_size, None, config.seed, config.augment.min_changed_pixels)
+    labels = train_set.labels
+    steps_per_epoch = -(-len(shard(epoch_indices(labels, 0, config.seed), 0, runtime.world_size)) // config.batch_size)
+
+    model = prepare_model(create_model(config.model, **config.model_kwargs), runtime)
+    optimizer, schedule = build_optimizer(model, config, steps_per_epoch * config.epochs)
+    scaler = torch.amp.GradScaler("cuda") if runtime.device.type == "cuda" else None
+    fingerprint = config.fingerprint(folds_csv)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    history: list[dict[str, float]] = []
+    start = 0
+    state = _resume_state(out_dir, fingerprint)
+    if state is None:
+        if runtime.main:
+            _clear(out_dir)
+    else:
+        unwrap(model).load_state_dict(state["model"], strict=True)
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        history, start = list(state["history"]), int(state["epoch"]) + 1
+        logger.info("resuming %s from epoch %d", out_dir, start)
+        if log_epoch and runtime.main:
+            for record in history:
+                log_epoch(record)
+
+    for epoch in range(start, config.epochs):
+        started = time.perf_counter()
+        train_set.set_epoch(epoch)
+        indices = shard(epoch_indices(labels, epoch, config.seed), runtime.rank, runtime.world_size)
+        loader = _loader(Subset(train_set, indices.tolist()), config.batch_size, config.num_workers)
+        losses, data_seconds, fetch_started = [], 0.0, time.perf_counter()
+        for batch in loader:
+            data_seconds += time.perf_counter() - fetch_started
+            losses.append(train_step(model, batch, optimizer, config, runtime, scaler)["loss"])
+            schedule.step()
+            fetch_started = time.perf_counter()
+        record: dict[str, float] = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "lr": float(schedule.get_last_lr()[0]),
+        }
+        if runtime.main:
+            predictions = predict_rows(
+                unwrap(model), _loader(val_set, config.batch_size, config.num_workers), runtime.device
+            )
+            record.update(video_losses(val_rows, predictions["prob"], config.fake_weight))
+            if "iou" in predictions:
+                fakes = (val_rows["label"] == "FAKE").to_numpy()
+                record["val_mask_iou"] = float(np.mean(predictions["iou"][fakes])) if fakes.any() else float("nan")
+            record["seconds"] = time.perf_counter() - started
+            record["data_share"] = data_seconds / max(record["seconds"], 1e-9)
+            history.append(record)
+            _checkpoint(unwrap(model), optimizer, schedule, epoch, history, fingerprint, config, out_dir)
+            if log_epoch:
+                log_epoch(record)
+            logger.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in record.items() if k != "epoch"})
+        if runtime.world_size > 1:
+            dist.barrier()
+    if runtime.main:
+        _finish_best(out_dir)
+    if runtime.world_size > 1:
+        dist.barrier()
+    return history
+
+
+def _checkpoint(
+    model: nn.Module,
+    optimizer: Any,
+    schedule: Any,
+    epoch: int,
+    history: list[dict[str, float]],
+    fingerprint: str,
+    config: TrainConfig,
+    out_dir: Path,
+) -> None:
+    weights = {
+        "model": model.state_dict(),
+        "epoch": epoch,
+        "model_name": config.model,
+        "model_kwargs": config.model_kwargs,
+    }
+    if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
+        _save(out_dir / f"epoch_{epoch}.pt", weights)
+    if pick_best(history, config.ignore_epochs) == epoch:
+        _save(out_dir / "best.pt", weights)
+    _save(
+        out_dir / "last.pt",
+        {
+            **weights,
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "history": history,
+            "fingerprint": fingerprint,
+        },
+    )
+
+
+def _finish_best(out_dir: Path) -> None:
+    """If no epoch qualified as best (all within ignore_epochs), the last epoch's weights are best.pt."""
+    if (out_dir / "best.pt").is_file():
+        return
+    last = torch.load(out_dir / "last.pt", map_location="cpu", weights_only=True)
+    _save(out_dir / "best.pt", {k: last[k] for k in ("model", "epoch", "model_name", "model_kwargs")})

@@ -1,0 +1,234 @@
+"""Data, training loop, resume and DDP on the tiny processed part (CPU, small encoders)."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from deepfake.augment import AugmentConfig, hull_cutout, landmark_cutout, quadrant_cutout, quadrant_masks
+from deepfake.data import CropDataset, DataRoots, epoch_indices, read_folds, shard
+from deepfake.models import create_model, load_weights
+from deepfake.train import Runtime, TrainConfig, build_optimizer, fit, pick_best, train_step
+from tests.conftest import tiny_params
+
+
+@pytest.fixture(scope="module")
+def train_data(processed: dict, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DataRoots]:
+    """folds.csv of the processed part with one original per fold: reala trains (2), realb validates (1)."""
+    out = processed["out"]
+    table = pd.read_csv(out / "folds.csv", keep_default_na=False)
+    table["fold"] = table["original"].map({"reala.mp4": 2, "realb.mp4": 1})
+    folds_csv = tmp_path_factory.mktemp("train") / "folds.csv"
+    table.to_csv(folds_csv, index=False)
+    return folds_csv, DataRoots(out / "crops", out / "landmarks", out / "masks")
+
+
+def config(hostile_part: Path, model: str = "classifier", **overrides: object) -> TrainConfig:
+    base = TrainConfig.from_params(tiny_params(hostile_part.parent), model)
+    return replace(base, **overrides)
+
+
+def test_dataset_items_are_normalised_tensors(train_data: tuple[Path, DataRoots], hostile_part: Path) -> None:
+    folds_csv, roots = train_data
+    rows = read_folds(folds_csv)
+    augment = AugmentConfig.from_params(tiny_params(hostile_part.parent))
+    dataset = CropDataset(rows, roots, 64, augment, seed=3)
+    item = dataset[0]
+    assert item["image"].shape == (3, 64, 64)
+    assert item["mask"].shape == (1, 64, 64)
+    assert set(item["mask"].unique().tolist()) <= {0.0, 1.0}
+    assert -3 < float(item["image"].mean()) < 3
+    fake = int(np.flatnonzero(dataset.labels == 1)[0])
+    assert float(dataset[fake]["label"]) == 1.0
+    assert float(dataset[fake]["mask"].sum()) > 0
+    # the same (seed, epoch, index) gives the same sample; another epoch another augmentation
+    again = dataset[0]["image"]
+    assert torch.equal(item["image"], again)
+    dataset.set_epoch(1)
+    assert not torch.equal(item["image"], dataset[0]["image"])
+
+
+def test_epoch_sampling_is_balanced_and_seeded() -> None:
+    labels = np.array([0] * 3 + [1] * 10)
+    first = epoch_indices(labels, 0, 111)
+    assert sorted(labels[first]) == [0, 0, 0, 1, 1, 1]
+    assert np.array_equal(first, epoch_indices(labels, 0, 111))
+    assert not np.array_equal(first, epoch_indices(labels, 1, 111))
+    parts = [shard(np.arange(7), rank, 2) for rank in range(2)]
+    assert len(parts[0]) == len(parts[1]) == 4
+    assert set(np.concatenate(parts)) == set(range(7))
+
+
+def test_cutouts_black_out_only_part_of_the_crop() -> None:
+    rng = np.random.default_rng(0)
+    image = np.full((100, 100, 3), 200, np.uint8)
+    landmarks = np.array([[35, 40], [65, 40], [50, 55], [38, 70], [62, 70]], np.float32)
+    for cut in (landmark_cutout(image, landmarks, rng), hull_cutout(image, landmarks, rng)):
+        black = (cut == 0).all(axis=2).mean()
+        assert 0.005 < black < 0.5
+    mask = np.zeros((100, 100), np.uint8)
+    mask[10:30, 10:30] = 1  # changed pixels only in the top-left quadrant
+    cut_image, cut_mask = quadrant_cutout(image, mask, True, 20, rng)
+    assert cut_mask.sum() > 20  # a fake keeps enough changed pixels
+    assert 0 < (cut_image == 0).all(axis=2).mean() < 1  # part of the crop is zeroed, not all of it
+    assert len(quadrant_masks(10, 10)) == 6
+
+
+def fixed_batch(train_data: tuple[Path, DataRoots], size: int = 8) -> dict[str, torch.Tensor]:
+    folds_csv, roots = train_data
+    rows = read_folds(folds_csv)
+    rows = pd.concat([rows[rows["label"] == "REAL"].head(size // 2), rows[rows["label"] == "FAKE"].head(size // 2)])
+    dataset = CropDataset(rows, roots, 64)
+    items = [dataset[i] for i in range(len(dataset))]
+    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+
+@pytest.mark.parametrize("model_name", ["classifier", "uynet"])
+def test_training_steps_lower_the_loss(train_data: tuple[Path, DataRoots], hostile_part: Path, model_name: str) -> None:
+    torch.manual_seed(0)
+    cfg = config(hostile_part, model_name)
+    model = create_model(model_name, **cfg.model_kwargs)
+    optimizer, _ = build_optimizer(model, cfg, 100)
+    batch = fixed_batch(train_data)
+    runtime = Runtime(torch.device("cpu"))
+    losses = [train_step(model, batch, optimizer, cfg, runtime)["loss"] for _ in range(15)]
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
+
+
+def test_classifier_overfits_eight_crops(train_data: tuple[Path, DataRoots], hostile_part: Path) -> None:
+    torch.manual_seed(0)
+    cfg = config(hostile_part, lr=0.003)
+    model = create_model("classifier", **cfg.model_kwargs)
+    optimizer, _ = build_optimizer(model, cfg, 1000)
+    batch = fixed_batch(train_data)
+    runtime = Runtime(torch.device("cpu"))
+    for _ in range(60):
+        train_step(model, batch, optimizer, cfg, runtime)
+    model.train()  # batch statistics: what the model fitted
+    with torch.no_grad():
+        probs = torch.sigmoid(model(batch["image"])["logit"]).reshape(-1)
+    assert torch.equal((probs > 0.5).float(), batch["label"])
+
+
+def test_fit_writes_checkpoints_and_resumes_after_a_crash(
+    train_data: tuple[Path, DataRoots], hostile_part: Path, tmp_path: Path
+) -> None:
+    folds_csv, roots = train_data
+    cfg = config(hostile_part, epochs=3, batch_size=8)
+    history = fit(cfg, folds_csv, roots, tmp_path / "whole")
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    assert {p.name for p in (tmp_path / "whole").iterdir()} == {
+        "last.pt",
+        "best.pt",
+        "epoch_0.pt",
+        "epoch_1.pt",
+        "epoch_2.pt",
+    }
+    assert 0 <= history[-1]["data_share"] <= 1
+    assert np.isfinite(history[-1]["val_weighted_loss"])
+    best = torch.load(tmp_path / "whole" / "best.pt", weights_only=True)
+    assert best["epoch"] == pick_best(history, cfg.ignore_epochs)
+
+    class Crash(RuntimeError):
+        pass
+
+    def crash_after_first_epoch(record: dict) -> None:
+        if record["epoch"] == 0:
+            raise Crash
+
+    with pytest.raises(Crash):
+        fit(cfg, folds_csv, roots, tmp_path / "resumed", log_epoch=crash_after_first_epoch)
+    seen: list[int] = []
+    resumed = fit(cfg, folds_csv, roots, tmp_path / "resumed", log_epoch=lambda r: seen.append(r["epoch"]))
+    assert seen == [0, 1, 2]  # the resumed epoch is replayed to the logger, then training goes on
+    assert [h["train_loss"] for h in resumed] == pytest.approx([h["train_loss"] for h in history])
+    whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]
+    again = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(whole[k], again[k]) for k in whole)
+    model = create_model("classifier", **cfg.model_kwargs)
+    assert load_weights(model, tmp_path / "resumed" / "best.pt")["epoch"] == best["epoch"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from deepfake.train import prepare_model, seed_everything, setup_runtime, unwrap
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
+    runtime = setup_runtime("cpu")
+    seed_everything(0)  # same initial weights on both replicas
+    model = prepare_model(create_model("classifier", encoder="mobilenetv3_small_050"), runtime)
+    cfg = TrainConfig(
+        model="classifier",
+        model_kwargs={},
+        seed=0,
+        holdout_fold=0,
+        val_fold=1,
+        image_size=32,
+        epochs=1,
+        batch_size=4,
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=0.0,
+        poly_power=0.9,
+        grad_clip=1.0,
+        label_clip=0.01,
+        seg_weight=0.0,
+        fake_weight=1.4,
+        ignore_epochs=0,
+        checkpoint_every=1,
+        num_workers=0,
+        device="cpu",
+    )
+    optimizer, _ = build_optimizer(model, cfg, 10)
+    generator = torch.Generator().manual_seed(100 + rank)  # each replica sees different data
+    batch = {
+        "image": torch.randn(4, 3, 32, 32, generator=generator),
+        "label": torch.tensor([1.0, 0.0, 1.0, 0.0]),
+        "valid": torch.ones(4),
+        "mask": torch.zeros(4, 1, 32, 32),
+    }
+    train_step(model, batch, optimizer, cfg, runtime)
+    # parameters, not BN running stats: DDP re-broadcasts buffers from rank 0 at every forward
+    flat = torch.cat([p.detach().reshape(-1) for p in unwrap(model).parameters()])
+    gathered = [torch.zeros_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    if rank == 0:
+        changed = not torch.equal(
+            flat,
+            torch.cat(
+                [
+                    p.reshape(-1)
+                    for p in create_model("classifier", encoder="mobilenetv3_small_050").state_dict().values()
+                    if p.is_floating_point()
+                ]
+            ),
+        )
+        torch.save({"equal": all(torch.equal(gathered[0], g) for g in gathered), "changed": changed}, out)
+    dist.destroy_process_group()
+
+
+def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path: Path) -> None:
+    out = tmp_path / "ddp.pt"
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    result = torch.load(out, weights_only=True)
+    assert result["equal"]
+    assert result["changed"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -63,7 +64,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     env = isolated_env(home)
     files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
     for name in filter(None, files.stdout.split("\0")):
-        if name.startswith(("data/", "metrics/")) or name == "dvc.lock":
+        if name.startswith(("data/", "metrics/", "models/", "plots/")) or name == "dvc.lock":
             continue  # start from nothing: no committed results
         if (ROOT / name).is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
@@ -86,6 +87,18 @@ def test_repro_produces_every_output(repo: tuple[Path, dict[str, str]]) -> None:
         assert list((path / "data/masks" / part).rglob("*.png"))
         for stage in ("bboxes", "crops", "landmarks", "diffs"):
             assert (path / f"metrics/preprocess/{stage}/{part}.json").is_file()
+    for model in params["models"]:
+        assert (path / "models" / model / "best.pt").is_file()
+        assert (path / "plots/train" / f"{model}.png").is_file()
+        assert (path / "metrics/train" / model / "metrics.json").is_file()
+        for seed in params["ensemble"]["seeds"]:
+            assert (path / "models/ensemble" / f"{model}-{seed}" / "best.pt").is_file()
+    report = json.loads((path / "metrics/evaluate.json").read_text())
+    assert set(report["models"]) == {
+        *params["models"],
+        *(f"{m}-{s}" for m in params["models"] for s in params["ensemble"]["seeds"]),
+    }
+    assert (path / "plots/evaluate/roc.png").is_file()
     folds = (path / "data/folds.csv").read_text().splitlines()
     assert folds[0].startswith("video,file,label,original,part,frame,face,fold")
     assert len(folds) > 100
@@ -117,11 +130,12 @@ def test_status_is_clean_and_second_repro_runs_nothing(repo: tuple[Path, dict[st
     assert "up to date" in output
 
 
-def test_forced_rerun_is_byte_identical(repo: tuple[Path, dict[str, str]]) -> None:
+def test_forced_preprocessing_rerun_is_byte_identical(repo: tuple[Path, dict[str, str]]) -> None:
     path, env = repo
     before = out_hashes(path)
-    run(["dvc", "repro", "--force"], path, env)
+    run(["dvc", "repro", "--force", "folds"], path, env)  # folds and everything upstream of it
     assert out_hashes(path) == before
+    assert "up to date" in run(["dvc", "status"], path, env)
 
 
 def test_killed_stage_leaves_old_output_and_rerun_matches(repo: tuple[Path, dict[str, str]]) -> None:
@@ -155,3 +169,27 @@ def test_killed_stage_leaves_old_output_and_rerun_matches(repo: tuple[Path, dict
     assert not partial.exists()
     assert out_hashes(path) == before
     assert "up to date" in run(["dvc", "status"], path, env)
+
+
+def test_exp_run_with_another_seed_changes_models_and_metrics(repo: tuple[Path, dict[str, str]]) -> None:
+    """`dvc exp run -S train.seed=...` retrains train@<model> only; exp show / metrics diff / plots diff work.
+
+    Runs last: it leaves the experiment's results in the workspace.
+    """
+    path, env = repo
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    run(["git", "add", "-A"], path, env)
+    run(["git", "commit", "-qm", "sample run"], path, env)
+    before = out_hashes(path)
+    output = run(["dvc", "exp", "run", "-n", "seed777", "-S", "train.seed=777"], path, env)
+    after = out_hashes(path)
+    for model in params["models"]:
+        assert f"train@{model}" in output
+        assert after[f"models/{model}"] != before[f"models/{model}"]
+        for seed in params["ensemble"]["seeds"]:
+            assert after[f"models/ensemble/{model}-{seed}"] == before[f"models/ensemble/{model}-{seed}"]
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], path, env))
+    assert "seed777" in json.dumps(shown)
+    assert "evaluate.json" in run(["dvc", "metrics", "diff", "HEAD"], path, env)
+    run(["dvc", "plots", "diff", "HEAD", "-o", str(path / "plots-diff")], path, env)
+    assert (path / "plots-diff" / "index.html").is_file()

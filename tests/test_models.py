@@ -72,3 +72,10 @@ def test_pickle_payload_is_refused_and_never_runs(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="refused to load"):
         create_model("classifier", weights=tmp_path / "evil.pt", **SMALL["classifier"])
     assert not marker.exists()
+
+
+def test_uynet_decoder_channels_must_match_depth() -> None:
+    model = create_model("uynet", encoder="resnet18", depth=3, decoder_channels=[32, 16, 8])
+    assert model(torch.rand(1, 3, 64, 64))["mask"].shape == (1, 1, 64, 64)
+    with pytest.raises(ValueError, match="needs 3 entries"):
+        create_model("uynet", encoder="resnet18", depth=3, decoder_channels=[32, 16])

@@ -89,3 +89,18 @@ def test_cli_sample_builds_a_dfdc_part(tmp_path: Path) -> None:
     for part in params["sample"]["parts"]:
         assert (tmp_path / "raw" / part / "metadata.json").is_file()
         assert list((tmp_path / "raw" / part).glob("*.mp4"))
+
+
+def test_ensemble_members_do_not_depend_on_the_experiment_seed_or_the_seed_list(stages: dict, params: dict) -> None:
+    """Adding a seed trains only that seed; `-S train.seed=...` retrains only train@<model>."""
+    members = [s for name, s in stages.items() if name.startswith("train_seed@")]
+    assert len(members) == len(params["models"]) * len(params["ensemble"]["seeds"])
+    expected = {f"train.{k}" for k in params["train"] if k != "seed"}
+    for stage in members:
+        keys = {key for dep in stage.deps if hasattr(dep, "params") for key in dep.params}
+        assert "train.seed" not in keys and "train" not in keys
+        assert "ensemble.seeds" not in keys and "ensemble" not in keys
+        assert expected <= keys, f"{stage.addressing}: missing {sorted(expected - keys)}"
+    for model in params["models"]:
+        keys = {key for dep in stages[f"train@{model}"].deps if hasattr(dep, "params") for key in dep.params}
+        assert "train" in keys

@@ -76,11 +76,15 @@ class Classifier(nn.Module):
 class UYNet(nn.Module):
     """U-YNet: UNet segmentation of the manipulated pixels plus a real/fake logit from the bottleneck."""
 
-    def __init__(self, encoder: str, dropout: float = 0.2, depth: int = 5) -> None:
+    def __init__(
+        self, encoder: str, dropout: float = 0.2, depth: int = 5, decoder_channels: tuple[int, ...] | None = None
+    ) -> None:
         super().__init__()
         import segmentation_models_pytorch as smp
 
-        decoder_channels = (256, 128, 64, 32, 16)[:depth]
+        decoder_channels = tuple(decoder_channels or (256, 128, 64, 32, 16)[:depth])
+        if len(decoder_channels) != depth:
+            raise ValueError(f"decoder_channels needs {depth} entries (one per encoder stage), got {decoder_channels}")
         try:
             self.net = smp.Unet(
                 encoder_name=encoder,
@@ -107,8 +111,10 @@ def _classifier(encoder: str = "efficientnet_b0", dropout: float = 0.0, drop_pat
 
 
 @register_model("uynet")
-def _uynet(encoder: str = "resnet18", dropout: float = 0.2, depth: int = 5) -> nn.Module:
-    return UYNet(encoder, dropout=dropout, depth=depth)
+def _uynet(
+    encoder: str = "resnet18", dropout: float = 0.2, depth: int = 5, decoder_channels: tuple[int, ...] | None = None
+) -> nn.Module:
+    return UYNet(encoder, dropout=dropout, depth=depth, decoder_channels=decoder_channels)
 
 
 def create_model(name: str, weights: str | Path | None = None, **kwargs: Any) -> nn.Module:

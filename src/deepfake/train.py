@@ -15,8 +15,9 @@ import json
 import logging
 import os
 import random
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ class TrainConfig:
     num_workers: int
     device: str
     augment: AugmentConfig = field(repr=False, default=None)  # type: ignore[assignment]
+    data_fingerprint: str = ""  # sizes of the files behind folds.csv (set by run_training)
 
     @classmethod
     def from_params(cls, params: dict[str, Any], model: str, seed: int | None = None) -> TrainConfig:
@@ -281,6 +283,9 @@ def _resume_state(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
     if state.get("fingerprint") != fingerprint:
         logger.info("%s belongs to another config or data: starting over", last)
         return None
+    if int(state["epoch"]) + 1 >= int(state.get("epochs", -1)):
+        logger.info("%s is a finished run: a rerun trains again from scratch", last)
+        return None
     return state
 
 
@@ -399,6 +404,7 @@ def _checkpoint(
             "schedule": schedule.state_dict(),
             "history": history,
             "fingerprint": fingerprint,
+            "epochs": config.epochs,
         },
     )
 
@@ -409,3 +415,58 @@ def _finish_best(out_dir: Path) -> None:
         return
     last = torch.load(out_dir / "last.pt", map_location="cpu", weights_only=True)
     _save(out_dir / "best.pt", {k: last[k] for k in ("model", "epoch", "model_name", "model_kwargs")})
+
+
+# ---- the DVC stage: one model, one seed ---------------------------------------------------------
+
+
+def _file_sizes_fingerprint(folds_csv: Path, roots: DataRoots) -> str:
+    """Sizes of every crop, landmark and mask file: a cheap check that the data behind folds.csv is unchanged."""
+    table = read_folds(folds_csv)
+    digest = hashlib.sha256()
+    for root, column in ((roots.crops, "file"), (roots.landmarks, "landmarks"), (roots.masks, "mask")):
+        for relative in table[column]:
+            if relative:
+                path = root / relative
+                digest.update(f"{relative}:{path.stat().st_size if path.exists() else -1};".encode())
+    return digest.hexdigest()
+
+
+def run_training(
+    params: dict[str, Any],
+    model: str,
+    seed: int | None,
+    folds_csv: Path,
+    roots: DataRoots,
+    out_dir: Path,
+    live_dir: Path,
+    loss_plot: Path,
+) -> list[dict[str, float]]:
+    """Train, log every epoch with DVCLive into ``live_dir``, and draw the loss curves (rank 0)."""
+    config = TrainConfig.from_params(params, model, seed)
+    config = replace(config, data_fingerprint=_file_sizes_fingerprint(folds_csv, roots))
+    live = None
+    if int(os.environ.get("RANK", "0")) == 0:
+        from dvclive import Live
+
+        if live_dir.exists():
+            shutil.rmtree(live_dir)  # a resumed run replays its history, so start the log afresh
+        live = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+
+    def log_epoch(record: dict[str, float]) -> None:
+        if live is None:
+            return
+        for key, value in record.items():
+            if key != "epoch" and np.isfinite(value):
+                live.log_metric(key, float(value), plot=key not in ("lr", "seconds", "data_share"))
+        live.next_step()
+
+    history = fit(config, folds_csv, roots, out_dir, log_epoch)
+    if live is not None:
+        live.end()
+        best = pick_best(history, config.ignore_epochs)
+        title = f"{model}, seed {config.seed}"
+        from deepfake.plots import loss_curves
+
+        loss_curves(history, best, config.ignore_epochs, title, loss_plot)
+    return history

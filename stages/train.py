@@ -1,0 +1,30 @@
+"""DVC stage train: one model with one seed (train.seed, or --seed for an ensemble member).
+
+Also runs under `torchrun --nproc_per_node N stages/train.py ...` (DDP).
+"""
+
+from pathlib import Path
+
+from deepfake.cli import parse_stage_args, run_stage, stage_parser
+from deepfake.data import DataRoots
+from deepfake.train import run_training
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--model", required=True, help="a name from the `models` list in params")
+    parser.add_argument("--seed", type=int, default=None, help="default: train.seed")
+    parser.add_argument("--folds", type=Path, required=True)
+    parser.add_argument("--crops", type=Path, required=True)
+    parser.add_argument("--landmarks", type=Path, required=True)
+    parser.add_argument("--masks", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder")
+    parser.add_argument("--live", type=Path, required=True, help="DVCLive folder (metrics.json, plots)")
+    parser.add_argument("--loss-plot", type=Path, required=True, help="loss curves PNG")
+    args, params = parse_stage_args(parser, argv)
+    roots = DataRoots(args.crops, args.landmarks, args.masks)
+    run_training(params, args.model, args.seed, args.folds, roots, args.out, args.live, args.loss_plot)
+
+
+if __name__ == "__main__":
+    run_stage(main)

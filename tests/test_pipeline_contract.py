@@ -74,7 +74,7 @@ def test_stage_script_help(script: str) -> None:
 
 
 def test_cli_help() -> None:
-    for args in (["--help"], ["sample", "--help"], ["bench", "--help"]):
+    for args in (["--help"], ["sample", "--help"], ["bench", "--help"], ["bench-train", "--help"]):
         result = subprocess.run([sys.executable, "-m", "deepfake.cli", *args], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
 

@@ -232,3 +232,13 @@ def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path: Path) -> None:
     result = torch.load(out, weights_only=True)
     assert result["equal"]
     assert result["changed"]
+
+
+def test_training_benchmark_prints_figures(train_data: tuple[Path, DataRoots], hostile_part: Path, capsys) -> None:
+    from deepfake.bench import run_train_bench
+
+    folds_csv, roots = train_data
+    figures = run_train_bench(tiny_params(hostile_part.parent), "classifier", folds_csv, roots, steps=2, warmup=1)
+    assert figures["images_per_s"] > 0
+    assert 0 <= figures["data_loading_share"] <= 1
+    assert "images_per_s" in capsys.readouterr().out

@@ -99,3 +99,72 @@ def run_preprocess_bench(params: dict[str, Any], data_root: Path | None = None, 
         if isinstance(value, float):
             print(f"  {key:32s} {value:10.2f}")
     return figures
+
+
+def run_train_bench(
+    params: dict[str, Any], model_name: str, folds_csv: Path, roots: Any, steps: int, warmup: int = 2
+) -> dict:
+    """Images/s of training steps on the training folds, and the share of step time spent waiting for data."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from deepfake.data import CropDataset, epoch_indices, read_folds, select_folds
+    from deepfake.models import create_model
+    from deepfake.train import Runtime, TrainConfig, build_optimizer, train_step
+
+    config = TrainConfig.from_params(params, model_name)
+    device = torch.device(
+        "cuda"
+        if config.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if config.device == "auto" else config.device)
+    )
+    table = read_folds(folds_csv)
+    rows = select_folds(table, sorted(set(table["fold"]) - {config.holdout_fold, config.val_fold}))
+    dataset = CropDataset(rows, roots, config.image_size, config.augment, config.seed)
+    model = create_model(config.model, **config.model_kwargs).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer, _ = build_optimizer(model, config, steps + warmup)
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    runtime = Runtime(device)
+    timed_images, data_seconds, step_seconds, done, epoch = 0, 0.0, 0.0, 0, 0
+    while done < steps + warmup:
+        dataset.set_epoch(epoch)
+        indices = epoch_indices(dataset.labels, epoch, config.seed).tolist()
+        loader = DataLoader(Subset(dataset, indices), batch_size=config.batch_size, num_workers=config.num_workers)
+        fetch_started = time.perf_counter()
+        for batch in loader:
+            fetched = time.perf_counter()
+            train_step(model, batch, optimizer, config, runtime, scaler)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            finished = time.perf_counter()
+            if done >= warmup:
+                data_seconds += fetched - fetch_started
+                step_seconds += finished - fetch_started
+                timed_images += len(batch["image"])
+            done += 1
+            fetch_started = time.perf_counter()
+            if done >= steps + warmup:
+                break
+        epoch += 1
+    figures = {
+        "machine": machine_summary(),
+        "model": model_name,
+        "encoder": config.model_kwargs.get("encoder"),
+        "image_size": config.image_size,
+        "batch_size": config.batch_size,
+        "device": str(device),
+        "amp": device.type == "cuda",
+        "steps": steps,
+        "images_per_s": timed_images / step_seconds,
+        "data_loading_share": data_seconds / step_seconds,
+    }
+    print(f"machine: {figures['machine']}")
+    print(
+        f"{model_name} ({figures['encoder']}) at {config.image_size}px, batch {config.batch_size}, "
+        f"{figures['device']}, AMP {'on' if figures['amp'] else 'off'}, {steps} timed steps"
+    )
+    print(f"  {'images_per_s':32s} {figures['images_per_s']:10.2f}")
+    print(f"  {'data_loading_share':32s} {figures['data_loading_share']:10.2f}")
+    return figures

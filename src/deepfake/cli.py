@@ -68,6 +68,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_train(args: argparse.Namespace) -> int:
+    from deepfake.bench import run_train_bench
+    from deepfake.data import DataRoots
+
+    roots = DataRoots(args.data / "crops", args.data / "landmarks", args.data / "masks")
+    params = load_params(args.params)
+    for model in args.model or params["models"]:
+        run_train_bench(params, model, args.data / "folds.csv", roots, args.steps)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepfake", description="Deepfake-detection pipeline tools.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -82,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--data-root", type=Path, default=None, help="default: data.root from params")
     bench.add_argument("--videos", type=int, default=None, help="at most this many REAL videos per part")
     bench.set_defaults(func=_cmd_bench)
+
+    bench_train = commands.add_parser("bench-train", help="print training images/s and the data-loading share")
+    bench_train.add_argument("--model", action="append", help="a model from params (default: all in `models`)")
+    bench_train.add_argument("--steps", type=int, default=20, help="timed steps (default: %(default)s)")
+    bench_train.add_argument(
+        "--data", type=Path, default=Path("data"), help="holds folds.csv, crops/, landmarks/, masks/"
+    )
+    bench_train.set_defaults(func=_cmd_bench_train)
     return parser
 
 

@@ -93,6 +93,7 @@ def load_member(member: Member, device: torch.device) -> torch.nn.Module:
 @torch.no_grad()
 def predict(model: torch.nn.Module, dataset: CropDataset, batch_size: int, device: torch.device) -> dict[str, Any]:
     """Crop probabilities in row order; for U-YNet also per-crop mask IoU and Dice."""
+    model.eval()
     probs, iou, dice = [], [], []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         outputs = model(batch["image"].to(device))

@@ -30,9 +30,10 @@ from torch.utils.data import DataLoader, Subset
 
 from deepfake.augment import AugmentConfig
 from deepfake.data import CropDataset, DataRoots, epoch_indices, read_folds, select_folds, shard
+from deepfake.evaluate import predict
 from deepfake.fileio import atomic_path
 from deepfake.losses import total_loss
-from deepfake.metrics import balanced_log_loss, log_loss, mask_iou_dice, roc_auc
+from deepfake.metrics import balanced_log_loss, log_loss, roc_auc
 from deepfake.models import create_model
 from deepfake.params import section
 
@@ -219,26 +220,6 @@ def train_step(
     return {"loss": float(loss.detach()), **parts}
 
 
-@torch.no_grad()
-def predict_rows(model: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, np.ndarray]:
-    """Probabilities (and mask IoU inputs) for every row of the loader's dataset, in row order."""
-    model.eval()
-    probs, indices, ious = [], [], []
-    for batch in loader:
-        outputs = model(batch["image"].to(device))
-        probs.append(torch.sigmoid(outputs["logit"].float()).reshape(-1).cpu().numpy())
-        indices.append(batch["index"].numpy())
-        if "mask" in outputs:
-            predicted = (outputs["mask"] > 0).cpu().numpy()
-            target = batch["mask"].numpy() > 0.5
-            ious.extend(mask_iou_dice(p, t)[0] for p, t in zip(predicted, target, strict=True))
-    order = np.argsort(np.concatenate(indices))
-    result = {"prob": np.concatenate(probs)[order]}
-    if ious:
-        result["iou"] = np.asarray(ious)[order]
-    return result
-
-
 def video_losses(rows: pd.DataFrame, probs: np.ndarray, fake_weight: float) -> dict[str, float]:
     """DFDC-1st's validation: mean probability per video, log loss on fakes and reals separately."""
     frame = rows.assign(prob=probs, y=(rows["label"] == "FAKE").astype(int))
@@ -353,9 +334,7 @@ def fit(
             "lr": float(schedule.get_last_lr()[0]),
         }
         if runtime.main:
-            predictions = predict_rows(
-                unwrap(model), _loader(val_set, config.batch_size, config.num_workers), runtime.device
-            )
+            predictions = predict(unwrap(model), val_set, config.batch_size, runtime.device)
             record.update(video_losses(val_rows, predictions["prob"], config.fake_weight))
             if "iou" in predictions:
                 fakes = (val_rows["label"] == "FAKE").to_numpy()

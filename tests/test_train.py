@@ -175,28 +175,12 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     runtime = setup_runtime("cpu")
     seed_everything(0)  # same initial weights on both replicas
     model = prepare_model(create_model("classifier", encoder="mobilenetv3_small_050"), runtime)
-    cfg = TrainConfig(
-        model="classifier",
-        model_kwargs={},
-        seed=0,
-        holdout_fold=0,
-        val_fold=1,
+    cfg = replace(
+        TrainConfig.from_params(tiny_params(Path(out).parent), "classifier"),
         image_size=32,
-        epochs=1,
-        batch_size=4,
         optimizer="sgd",
         lr=0.05,
-        momentum=0.9,
-        weight_decay=0.0,
-        poly_power=0.9,
-        grad_clip=1.0,
-        label_clip=0.01,
         seg_weight=0.0,
-        fake_weight=1.4,
-        ignore_epochs=0,
-        checkpoint_every=1,
-        num_workers=0,
-        device="cpu",
     )
     optimizer, _ = build_optimizer(model, cfg, 10)
     generator = torch.Generator().manual_seed(100 + rank)  # each replica sees different data
@@ -212,16 +196,10 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     gathered = [torch.zeros_like(flat) for _ in range(world)]
     dist.all_gather(gathered, flat)
     if rank == 0:
-        changed = not torch.equal(
-            flat,
-            torch.cat(
-                [
-                    p.reshape(-1)
-                    for p in create_model("classifier", encoder="mobilenetv3_small_050").state_dict().values()
-                    if p.is_floating_point()
-                ]
-            ),
-        )
+        seed_everything(0)  # the weights both replicas started from
+        initial = create_model("classifier", encoder="mobilenetv3_small_050")
+        start = torch.cat([p.detach().reshape(-1) for p in initial.parameters()])
+        changed = start.shape == flat.shape and not torch.equal(start, flat)
         torch.save({"equal": all(torch.equal(gathered[0], g) for g in gathered), "changed": changed}, out)
     dist.destroy_process_group()
 

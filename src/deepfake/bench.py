@@ -108,18 +108,14 @@ def run_train_bench(
     import torch
     from torch.utils.data import DataLoader, Subset
 
-    from deepfake.data import CropDataset, epoch_indices, read_folds, select_folds
+    from deepfake.data import CropDataset, epoch_indices, read_folds
+    from deepfake.device import resolve_device
     from deepfake.models import create_model
-    from deepfake.train import Runtime, TrainConfig, build_optimizer, train_step
+    from deepfake.train import Runtime, TrainConfig, build_optimizer, train_step, training_rows
 
     config = TrainConfig.from_params(params, model_name)
-    device = torch.device(
-        "cuda"
-        if config.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if config.device == "auto" else config.device)
-    )
-    table = read_folds(folds_csv)
-    rows = select_folds(table, sorted(set(table["fold"]) - {config.holdout_fold, config.val_fold}))
+    device = resolve_device(config.device)
+    rows = training_rows(read_folds(folds_csv), config)
     dataset = CropDataset(rows, roots, config.image_size, config.augment, config.seed)
     model = create_model(config.model, **config.model_kwargs).to(device)
     if device.type == "cuda":

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from deepfake.data import CropDataset, DataRoots, read_folds, select_folds
+from deepfake.device import resolve_device
 from deepfake.fileio import write_bytes_atomic, write_json_atomic
 from deepfake.metrics import (
     ConfidentStrategy,
@@ -171,11 +172,7 @@ def run(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     config = EvalConfig.from_params(params)
-    device = torch.device(
-        "cuda"
-        if config.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if config.device == "auto" else config.device)
-    )
+    device = resolve_device(config.device)
     rows = select_folds(read_folds(folds_csv), [config.holdout_fold], drop_unmasked_fakes=False)
     if rows.empty:
         raise ValueError(f"{folds_csv}: holdout fold {config.holdout_fold} has no crops")

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Subset
 
 from deepfake.augment import AugmentConfig
 from deepfake.data import CropDataset, DataRoots, epoch_indices, read_folds, select_folds, shard
+from deepfake.device import resolve_device
 from deepfake.evaluate import predict
 from deepfake.fileio import atomic_path
 from deepfake.losses import total_loss
@@ -128,21 +129,17 @@ class Runtime:
 
 def setup_runtime(requested: str) -> Runtime:
     """Pick the device; join the process group when launched by torchrun (NCCL on GPU, gloo on CPU)."""
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("train.device asks for CUDA but no GPU is visible (set train.device: cpu)")
+    device = resolve_device(requested)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > 1:
-        rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-        backend = "nccl" if requested.startswith("cuda") else "gloo"
-        if not dist.is_initialized():
-            dist.init_process_group(backend=backend)
-        if requested.startswith("cuda"):
-            torch.cuda.set_device(local_rank)
-            return Runtime(torch.device("cuda", local_rank), rank, world_size)
-        return Runtime(torch.device("cpu"), rank, world_size)
-    return Runtime(torch.device(requested))
+    if world_size == 1:
+        return Runtime(device)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(local_rank)
+        return Runtime(torch.device("cuda", local_rank), rank, world_size)
+    return Runtime(device, rank, world_size)
 
 
 def seed_everything(seed: int) -> None:
@@ -239,13 +236,14 @@ def video_losses(rows: pd.DataFrame, probs: np.ndarray, fake_weight: float) -> d
 # ---- the whole run -----------------------------------------------------------------------------
 
 
+def training_rows(table: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
+    """The rows of every fold but the holdout and the validation fold."""
+    return select_folds(table, sorted(set(table["fold"]) - {config.holdout_fold, config.val_fold}))
+
+
 def _save(path: Path, payload: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-
-
-def _loader(dataset: Any, batch_size: int, workers: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, drop_last=False)
 
 
 def pick_best(history: list[dict[str, float]], ignore_epochs: int) -> int | None:
@@ -285,11 +283,10 @@ def fit(
     runtime = setup_runtime(config.device)
     seed_everything(config.seed)
     table = read_folds(folds_csv)
-    train_folds = sorted(set(table["fold"]) - {config.holdout_fold, config.val_fold})
-    train_rows = select_folds(table, train_folds)
+    train_rows = training_rows(table, config)
     val_rows = select_folds(table, [config.val_fold], drop_unmasked_fakes=False)
     if train_rows.empty or val_rows.empty:
-        raise ValueError(f"{folds_csv}: training folds {train_folds} or validation fold {config.val_fold} is empty")
+        raise ValueError(f"{folds_csv}: the training folds or validation fold {config.val_fold} hold no crops")
     train_set = CropDataset(train_rows, roots, config.image_size, config.augment, config.seed)
     val_set = CropDataset(val_rows, roots, config.image_size, None, config.seed, config.augment.min_changed_pixels)
     labels = train_set.labels
@@ -321,7 +318,9 @@ def fit(
         started = time.perf_counter()
         train_set.set_epoch(epoch)
         indices = shard(epoch_indices(labels, epoch, config.seed), runtime.rank, runtime.world_size)
-        loader = _loader(Subset(train_set, indices.tolist()), config.batch_size, config.num_workers)
+        loader = DataLoader(
+            Subset(train_set, indices.tolist()), batch_size=config.batch_size, num_workers=config.num_workers
+        )
         losses, data_seconds, fetch_started = [], 0.0, time.perf_counter()
         for batch in loader:
             data_seconds += time.perf_counter() - fetch_started

@@ -35,7 +35,14 @@ def tiny_params(root: Path) -> dict:
         "crops": {"margin": 0.3333, "workers": 1},
         "landmarks": {"device": "cpu", "thresholds": [0.6, 0.7, 0.7], "workers": 1, "torch_threads": 1},
         "diffs": {"win_size": 7, "mask_threshold": 102, "workers": 1},
-        "folds": {"strategy": "original", "n_splits": 2, "seed": 1, "part_splits": 16, "parts_total": 50},
+        "folds": {
+            "strategy": "original",
+            "n_splits": 2,
+            "seed": 1,
+            "part_splits": 16,
+            "parts_total": 50,
+            "identity": True,
+        },
         "models": ["classifier", "uynet"],
         "model": {
             "classifier": {"encoder": "mobilenetv3_small_050", "dropout": 0.0, "drop_path": 0.0},

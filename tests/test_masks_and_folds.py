@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepfake.folds import FoldsConfig, assign_folds, find_leaks, folds_by_part, part_number
+from deepfake.folds import FoldsConfig, assign_folds, find_leaks, folds_by_part, leak_units, part_number
 from deepfake.masks import binarize, ssim_difference
 
 
@@ -66,6 +66,48 @@ def test_original_folds_are_seeded() -> None:
     assert not a.equals(assign_folds(table, config(seed=2)))
 
 
+def with_identities(table: pd.DataFrame, donor_of: dict[int, int]) -> pd.DataFrame:
+    """Reals show person g; fake g_k shows its donor's face (person donor_of[g])."""
+    table = table.copy()
+    group = table["original"].str.extract(r"real(\d+)", expand=False).astype(int)
+    is_fake = table["label"] == "FAKE"
+    table["identity"] = "p" + group.astype(str)
+    table.loc[is_fake, "identity"] = "p" + group[is_fake].map(donor_of).astype(str)
+    return table
+
+
+def test_identity_labels_join_groups_into_one_fold() -> None:
+    # Pairs swap faces with each other: (0, 1), (2, 3), ...; every pair must share a fold.
+    table = with_identities(crops_table(groups=12), {g: g ^ 1 for g in range(12)})
+    assert leak_units(table, identity=True).nunique() == 6
+    assert leak_units(table, identity=False).nunique() == 12
+    table["fold"] = assign_folds(table, config())
+    assert find_leaks(table, identity=True) == []
+    pairs = table.assign(pair=table["identity"].str[1:].astype(int) // 2).groupby("pair")["fold"].nunique()
+    assert (pairs == 1).all()
+
+
+def test_identity_leaks_are_found_and_can_be_switched_off() -> None:
+    table = with_identities(crops_table(groups=12), {g: g ^ 1 for g in range(12)})
+    table["fold"] = assign_folds(table, config(identity=False, seed=3))
+    leaks = find_leaks(table, identity=True)
+    assert leaks and all(leak.startswith("identity:p") for leak in leaks)
+    assert find_leaks(table, identity=False) == []  # originals alone stay whole
+
+
+def test_too_few_leak_free_groups_is_a_clear_error() -> None:
+    # Every fake's donor is person 0: one connected group, nothing left for the other folds.
+    table = with_identities(crops_table(groups=6), {g: 0 for g in range(6)})
+    with pytest.raises(ValueError, match=r"only 1 leak-free groups .*n_splits=3"):
+        assign_folds(table, config())
+    assert assign_folds(table, config(identity=False)).nunique() == 3
+
+
+def test_rows_without_identity_fall_back_to_originals() -> None:
+    table = crops_table(groups=6).assign(identity="")
+    assert leak_units(table, identity=True).nunique() == 6
+
+
 def test_find_leaks_detects_a_straddling_original() -> None:
     table = crops_table(groups=2)
     table["fold"] = 0
@@ -84,5 +126,27 @@ def test_part_folds_follow_dfdc_first_place() -> None:
 def test_folds_config_validation() -> None:
     with pytest.raises(ValueError, match="strategy"):
         FoldsConfig.from_params(
-            {"folds": {"strategy": "random", "n_splits": 3, "seed": 1, "part_splits": 16, "parts_total": 50}}
+            {
+                "folds": {
+                    "strategy": "random",
+                    "n_splits": 3,
+                    "seed": 1,
+                    "part_splits": 16,
+                    "parts_total": 50,
+                    "identity": True,
+                }
+            }
+        )
+    with pytest.raises(ValueError, match="identity"):
+        FoldsConfig.from_params(
+            {
+                "folds": {
+                    "strategy": "original",
+                    "n_splits": 3,
+                    "seed": 1,
+                    "part_splits": 16,
+                    "parts_total": 50,
+                    "identity": "yes",
+                }
+            }
         )

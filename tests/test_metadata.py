@@ -23,6 +23,21 @@ def test_valid_metadata_is_parsed(tmp_path: Path) -> None:
     assert [e.name for e in parsed.reals] == ["a.mp4"]
     assert parsed.entries["b.mp4"].source == "a.mp4" and parsed.entries["a.mp4"].source == "a.mp4"
     assert parsed.refused == {}
+    assert parsed.entries["a.mp4"].identity == ""  # DFDC's metadata has no identity label
+
+
+def test_optional_identity_label_is_kept(tmp_path: Path) -> None:
+    meta = {
+        "a.mp4": {"label": "REAL", "original": None, "identity": "person_07"},
+        "b.mp4": {"label": "FAKE", "original": "a.mp4", "identity": "person-12"},
+        "c.mp4": {"label": "REAL", "original": None, "identity": None},
+    }
+    parsed = load_metadata(write(tmp_path / "p", json.dumps(meta)))
+    assert {name: e.identity for name, e in parsed.entries.items()} == {
+        "a.mp4": "person_07",
+        "b.mp4": "person-12",
+        "c.mp4": "",
+    }
 
 
 @pytest.mark.parametrize(
@@ -61,6 +76,9 @@ def test_missing_metadata_names_the_folder(tmp_path: Path) -> None:
         ("x.mp4", {"label": "FAKE", "original": "f.mp4"}, "not a REAL video listed"),
         ("x.mp4", {"label": "REAL", "original": "a.mp4"}, "original null"),
         ("x.mp4", {"label": "REAL", "original": None, "split": 3}, "split"),
+        ("x.mp4", {"label": "REAL", "original": None, "identity": 7}, "identity"),
+        ("x.mp4", {"label": "REAL", "original": None, "identity": "../bob"}, "identity"),
+        ("x.mp4", {"label": "REAL", "original": None, "identity": "x" * 101}, "identity"),
     ],
 )
 def test_bad_entries_are_refused_alone(tmp_path: Path, name: str, entry: object, reason: str) -> None:

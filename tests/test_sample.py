@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -14,6 +16,7 @@ from skimage.metrics import structural_similarity
 
 from deepfake.sample import (
     LANDMARKS_FILE,
+    TEMPLATE,
     SampleConfig,
     annotate_faces,
     build_sample,
@@ -22,12 +25,16 @@ from deepfake.sample import (
     load_annotations,
     plan_sample,
     render_fake,
+    render_generator_face,
     render_real,
     swap_face,
 )
 
 PARTS = ("dfdc_train_part_0", "dfdc_train_part_1")
-CONFIG = SampleConfig(seed=7, parts=PARTS, frames=8, fps=15, width=320, height=180, fakes_per_real=1)
+PHOTOS = sorted(p.name for p in faces_dir().iterdir() if p.suffix in (".jpg", ".png"))
+CONFIG = SampleConfig(
+    seed=7, parts=PARTS, frames=8, fps=15, width=320, height=180, fakes_per_real=1, identity_groups=3, generator_size=40
+)
 PARAMS = {
     "seed": 2026,
     "parts": list(PARTS),
@@ -36,6 +43,8 @@ PARAMS = {
     "width": 640,
     "height": 360,
     "fakes_per_real": 2,
+    "identity_groups": 4,
+    "generator_size": 40,
 }
 
 
@@ -109,6 +118,8 @@ def test_config_from_params() -> None:
         {"parts": ["a", "a"]},
         {"parts": ["../x"]},
         {"fakes_per_real": 0},
+        {"identity_groups": 0},
+        {"generator_size": 8},
         {"seed": "1"},
     ]
     for bad in bad_values:
@@ -142,6 +153,7 @@ def test_layout_and_metadata(built: tuple[Path, dict]) -> None:
             else:
                 reals += 1
                 assert entry["original"] is None
+            assert entry["identity"] in {Path(photo).stem for photo in PHOTOS}  # whose face it shows
     assert (reals, fakes) == (9, 9 * CONFIG.fakes_per_real)
     assert [len([e for e in m.values() if e["label"] == "REAL"]) for m in metadata.values()] == [5, 4]
     assert summary["videos"] == reals + fakes
@@ -196,8 +208,43 @@ def test_plan_roles_and_geometry(clips: dict) -> None:
     assert off.any() and not leaving.visible[off].any() and leaving.visible[~off].all()
     assert all(clip.visible.all() for clip in clips.values() if clip is not leaving)
     donors = [fake.donor for clip in clips.values() for fake in clip.fakes]
-    assert all(fake.donor != clip.person for clip in clips.values() for fake in clip.fakes)
     assert len(donors) == 9 * CONFIG.fakes_per_real
+
+
+def test_donors_stay_within_identity_groups(clips: dict, annotations: dict) -> None:
+    # The person-donor graph splits into at least identity_groups parts, none larger than a group.
+    parent = {person: person for person in annotations}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for clip in clips.values():
+        for fake in clip.fakes:
+            parent[find(fake.donor)] = find(clip.person)
+    sizes = Counter(find(person) for person in annotations).values()
+    assert len(sizes) >= CONFIG.identity_groups and max(sizes) <= -(-len(annotations) // CONFIG.identity_groups)
+    with pytest.raises(ValueError, match="identity groups"):
+        plan_sample(replace(CONFIG, identity_groups=5, fakes_per_real=2), annotations)
+
+
+def test_generator_face_is_aligned_and_detail_poor(clips: dict, photos: dict, annotations: dict) -> None:
+    person = "t1_person0.jpg"
+    face, landmarks = render_generator_face(photos[person], _donor_landmarks(annotations, person), 40)
+    assert face.shape == (40, 40, 3) and np.allclose(landmarks, TEMPLATE * 40 / 112)
+    # Swapped in, the upscaled generator face holds less fine detail than the real face it replaces.
+    clip = next(c for c in clips.values() if c.person == person)
+    real = render_real(photos[person], clip)
+    fake = render_fake(real, clip, photos[person], _donor_landmarks(annotations, person), 40)
+    x, y = clip.landmarks[3].mean(axis=0).astype(int)
+    half = int(np.linalg.norm(clip.landmarks[3][0] - clip.landmarks[3][1]) // 2)
+
+    def detail(frame: np.ndarray) -> float:
+        grey = cv2.cvtColor(frame[y - half : y + half, x - half : x + half], cv2.COLOR_BGR2GRAY)
+        return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+    assert detail(fake[3]) < 0.7 * detail(real[3])
 
 
 def test_swap_face_changes_only_the_mask(clips: dict, photos: dict, annotations: dict) -> None:
@@ -232,7 +279,7 @@ def test_fake_equals_real_while_face_is_away(clips: dict, photos: dict, annotati
     clip = next(c for c in clips.values() if c.role == "leaves_frame")
     real = render_real(photos[clip.person], clip)
     donor = clip.fakes[0].donor
-    fake = render_fake(real, clip, photos[donor], _donor_landmarks(annotations, donor))
+    fake = render_fake(real, clip, photos[donor], _donor_landmarks(annotations, donor), CONFIG.generator_size)
     for i, (r, f) in enumerate(zip(real, fake, strict=True)):
         assert np.array_equal(r, f) == (not clip.visible[i])
 

@@ -18,6 +18,10 @@ LABELS = ("REAL", "FAKE")
 # A plain file name: no folders, no leading dot, a video extension. DFDC names are 10 letters + .mp4.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}\.mp4$")
 MAX_METADATA_BYTES = 64 * 1024 * 1024  # DFDC's largest metadata.json is ~0.3 MB
+# An optional label of the person (or cluster of look-alikes) whose face a video shows; DFDC's own
+# metadata has none. Folds keep videos sharing an identity in one fold (see deepfake.folds).
+IDENTITY_KEY = "identity"
+_SAFE_IDENTITY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
 
 
 class MetadataError(ValueError):
@@ -31,6 +35,7 @@ class VideoEntry:
     original: str | None  # for a FAKE: the REAL video it was made from
     split: str
     part: str
+    identity: str = ""  # optional: whose face the video shows (a FAKE: the donor's); "" when unknown
 
     @property
     def is_fake(self) -> bool:
@@ -95,6 +100,9 @@ def _check_entry(name: object, value: object) -> str | None:
             return "a FAKE cannot be its own original"
     elif original is not None:
         return f"a REAL must have original null, got {original!r}"
+    identity = value.get(IDENTITY_KEY)
+    if identity is not None and (not isinstance(identity, str) or not _SAFE_IDENTITY.match(identity)):
+        return f"{IDENTITY_KEY} must be a short plain label (letters, digits, '_', '-', '.'), got {identity!r}"
     return None
 
 
@@ -124,6 +132,7 @@ def load_metadata(folder: Path | str) -> PartMetadata:
             original=value.get("original"),
             split=value.get("split", "train"),
             part=folder.name,
+            identity=value.get(IDENTITY_KEY) or "",
         )
     entries: dict[str, VideoEntry] = {}
     for name, entry in valid.items():

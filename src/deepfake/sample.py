@@ -1,8 +1,16 @@
 """A tiny built-in dataset in the exact DFDC layout, made from the packaged face photos.
 
 Each photo becomes one REAL clip (the still animated with a smooth pan, zoom, small rotation
-and lighting drift); each FAKE clip is its original with another person's face swapped in,
-frame by frame (landmark-aligned similarity warp, LAB colour transfer, feathered mask).
+and lighting drift); each FAKE clip is its original with a donor's face swapped in, frame by
+frame, the way a face-swap autoencoder's output is pasted: the donor's face is rendered as an
+aligned face of ``generator_size`` pixels (DF-128-style generators output 64-256 px faces that
+DFDC pasted into 1080p frames, 3-5x upscaled), then warped onto the target with a similarity
+transform, LAB colour transfer and a feathered mask.
+
+People are split into ``identity_groups``; a fake's donor comes from its original's group (the
+person themself included: a self-swap). metadata.json labels every video with the ``identity``
+whose face it shows, so the folds stage can keep each group in one fold (DFDC's own metadata has
+no such label; the key is optional).
 
 Generation is pure NumPy + OpenCV driven by ``numpy.random.default_rng(seed)``, so the same
 config gives byte-identical files on the same software stack. The face detector (MTCNN) runs
@@ -15,7 +23,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,7 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 FOURCC = "mp4v"
 MIN_FRAMES = 8
 MIN_SIDE = 64
+MIN_GENERATOR_SIZE = 16
 
 # Fixed roles, so the special clips never depend on the seed.
 TWO_FACE_PHOTO = "t1_person2.jpg"  # two full faces; both stay in view, only the subject is swapped
@@ -55,6 +64,7 @@ LEAVE_START, LEAVE_END, LEAVE_RAMP = 0.35, 0.55, 0.15
 
 # ArcFace's 5-point template (eyes, nose tip, mouth corners) in a 112 x 112 crop; the mask ellipse
 # below is drawn in the same coordinates, so it follows each face's landmarks.
+TEMPLATE_SIDE = 112
 TEMPLATE = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
 )
@@ -79,6 +89,8 @@ class SampleConfig:
     width: int
     height: int
     fakes_per_real: int
+    identity_groups: int
+    generator_size: int
 
     def __post_init__(self) -> None:
         if isinstance(self.parts, list):
@@ -89,6 +101,8 @@ class SampleConfig:
         _check_int("width", self.width, MIN_SIDE)
         _check_int("height", self.height, MIN_SIDE)
         _check_int("fakes_per_real", self.fakes_per_real, 1)
+        _check_int("identity_groups", self.identity_groups, 1)
+        _check_int("generator_size", self.generator_size, MIN_GENERATOR_SIZE)
         if self.width % 2 or self.height % 2:
             raise ValueError(f"sample width and height must be even (mp4v), got {self.width}x{self.height}")
         if self.width <= self.height:
@@ -100,7 +114,7 @@ class SampleConfig:
         """Build from params.yaml's ``sample:`` section; raise ValueError on missing or unknown keys."""
         if not isinstance(section, Mapping):
             raise ValueError(f"params 'sample' must be a mapping, got {type(section).__name__}")
-        expected = {"seed", "parts", "frames", "fps", "width", "height", "fakes_per_real"}
+        expected = {f.name for f in fields(cls)}
         missing, unknown = sorted(expected - set(section)), sorted(set(section) - expected)
         if missing or unknown:
             raise ValueError(f"params 'sample': missing keys {missing}, unknown keys {unknown}")
@@ -115,6 +129,8 @@ class SampleConfig:
             width=section["width"],
             height=section["height"],
             fakes_per_real=section["fakes_per_real"],
+            identity_groups=section["identity_groups"],
+            generator_size=section["generator_size"],
         )
 
 
@@ -334,6 +350,25 @@ def _match_colour(source: np.ndarray, target: np.ndarray, region: np.ndarray) ->
     return np.clip(cv2.cvtColor(moved, cv2.COLOR_LAB2BGR), 0.0, 1.0)
 
 
+def render_generator_face(
+    donor_image: np.ndarray, donor_landmarks: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The donor's face as a face-swap generator outputs it: aligned to the 5-point template in a
+    ``size`` x ``size`` image. Returns (face, its landmarks). Upscaling it into a larger target face
+    leaves the soft, detail-poor look that face-swap videos show."""
+    points = np.asarray(donor_landmarks, dtype=np.float64).reshape(5, 2)
+    template = TEMPLATE * (size / TEMPLATE_SIDE)
+    scale = float(np.hypot(*umeyama(points, template)[:, 0]))
+    if scale < 1.0:  # shrink with area averaging first: a bilinear warp alone would alias
+        shrunk = (max(1, round(donor_image.shape[1] * scale)), max(1, round(donor_image.shape[0] * scale)))
+        points = points * (shrunk[0] / donor_image.shape[1], shrunk[1] / donor_image.shape[0])
+        donor_image = cv2.resize(donor_image, shrunk, interpolation=cv2.INTER_AREA)
+    face = cv2.warpAffine(
+        donor_image, umeyama(points, template), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return face, template
+
+
 def swap_face(
     frame: np.ndarray, target_landmarks: np.ndarray, donor_image: np.ndarray, donor_landmarks: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -372,6 +407,11 @@ class FakePlan:
 
     name: str
     donor: str
+
+
+def identity_of(photo: str) -> str:
+    """The metadata identity label of the person in ``photo`` (its file stem)."""
+    return Path(photo).stem
 
 
 @dataclass(frozen=True)
@@ -538,16 +578,29 @@ def plan_sample(config: SampleConfig, annotations: dict, faces: Path | None = No
             raise ValueError(f"the sample needs {photo} in {faces}")
     if len(config.parts) > len(people):
         raise ValueError(f"{len(config.parts)} parts but only {len(people)} people to spread over them")
-    if config.fakes_per_real > len(people) - 1:
-        raise ValueError(f"fakes_per_real={config.fakes_per_real} but only {len(people) - 1} possible donors")
+    if config.identity_groups > len(people):
+        raise ValueError(f"identity_groups={config.identity_groups} but only {len(people)} people")
+    smallest = len(people) // config.identity_groups
+    if config.fakes_per_real > smallest:
+        raise ValueError(
+            f"fakes_per_real={config.fakes_per_real} but the smallest of {config.identity_groups} identity groups "
+            f"of {len(people)} people has only {smallest} donors per person (the person included: a self-swap)"
+        )
     rng = np.random.default_rng(config.seed)
     groups = np.array_split(rng.permutation(len(people)), len(config.parts))
     part_of = {people[int(j)]: config.parts[k] for k, group in enumerate(groups) for j in group}
+    identity_groups = np.array_split(rng.permutation(len(people)), config.identity_groups)
+    group_of = {people[int(j)]: k for k, group in enumerate(identity_groups) for j in group}
     taken: set[str] = set()
     clips = []
     for photo in people:
         clip = _plan_clip(rng, config, annotations, faces, photo, part_of[photo], taken)
-        donors = rng.choice([p for p in people if p != photo], size=config.fakes_per_real, replace=False)
+        # Donors from the same identity group only: with folds keeping a group together, no face
+        # seen in a training fake belongs to a person whose real clip is validated or tested on.
+        # The person is a candidate too: a self-swap keeps the identity and changes only the
+        # rendering (generator resolution, colour, blend), as reenactment-style methods do.
+        candidates = [p for p in people if group_of[p] == group_of[photo]]
+        donors = rng.choice(candidates, size=config.fakes_per_real, replace=False)
         fakes = tuple(FakePlan(_draw_name(rng, taken), str(donor)) for donor in donors)
         clips.append(replace(clip, fakes=fakes))
     return clips
@@ -612,9 +665,11 @@ def render_real(photo: np.ndarray, clip: ClipPlan) -> list[np.ndarray]:
 
 
 def render_fake(
-    real: list[np.ndarray], clip: ClipPlan, donor_image: np.ndarray, donor_landmarks: np.ndarray
+    real: list[np.ndarray], clip: ClipPlan, donor_image: np.ndarray, donor_landmarks: np.ndarray, generator_size: int
 ) -> list[np.ndarray]:
-    """The fake clip's frames: the donor's face swapped into each real frame where the face is in view."""
+    """The fake clip's frames: the donor's face, rendered at ``generator_size``, swapped into each
+    real frame where the face is in view."""
+    donor_image, donor_landmarks = render_generator_face(donor_image, donor_landmarks, generator_size)
     fake = []
     for frame, landmarks, visible in zip(real, clip.landmarks, clip.visible, strict=True):
         fake.append(swap_face(frame, landmarks, donor_image, donor_landmarks)[0] if visible else frame.copy())
@@ -651,19 +706,33 @@ def _verify_video(path: Path, frames: int, size: tuple[int, int]) -> None:
         raise OSError(f"{path} reads back as {count} frames of {got}, expected {frames} of {size}")
 
 
-def _write_part(folder: Path, part: str, clips: list[ClipPlan], photos: dict, annotations: dict, fps: int) -> dict:
+def _write_part(
+    folder: Path, part: str, clips: list[ClipPlan], photos: dict, annotations: dict, config: SampleConfig
+) -> dict:
     """Render and write one part's videos into ``folder``; return its metadata."""
+    fps = config.fps
     metadata: dict[str, dict] = {}
     for clip in clips:
         if clip.part != part:
             continue
         real = render_real(photos[clip.person], clip)
         _write_video(folder / clip.name, real, fps)
-        metadata[clip.name] = {"label": "REAL", "split": "train", "original": None}
+        metadata[clip.name] = {
+            "label": "REAL",
+            "split": "train",
+            "original": None,
+            "identity": identity_of(clip.person),
+        }
         for fake in clip.fakes:
             donor_landmarks = np.asarray(_subject(annotations, fake.donor)["landmarks"])
-            _write_video(folder / fake.name, render_fake(real, clip, photos[fake.donor], donor_landmarks), fps)
-            metadata[fake.name] = {"label": "FAKE", "split": "train", "original": clip.name}
+            frames = render_fake(real, clip, photos[fake.donor], donor_landmarks, config.generator_size)
+            _write_video(folder / fake.name, frames, fps)
+            metadata[fake.name] = {
+                "label": "FAKE",
+                "split": "train",
+                "original": clip.name,
+                "identity": identity_of(fake.donor),
+            }
         logger.debug("%s: %s (%s) + %d fake(s)", part, clip.name, clip.person, len(clip.fakes))
     return metadata
 
@@ -680,7 +749,7 @@ def build_sample(out_root: Path, config: SampleConfig, faces: Path | None = None
     for part in config.parts:
         # Built beside its final place, then swapped in: a crash never leaves a half-written part.
         with atomic_dir(out_root / part) as tmp:
-            metadata = _write_part(tmp, part, clips, photos, annotations, config.fps)
+            metadata = _write_part(tmp, part, clips, photos, annotations, config)
             write_json_atomic(tmp / "metadata.json", metadata)
             size = sum(p.stat().st_size for p in tmp.iterdir())
         labels = [entry["label"] for entry in metadata.values()]

@@ -21,7 +21,7 @@ from deepfake.video import FrameSampling, iter_sampled_frames
 logger = logging.getLogger(__name__)
 
 INDEX_NAME = "index.csv"
-INDEX_COLUMNS = ["video", "file", "label", "original", "part", "frame", "face"]
+INDEX_COLUMNS = ["video", "file", "label", "original", "part", "frame", "face", "identity"]
 
 
 def crop_name(frame: int, face: int) -> str:
@@ -92,6 +92,7 @@ def crop_video(task: CropsTask) -> VideoResult:
                     "part": entry.part,
                     "frame": index,
                     "face": face,
+                    "identity": entry.identity,
                 }
             )
     if wanted:
@@ -105,7 +106,11 @@ def read_index(crops_part_dir: Path) -> pd.DataFrame:
     path = crops_part_dir / INDEX_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; run the crops stage for this part first")
-    return pd.read_csv(path, dtype={"video": str, "file": str, "label": str, "original": str, "part": str})
+    dtypes = {"video": str, "file": str, "label": str, "original": str, "part": str, "identity": str}
+    index = pd.read_csv(path, dtype=dtypes, keep_default_na=False)
+    if "identity" not in index.columns:  # indexes written before the optional identity label
+        index["identity"] = ""
+    return index
 
 
 def run(part_dir: Path, boxes_dir: Path, out_dir: Path, report_path: Path, config: CropsConfig) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from deepfake.fileio import write_bytes_atomic, write_json_atomic
-from deepfake.folds import FoldsConfig, LeakageError, assign_folds, find_leaks
+from deepfake.folds import FoldsConfig, LeakageError, assign_folds, find_leaks, leak_units
 from deepfake.pipeline.crops import INDEX_COLUMNS, read_index
 
 logger = logging.getLogger(__name__)
@@ -56,9 +56,11 @@ def run(
     started = time.perf_counter()
     table = build_table(crops_dir, landmarks_dir, diffs_dir, masks_dir, parts)
     table["fold"] = assign_folds(table, config)
-    leaks = find_leaks(table)
+    leaks = find_leaks(table, config.identity)
     if leaks:
-        raise LeakageError(f"{len(leaks)} originals straddle folds, e.g. {leaks[:5]}")
+        identity_leak = any(k.startswith("identity:") for k in leaks)
+        hint = " (folds.identity: false accepts identity leaks)" if identity_leak else ""
+        raise LeakageError(f"{len(leaks)} originals or identities straddle folds{hint}, e.g. {leaks[:5]}")
     table = table.sort_values(["fold", "part", "original", "video", "frame", "face"], kind="stable")
     write_bytes_atomic(out_csv, table[FOLDS_COLUMNS].to_csv(index=False, lineterminator="\n").encode())
     per_fold = {
@@ -77,6 +79,8 @@ def run(
         "crops": len(table),
         "videos": int(table["video"].nunique()),
         "leaking_groups": len(leaks),
+        "identities": int(table["identity"].replace("", pd.NA).nunique()) if "identity" in table else 0,
+        "leak_free_units": int(leak_units(table, config.identity).nunique()),
         "crops_with_landmarks": int((table["landmarks"] != "").sum()),
         "fake_crops_with_mask": int((table["mask"] != "").sum()),
         "folds": per_fold,

@@ -100,7 +100,7 @@ def test_repro_produces_every_output(repo: tuple[Path, dict[str, str]]) -> None:
     }
     assert (path / "plots/evaluate/roc.png").is_file()
     folds = (path / "data/folds.csv").read_text().splitlines()
-    assert folds[0].startswith("video,file,label,original,part,frame,face,fold")
+    assert folds[0].startswith("video,file,label,original,part,frame,face,identity,fold")
     assert len(folds) > 100
 
 
@@ -116,6 +116,8 @@ def test_sample_folds_do_not_leak(repo: tuple[Path, dict[str, str]]) -> None:
     folds_of_videos = table.groupby("video")["fold"].first()
     for _, row in fakes.drop_duplicates("video").iterrows():
         assert folds_of_videos[row["video"]] == folds_of_videos[row["original"]]
+    # The sample labels identities, so no person's face (real or donated) crosses folds either.
+    assert (table["identity"] != "").all() and table.groupby("identity")["fold"].nunique().max() == 1
     params = yaml.safe_load((path / "params.yaml").read_text())
     per_fold = table[table["label"] == "REAL"].groupby("fold")["video"].nunique()
     assert sorted(per_fold.index) == list(range(params["folds"]["n_splits"]))

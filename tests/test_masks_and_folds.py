@@ -46,7 +46,7 @@ def crops_table(groups: int, fakes: int = 2, crops: int = 3, part: str = "dfdc_t
 
 
 def config(**overrides: object) -> FoldsConfig:
-    values = {"strategy": "original", "n_splits": 3, "seed": 7, "part_splits": 16, "parts_total": 50}
+    values = {"strategy": "original", "n_splits": 3, "seed": 7, "part_splits": 16, "parts_total": 50, "identity": True}
     values.update(overrides)
     return FoldsConfig(**values)  # type: ignore[arg-type]
 

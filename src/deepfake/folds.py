@@ -38,7 +38,7 @@ class FoldsConfig:
     seed: int
     part_splits: int
     parts_total: int
-    identity: bool = True  # join groups that share a metadata identity label
+    identity: bool  # join groups that share a metadata identity label
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> FoldsConfig:
@@ -102,7 +102,7 @@ def part_number(part: str) -> int:
     return int(match.group(1))
 
 
-def folds_by_original(frame: pd.DataFrame, n_splits: int, seed: int, identity: bool = True) -> pd.Series:
+def folds_by_original(frame: pd.DataFrame, n_splits: int, seed: int, identity: bool) -> pd.Series:
     groups = leak_units(frame, identity)
     sizes = groups.value_counts().sort_index()
     if len(sizes) < n_splits:

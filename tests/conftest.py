@@ -82,6 +82,7 @@ def tiny_params(root: Path) -> dict:
             "landmark_cutout": 0.7,
             "hull_cutout": 0.2,
             "quadrant_cutout": 0.1,
+            "self_blend": 0.0,
             "min_changed_pixels": 32,
         },
     }

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from deepfake.models import CheckpointError, create_model, list_models
+from deepfake.models import CheckpointError, HighPassStem, create_model, list_models
 
 # Small encoders keep these tests fast; the defaults are exercised by name only.
 SMALL = {"classifier": {"encoder": "mobilenetv3_small_050"}, "uynet": {"encoder": "resnet18", "depth": 3}}
@@ -23,6 +23,35 @@ def test_forward_returns_logits(name: str) -> None:
     assert out["logit"].shape == (2, 1)
     if name == "uynet":
         assert out["mask"].shape == (2, 1, 64, 64)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_srm_input_filter_feeds_six_channels_to_the_encoder(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, input_filter="srm", **SMALL[name]).eval()
+    assert isinstance(model.stem, HighPassStem)
+    out = model(torch.rand(2, 3, 64, 64))
+    assert out["logit"].shape == (2, 1)
+    # the fixed kernels are state (saved and restored), not trainable parameters
+    assert not any(p is model.stem.weight for p in model.parameters())
+    torch.save(model.state_dict(), tmp_path / "srm.pt")
+    with pytest.raises(CheckpointError, match="does not fit"):  # an RGB-only model has another first conv
+        create_model(name, weights=tmp_path / "srm.pt", **SMALL[name])
+    with pytest.raises(ValueError, match="unknown input_filter"):
+        create_model(name, input_filter="dct", **SMALL[name])
+
+
+def test_srm_residuals_ignore_flat_and_linear_regions() -> None:
+    """High-pass kernels sum to zero: flat colour and gradients give no residual, fine texture does."""
+    stem = HighPassStem()
+    ramp = torch.linspace(-1, 1, 32).view(1, 1, 1, 32).expand(1, 3, 32, 32)
+    out = stem(ramp + 0.5)
+    assert out.shape == (1, 6, 32, 32)
+    assert torch.equal(out[:, :3], ramp + 0.5)
+    assert out[:, 3:, 4:-4, 4:-4].abs().max() < 1e-5
+    checker = (torch.arange(32).view(1, -1) + torch.arange(32).view(-1, 1)) % 2
+    textured = stem(checker.float().expand(1, 3, 32, 32).unsqueeze(0)[0])
+    assert textured[:, 3:, 4:-4, 4:-4].abs().mean() > 0.5
 
 
 @pytest.mark.parametrize("name", list_models())

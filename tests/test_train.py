@@ -12,7 +12,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from deepfake.augment import AugmentConfig, hull_cutout, landmark_cutout, quadrant_cutout, quadrant_masks
+from deepfake.augment import (
+    AugmentConfig,
+    hull_cutout,
+    landmark_cutout,
+    quadrant_cutout,
+    quadrant_masks,
+    self_blend,
+)
 from deepfake.data import CropDataset, DataRoots, epoch_indices, read_folds, shard
 from deepfake.models import create_model, load_weights
 from deepfake.train import Runtime, TrainConfig, build_optimizer, fit, pick_best, train_step
@@ -55,15 +62,59 @@ def test_dataset_items_are_normalised_tensors(train_data: tuple[Path, DataRoots]
     assert not torch.equal(item["image"], dataset[0]["image"])
 
 
+def test_dataset_serves_self_blended_reals_as_fakes(train_data: tuple[Path, DataRoots], hostile_part: Path) -> None:
+    folds_csv, roots = train_data
+    rows = read_folds(folds_csv)
+    params = tiny_params(hostile_part.parent)
+    params["augment"]["self_blend"] = 0.5
+    dataset = CropDataset(rows, roots, 64, AugmentConfig.from_params(params), seed=3)
+    assert len(dataset) == 2 * len(rows)
+    real = int(np.flatnonzero(dataset.labels == 0)[0])
+    item = dataset[len(rows) + real]
+    assert float(item["label"]) == 1.0 and float(item["valid"]) == 1.0
+    assert float(item["mask"].sum()) > 0
+    fake = int(np.flatnonzero(dataset.labels == 1)[0])
+    with pytest.raises(IndexError, match="only real crops"):
+        dataset[len(rows) + fake]
+    with pytest.raises(IndexError):
+        dataset[2 * len(rows)]
+
+
 def test_epoch_sampling_is_balanced_and_seeded() -> None:
     labels = np.array([0] * 3 + [1] * 10)
-    first = epoch_indices(labels, 0, 111)
+    first = epoch_indices(labels, 0, 111, 0.0)
     assert sorted(labels[first]) == [0, 0, 0, 1, 1, 1]
-    assert np.array_equal(first, epoch_indices(labels, 0, 111))
-    assert not np.array_equal(first, epoch_indices(labels, 1, 111))
+    assert np.array_equal(first, epoch_indices(labels, 0, 111, 0.0))
+    assert not np.array_equal(first, epoch_indices(labels, 1, 111, 0.0))
     parts = [shard(np.arange(7), rank, 2) for rank in range(2)]
     assert len(parts[0]) == len(parts[1]) == 4
     assert set(np.concatenate(parts)) == set(range(7))
+
+
+def test_self_blended_reals_fill_the_given_share_of_fake_slots() -> None:
+    labels = np.array([0] * 4 + [1] * 10)
+    indices = epoch_indices(labels, 0, 111, 0.5)
+    blended = indices[indices >= len(labels)] - len(labels)
+    assert len(indices) == 8 and len(blended) == 2
+    assert set(labels[blended]) == {0}  # only reals are self-blended
+    assert (labels[indices[indices < len(labels)]] == 1).sum() == 2
+    # data without fakes (reals-only training, as SBI does): every fake slot is a self-blend
+    only_reals = epoch_indices(np.zeros(5, np.int64), 0, 111, 0.5)
+    assert sorted(only_reals) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+
+
+def test_self_blend_changes_the_face_and_marks_it() -> None:
+    rng = np.random.default_rng(0)
+    image = (np.random.default_rng(1).random((120, 100, 3)) * 255).astype(np.uint8)
+    landmarks = np.array([[35, 45], [65, 45], [50, 60], [38, 75], [62, 75]], np.float32)
+    for marks in (landmarks, None):
+        fake, mask = self_blend(image, marks, rng)
+        assert fake.shape == image.shape and fake.dtype == np.uint8
+        assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 1}
+        assert 0.05 < mask.mean() < 0.6
+        changed = np.abs(fake.astype(int) - image).sum(axis=2) > 0
+        assert changed[mask > 0].mean() > 0.9
+        assert not changed[:5, :5].any() and not changed[-5:, -5:].any()  # corners stay the real crop
 
 
 def test_cutouts_black_out_only_part_of_the_crop() -> None:

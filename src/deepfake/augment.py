@@ -5,6 +5,10 @@ The cutouts work on the native-size crop before resizing, with the crop's 5-poin
 - landmark cutout: black out the eyes, the nose or the mouth with a thick line;
 - hull cutout: black out one half (left/right/top/bottom) of the face region around the landmarks;
 - quadrant cutout: keep a half or diagonal pair of quadrants, chosen so a fake keeps changed pixels.
+Self-blending (Shiohara & Yamasaki, CVPR 2022, "SBI") turns a real crop into a training fake: a
+colour-, resampling- and position-jittered copy of the face is blended back into the same crop
+through a soft face mask, so the only evidence left is the blending boundary and resampling trace
+every face swap leaves, not a second person's identity.
 All randomness comes from the ``rng`` passed in, so a sample's augmentation is set by its seed.
 """
 
@@ -33,6 +37,7 @@ class AugmentConfig:
     landmark_cutout: float
     hull_cutout: float
     quadrant_cutout: float
+    self_blend: float  # share of each epoch's fake slots filled with self-blended real crops
     min_changed_pixels: int  # a fake crop whose mask has fewer changed pixels does not count as fake
 
     @classmethod
@@ -50,6 +55,7 @@ class AugmentConfig:
             landmark_cutout=float(sect["landmark_cutout"]),
             hull_cutout=float(sect["hull_cutout"]),
             quadrant_cutout=float(sect["quadrant_cutout"]),
+            self_blend=float(sect["self_blend"]),
             min_changed_pixels=int(sect["min_changed_pixels"]),
         )
         for name, value in vars(config).items():
@@ -178,3 +184,73 @@ def quadrant_cutout(
         if not is_fake or np.count_nonzero(mask * keep) > min_changed:
             return image * keep[..., None], mask * keep
     return image, mask
+
+
+def _face_ellipse(shape: tuple[int, int], landmarks: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """A float mask (0/1) of a jittered ellipse over the face: from the landmarks, else the crop centre."""
+    height, width = shape
+    if landmarks is not None:
+        centre = landmarks.mean(axis=0)
+        eye_distance = max(float(np.linalg.norm(landmarks[1] - landmarks[0])), 2.0)
+        axes = np.array([eye_distance * 1.1, eye_distance * 1.5])
+    else:  # crops are the face box plus a margin on each side: the face sits in the middle
+        centre = np.array([width / 2, height / 2])
+        axes = np.array([width * 0.3, height * 0.36])
+    axes = axes * rng.uniform(0.8, 1.15, size=2)
+    centre = centre + rng.uniform(-0.05, 0.05, size=2) * axes
+    mask = np.zeros(shape, np.float32)
+    cv2.ellipse(
+        mask,
+        (round(float(centre[0])), round(float(centre[1]))),
+        (max(int(axes[0]), 2), max(int(axes[1]), 2)),
+        float(rng.uniform(-15, 15)),
+        0,
+        360,
+        1.0,
+        -1,
+    )
+    return mask
+
+
+def _jitter_source(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The "other face": the same crop with a colour shift, a resampling or sharpening, a small move."""
+    source = image.astype(np.float32)
+    source = source * rng.uniform(0.9, 1.1) + rng.uniform(-12, 12, size=3)  # contrast, per-channel shift
+    height, width = image.shape[:2]
+    kind = int(rng.integers(3))
+    if kind == 0:  # downscale and upscale back: what a generator's low output resolution leaves
+        factor = rng.uniform(0.25, 0.7)
+        small = cv2.resize(source, (max(int(width * factor), 4), max(int(height * factor), 4)), cv2.INTER_AREA)
+        source = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    elif kind == 1:
+        source = cv2.GaussianBlur(source, (0, 0), rng.uniform(0.6, 1.6))
+    else:  # unsharp masking
+        source = cv2.addWeighted(source, 1.6, cv2.GaussianBlur(source, (0, 0), 1.5), -0.6, 0)
+    scale = rng.uniform(0.96, 1.04)
+    shift = rng.uniform(-0.02, 0.02, size=2) * (width, height)
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, scale)
+    matrix[:, 2] += shift
+    source = cv2.warpAffine(source, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
+    return source
+
+
+def self_blend(
+    image: np.ndarray, landmarks: np.ndarray | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """SBI: blend a jittered copy of a real face into itself. Returns (fake image, binary mask).
+
+    The blend weight is a blurred face ellipse times a random ratio; the returned mask marks the
+    pixels where the blend weight reaches half its maximum (the U-YNet target).
+    """
+    height, width = image.shape[:2]
+    weight = _face_ellipse((height, width), landmarks, rng)
+    sigma = max(min(height, width) * rng.uniform(0.01, 0.05), 0.5)
+    weight = cv2.GaussianBlur(weight, (0, 0), sigma)
+    peak = float(weight.max())
+    if peak <= 0:
+        return image.copy(), np.zeros((height, width), np.uint8)
+    weight = weight / peak * float(rng.choice([0.5, 0.75, 1.0, 1.0, 1.0]))
+    source = _jitter_source(image, rng)
+    blended = source * weight[..., None] + image.astype(np.float32) * (1 - weight[..., None])
+    mask = (weight >= 0.5 * weight.max()).astype(np.uint8)
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8), mask

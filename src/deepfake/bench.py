@@ -126,7 +126,7 @@ def run_train_bench(
     timed_images, data_seconds, step_seconds, done, epoch = 0, 0.0, 0.0, 0, 0
     while done < steps + warmup:
         dataset.set_epoch(epoch)
-        indices = epoch_indices(dataset.labels, epoch, config.seed).tolist()
+        indices = epoch_indices(dataset.labels, epoch, config.seed, config.augment.self_blend).tolist()
         loader = DataLoader(Subset(dataset, indices), batch_size=config.batch_size, num_workers=config.num_workers)
         fetch_started = time.perf_counter()
         for batch in loader:

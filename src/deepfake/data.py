@@ -18,6 +18,7 @@ from deepfake.augment import (
     hull_cutout,
     landmark_cutout,
     quadrant_cutout,
+    self_blend,
     train_transform,
 )
 
@@ -55,11 +56,20 @@ def select_folds(table: pd.DataFrame, folds: list[int], drop_unmasked_fakes: boo
     return rows.reset_index(drop=True)
 
 
-def epoch_indices(labels: np.ndarray, epoch: int, seed: int) -> np.ndarray:
-    """All reals plus as many randomly chosen fakes, shuffled; seeded by ``(epoch + 1) * seed``."""
+def epoch_indices(labels: np.ndarray, epoch: int, seed: int, blend_share: float) -> np.ndarray:
+    """All reals plus as many randomly chosen fakes, shuffled; seeded by ``(epoch + 1) * seed``.
+
+    With ``blend_share`` > 0 that share of the fake slots (all of them when the data hold no fakes)
+    goes to self-blended reals, returned as ``len(labels) + real_index`` (see ``CropDataset``).
+    """
     rng = np.random.default_rng((epoch + 1) * seed)
     reals, fakes = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
-    if len(reals) and len(fakes) > len(reals):
+    if blend_share > 0 and len(reals):
+        n_blend = len(reals) if not len(fakes) else round(blend_share * len(reals))
+        blended = rng.choice(reals, size=n_blend, replace=False) + len(labels)
+        fakes = rng.choice(fakes, size=min(len(fakes), len(reals) - n_blend), replace=False)
+        fakes = np.concatenate([fakes, blended])
+    elif len(reals) and len(fakes) > len(reals):
         fakes = rng.choice(fakes, size=len(reals), replace=False)
     indices = np.concatenate([reals, fakes])
     rng.shuffle(indices)
@@ -79,7 +89,8 @@ class CropDataset(Dataset):
     """Face crops with label, validity, binarised mask and (for training) augmentations.
 
     Each sample's randomness is seeded by ``(seed, epoch, index)``, so augmentations do not
-    depend on the number of data-loader workers or replicas.
+    depend on the number of data-loader workers or replicas. When training with self-blending,
+    index ``len(rows) + i`` is real row ``i`` turned into a fake (``augment.self_blend``).
     """
 
     def __init__(
@@ -102,7 +113,8 @@ class CropDataset(Dataset):
         self.std = np.array(IMAGENET_STD, np.float32) * 255
 
     def __len__(self) -> int:
-        return len(self.rows)
+        blending = self.augment is not None and self.augment.self_blend > 0
+        return len(self.rows) * (2 if blending else 1)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -146,10 +158,18 @@ class CropDataset(Dataset):
         return image, mask
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image, mask, landmarks = self._read(index)
-        is_fake = self.rows.iloc[index]["label"] == "FAKE"
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        row_index = index % len(self.rows)
+        image, mask, landmarks = self._read(row_index)
+        is_fake = self.rows.iloc[row_index]["label"] == "FAKE"
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, index])
+            if index >= len(self.rows):
+                if is_fake:
+                    raise IndexError(f"index {index}: only real crops are self-blended (row {row_index} is FAKE)")
+                image, mask = self_blend(image, landmarks, rng)
+                is_fake = True
             image, mask = self._cutouts(image, mask, landmarks, is_fake, rng)
             self.transform.set_random_seed(int(rng.integers(2**31)))
         # a fake crop whose diff shows (almost) no change carries no fake evidence: not counted

@@ -49,14 +49,55 @@ def _check_input(x: torch.Tensor, multiple: int = 1) -> None:
         )
 
 
+# SRM residual kernels (Fridrich & Kodovsky's rich models, as used for face forgery by Zhou et al. 2018
+# and Luo et al. 2021): fixed high-pass filters whose outputs keep the noise and resampling traces a
+# face swap's blending and upscaling leave, and drop the face content a small dataset overfits to.
+_SRM_KERNELS = (
+    [[0, 0, 0, 0, 0], [0, -1, 2, -1, 0], [0, 2, -4, 2, 0], [0, -1, 2, -1, 0], [0, 0, 0, 0, 0]],
+    [[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2], [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]],
+    [[0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 1, -2, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]],
+)
+_SRM_SCALES = (4.0, 12.0, 2.0)
+INPUT_FILTERS = ("none", "srm")
+
+
+class HighPassStem(nn.Module):
+    """Append fixed SRM residual maps to the RGB input: (N, 3, H, W) -> (N, 3 + 3, H, W).
+
+    Each of the three kernels is applied to every colour channel and summed (one residual map per
+    kernel). The weights are a buffer, not a parameter: nothing trains them, so they export to ONNX
+    as a constant convolution.
+    """
+
+    extra_channels = len(_SRM_KERNELS)
+
+    def __init__(self) -> None:
+        super().__init__()
+        kernels = torch.tensor(_SRM_KERNELS, dtype=torch.float32) / torch.tensor(_SRM_SCALES).view(-1, 1, 1)
+        self.register_buffer("weight", kernels.unsqueeze(1).repeat(1, 3, 1, 1) / 3.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, nn.functional.conv2d(x, self.weight, padding=2)], dim=1)
+
+
+def _input_stem(input_filter: str) -> tuple[nn.Module, int]:
+    """The module in front of the encoder and the channel count the encoder then takes."""
+    if input_filter == "srm":
+        return HighPassStem(), 3 + HighPassStem.extra_channels
+    if input_filter == "none":
+        return nn.Identity(), 3
+    raise ValueError(f"unknown input_filter {input_filter!r}; choose one of {', '.join(INPUT_FILTERS)}")
+
+
 class Classifier(nn.Module):
     """DFDC-1st's classifier: encoder features -> dropout -> one logit."""
 
-    def __init__(self, encoder: str, dropout: float = 0.0, drop_path: float = 0.0) -> None:
+    def __init__(self, encoder: str, dropout: float = 0.0, drop_path: float = 0.0, input_filter: str = "none") -> None:
         super().__init__()
         import timm
 
-        kwargs: dict[str, Any] = {"pretrained": False, "num_classes": 0, "global_pool": "avg"}
+        self.stem, in_chans = _input_stem(input_filter)
+        kwargs: dict[str, Any] = {"pretrained": False, "num_classes": 0, "global_pool": "avg", "in_chans": in_chans}
         if drop_path:
             kwargs["drop_path_rate"] = drop_path
         try:
@@ -70,18 +111,24 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         _check_input(x)
-        return {"logit": self.fc(self.dropout(self.encoder(x)))}
+        return {"logit": self.fc(self.dropout(self.encoder(self.stem(x))))}
 
 
 class UYNet(nn.Module):
     """U-YNet: UNet segmentation of the manipulated pixels plus a real/fake logit from the bottleneck."""
 
     def __init__(
-        self, encoder: str, dropout: float = 0.2, depth: int = 5, decoder_channels: tuple[int, ...] | None = None
+        self,
+        encoder: str,
+        dropout: float = 0.2,
+        depth: int = 5,
+        decoder_channels: tuple[int, ...] | None = None,
+        input_filter: str = "none",
     ) -> None:
         super().__init__()
         import segmentation_models_pytorch as smp
 
+        self.stem, in_chans = _input_stem(input_filter)
         decoder_channels = tuple(decoder_channels or (256, 128, 64, 32, 16)[:depth])
         if len(decoder_channels) != depth:
             raise ValueError(f"decoder_channels needs {depth} entries (one per encoder stage), got {decoder_channels}")
@@ -89,6 +136,7 @@ class UYNet(nn.Module):
             self.net = smp.Unet(
                 encoder_name=encoder,
                 encoder_weights=None,
+                in_channels=in_chans,
                 encoder_depth=depth,
                 decoder_channels=decoder_channels,
                 classes=1,
@@ -101,20 +149,26 @@ class UYNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         _check_input(x, self.multiple)
-        mask, logit = self.net(x)
+        mask, logit = self.net(self.stem(x))
         return {"logit": logit, "mask": mask}
 
 
 @register_model("classifier")
-def _classifier(encoder: str = "efficientnet_b0", dropout: float = 0.0, drop_path: float = 0.0) -> nn.Module:
-    return Classifier(encoder, dropout=dropout, drop_path=drop_path)
+def _classifier(
+    encoder: str = "efficientnet_b0", dropout: float = 0.0, drop_path: float = 0.0, input_filter: str = "none"
+) -> nn.Module:
+    return Classifier(encoder, dropout=dropout, drop_path=drop_path, input_filter=input_filter)
 
 
 @register_model("uynet")
 def _uynet(
-    encoder: str = "resnet18", dropout: float = 0.2, depth: int = 5, decoder_channels: tuple[int, ...] | None = None
+    encoder: str = "resnet18",
+    dropout: float = 0.2,
+    depth: int = 5,
+    decoder_channels: tuple[int, ...] | None = None,
+    input_filter: str = "none",
 ) -> nn.Module:
-    return UYNet(encoder, dropout=dropout, depth=depth, decoder_channels=decoder_channels)
+    return UYNet(encoder, dropout=dropout, depth=depth, decoder_channels=decoder_channels, input_filter=input_filter)
 
 
 def create_model(name: str, weights: str | Path | None = None, **kwargs: Any) -> nn.Module:

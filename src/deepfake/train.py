@@ -290,7 +290,10 @@ def fit(
     train_set = CropDataset(train_rows, roots, config.image_size, config.augment, config.seed)
     val_set = CropDataset(val_rows, roots, config.image_size, None, config.seed, config.augment.min_changed_pixels)
     labels = train_set.labels
-    steps_per_epoch = -(-len(shard(epoch_indices(labels, 0, config.seed), 0, runtime.world_size)) // config.batch_size)
+    steps_per_epoch = -(
+        -len(shard(epoch_indices(labels, 0, config.seed, config.augment.self_blend), 0, runtime.world_size))
+        // config.batch_size
+    )
 
     model = prepare_model(create_model(config.model, **config.model_kwargs), runtime)
     optimizer, schedule = build_optimizer(model, config, steps_per_epoch * config.epochs)
@@ -317,7 +320,9 @@ def fit(
     for epoch in range(start, config.epochs):
         started = time.perf_counter()
         train_set.set_epoch(epoch)
-        indices = shard(epoch_indices(labels, epoch, config.seed), runtime.rank, runtime.world_size)
+        indices = shard(
+            epoch_indices(labels, epoch, config.seed, config.augment.self_blend), runtime.rank, runtime.world_size
+        )
         loader = DataLoader(
             Subset(train_set, indices.tolist()), batch_size=config.batch_size, num_workers=config.num_workers
         )

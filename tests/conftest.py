@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
+from deepfake import evaluate
+from deepfake.data import DataRoots
 from deepfake.folds import FoldsConfig
 from deepfake.pipeline import bboxes, crops, diffs, folds, landmarks
+from deepfake.train import TrainConfig, fit
 
 FACES = Path(__file__).resolve().parents[1] / "src" / "deepfake" / "assets" / "faces"
 SIZE = (320, 180)  # width, height: below 300 px on the short side, so detection runs at 2x
@@ -70,6 +75,7 @@ def tiny_params(root: Path) -> dict:
             "device": "cpu",
         },
         "ensemble": {"seeds": [8]},
+        "export": {"opset": 18, "parity_crops": 6, "tolerance": 1e-4},
         "augment": {
             "jpeg": 0.5,
             "jpeg_quality": [60, 100],
@@ -207,3 +213,29 @@ def processed(hostile_part: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         FoldsConfig.from_params(params),
     )
     return result
+
+
+@pytest.fixture(scope="session")
+def trained(processed: dict, hostile_part: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One epoch of every model and ensemble seed; reala trains, realb validates and is the holdout."""
+    root = tmp_path_factory.mktemp("evaluate")
+    out = processed["out"]
+    table = pd.read_csv(out / "folds.csv", keep_default_na=False)
+    table["fold"] = table["original"].map({"reala.mp4": 2, "realb.mp4": 1})
+    table = pd.concat([table, table[table["fold"] == 1].assign(fold=0)])  # realb doubles as the holdout
+    folds_csv = root / "folds.csv"
+    table.to_csv(folds_csv, index=False)
+    roots = DataRoots(out / "crops", out / "landmarks", out / "masks")
+    params = tiny_params(hostile_part.parent)
+    params["train"]["epochs"] = 1
+    params["evaluate"] = {
+        "aggregation": "confident",
+        "batch_size": 8,
+        "device": "cpu",
+        "confident": {"threshold": 0.8, "min_fakes": 11},
+    }
+    for member in evaluate.ensemble_members(params, root / "models"):
+        seed = None if member.name == member.model else int(member.name.rsplit("-", 1)[1])
+        config = replace(TrainConfig.from_params(params, member.model, seed), batch_size=8)
+        fit(config, folds_csv, roots, member.checkpoint.parent)
+    return {"root": root, "params": params, "folds": folds_csv, "roots": roots}

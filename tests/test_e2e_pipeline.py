@@ -88,11 +88,11 @@ def test_repro_produces_every_output(repo: tuple[Path, dict[str, str]]) -> None:
         for stage in ("bboxes", "crops", "landmarks", "diffs"):
             assert (path / f"metrics/preprocess/{stage}/{part}.json").is_file()
     for model in params["models"]:
-        assert (path / "models" / model / "best.pt").is_file()
+        assert (path / "models/train" / model / "best.pt").is_file()
         assert (path / "plots/train" / f"{model}.png").is_file()
         assert (path / "metrics/train" / model / "metrics.json").is_file()
         for seed in params["ensemble"]["seeds"]:
-            assert (path / "models/ensemble" / f"{model}-{seed}" / "best.pt").is_file()
+            assert (path / "models/train/ensemble" / f"{model}-{seed}" / "best.pt").is_file()
     report = json.loads((path / "metrics/evaluate.json").read_text())
     assert set(report["models"]) == {
         *params["models"],
@@ -187,9 +187,9 @@ def test_exp_run_with_another_seed_changes_models_and_metrics(repo: tuple[Path, 
     after = out_hashes(path)
     for model in params["models"]:
         assert f"train@{model}" in output
-        assert after[f"models/{model}"] != before[f"models/{model}"]
+        assert after[f"models/train/{model}"] != before[f"models/train/{model}"]
         for seed in params["ensemble"]["seeds"]:
-            assert after[f"models/ensemble/{model}-{seed}"] == before[f"models/ensemble/{model}-{seed}"]
+            assert after[f"models/train/ensemble/{model}-{seed}"] == before[f"models/train/ensemble/{model}-{seed}"]
     shown = json.loads(run(["dvc", "exp", "show", "--json"], path, env))
     assert "seed777" in json.dumps(shown)
     assert "evaluate.json" in run(["dvc", "metrics", "diff", "HEAD"], path, env)

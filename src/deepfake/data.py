@@ -136,7 +136,8 @@ class CropDataset(Dataset):
             if stored is None or stored.shape != mask.shape:
                 raise FileNotFoundError(f"{self.roots.masks / row['mask']}: mask missing or of another size")
             mask = (stored > 0).astype(np.uint8)
-        landmarks = np.load(self.roots.landmarks / row["landmarks"]) if row["landmarks"] else None
+        # landmarks only guide training augmentations; evaluation and export never read them
+        landmarks = np.load(self.roots.landmarks / row["landmarks"]) if self.augment and row["landmarks"] else None
         return image, mask, landmarks
 
     def _cutouts(

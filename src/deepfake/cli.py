@@ -9,12 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from deepfake.errors import ToolchainError
 from deepfake.folds import LeakageError
 from deepfake.metadata import MetadataError
 from deepfake.params import ParamsError, load_params
 
 # Errors about the user's input or configuration: reported in one line, not as a traceback.
-USER_ERRORS = (MetadataError, ParamsError, LeakageError, FileNotFoundError, ValueError)
+USER_ERRORS = (MetadataError, ParamsError, LeakageError, ToolchainError, FileNotFoundError, ValueError)
 
 
 def setup_logging(verbose: bool = False) -> None:

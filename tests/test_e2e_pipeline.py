@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -126,10 +127,25 @@ def test_sample_folds_do_not_leak(repo: tuple[Path, dict[str, str]]) -> None:
 
 def test_status_is_clean_and_second_repro_runs_nothing(repo: tuple[Path, dict[str, str]]) -> None:
     path, env = repo
-    assert "up to date" in run(["dvc", "status"], path, env)
+    assert "up to date" in run(["dvc", "status", "dvc.yaml"], path, env)
     output = run(["dvc", "repro"], path, env)
     assert "Running stage" not in output
     assert "up to date" in output
+
+
+def test_hardware_targets_stay_out_of_repro_and_fail_loudly_here(repo: tuple[Path, dict[str, str]]) -> None:
+    """build_trt and compile_dpu are separate targets; without their toolchains they write nothing."""
+    path, env = repo
+    for stage, expected in (("build_trt", "build_trt needs"), ("compile_dpu", "compile_dpu needs the Vitis AI")):
+        if stage == "build_trt" and importlib.util.find_spec("tensorrt") is not None:
+            continue  # a machine with TensorRT would really build (and needs a GPU): not this test's job
+        result = subprocess.run(
+            ["dvc", "repro", f"deploy/dvc.yaml:{stage}"], cwd=path, env=env, capture_output=True, text=True
+        )
+        assert result.returncode != 0
+        assert expected in result.stdout + result.stderr
+    assert not (path / "models/trt").exists() and not (path / "models/dpu").exists()
+    assert "up to date" in run(["dvc", "status", "dvc.yaml"], path, env)
 
 
 def test_forced_preprocessing_rerun_is_byte_identical(repo: tuple[Path, dict[str, str]]) -> None:
@@ -137,7 +153,7 @@ def test_forced_preprocessing_rerun_is_byte_identical(repo: tuple[Path, dict[str
     before = out_hashes(path)
     run(["dvc", "repro", "--force", "folds"], path, env)  # folds and everything upstream of it
     assert out_hashes(path) == before
-    assert "up to date" in run(["dvc", "status"], path, env)
+    assert "up to date" in run(["dvc", "status", "dvc.yaml"], path, env)
 
 
 def test_killed_stage_leaves_old_output_and_rerun_matches(repo: tuple[Path, dict[str, str]]) -> None:
@@ -170,7 +186,7 @@ def test_killed_stage_leaves_old_output_and_rerun_matches(repo: tuple[Path, dict
     run(["dvc", "repro", "--force", f"bboxes@{part}"], path, env)
     assert not partial.exists()
     assert out_hashes(path) == before
-    assert "up to date" in run(["dvc", "status"], path, env)
+    assert "up to date" in run(["dvc", "status", "dvc.yaml"], path, env)
 
 
 def test_exp_run_with_another_seed_changes_models_and_metrics(repo: tuple[Path, dict[str, str]]) -> None:

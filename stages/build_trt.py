@@ -1,0 +1,22 @@
+"""DVC stage build_trt (separate target): TensorRT engines (fp16, int8); needs TensorRT and a GPU."""
+
+from pathlib import Path
+
+from deepfake import compile as hw
+from deepfake.cli import parse_stage_args, run_stage, stage_parser
+from deepfake.data import DataRoots
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--folds", type=Path, required=True)
+    parser.add_argument("--crops", type=Path, required=True)
+    parser.add_argument("--masks", type=Path, required=True)
+    parser.add_argument("--onnx", type=Path, required=True, help="the export stage's folder (manifest.json)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for <member>.plan and metadata")
+    args, params = parse_stage_args(parser, argv)
+    hw.build_trt(params, args.folds, DataRoots(args.crops, Path(), args.masks), args.onnx, args.out)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -14,8 +14,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--masks", type=Path, required=True)
     parser.add_argument("--onnx", type=Path, required=True, help="the export stage's folder (manifest.json)")
     parser.add_argument("--out", type=Path, required=True, help="folder for <member>.plan and metadata")
+    parser.add_argument("--report", type=Path, required=True, help="report JSON")
     args, params = parse_stage_args(parser, argv)
-    hw.build_trt(params, args.folds, DataRoots(args.crops, Path(), args.masks), args.onnx, args.out)
+    hw.build_trt(params, args.folds, DataRoots(args.crops, Path(), args.masks), args.onnx, args.out, args.report)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--masks", type=Path, required=True)
     parser.add_argument("--models", type=Path, required=True, help="the trained models folder")
     parser.add_argument("--out", type=Path, required=True, help="folder for <member>.xmodel")
+    parser.add_argument("--report", type=Path, required=True, help="report JSON")
     args, params = parse_stage_args(parser, argv)
-    hw.compile_dpu(params, args.folds, DataRoots(args.crops, Path(), args.masks), args.models, args.out)
+    hw.compile_dpu(params, args.folds, DataRoots(args.crops, Path(), args.masks), args.models, args.out, args.report)
 
 
 if __name__ == "__main__":

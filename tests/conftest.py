@@ -76,6 +76,7 @@ def tiny_params(root: Path) -> dict:
         },
         "ensemble": {"seeds": [8]},
         "export": {"opset": 18, "parity_crops": 6, "tolerance": 1e-4},
+        "predict": {"frames": 6, "batch_size": 8, "backend": "onnx"},
         "augment": {
             "jpeg": 0.5,
             "jpeg_quality": [60, 100],

@@ -57,7 +57,7 @@ def test_build_trt_engines_with_metadata(trained: dict, tmp_path: Path) -> None:
     export.run(
         params, trained["folds"], trained["roots"], trained["root"] / "models", tmp_path / "onnx", tmp_path / "e.json"
     )
-    hw.build_trt(params, trained["folds"], trained["roots"], tmp_path / "onnx", tmp_path / "trt")
+    hw.build_trt(params, trained["folds"], trained["roots"], tmp_path / "onnx", tmp_path / "trt", tmp_path / "t.json")
     for name in ("classifier", "classifier-int8"):
         assert (tmp_path / "trt" / f"{name}.plan").stat().st_size > 0
         meta = json.loads((tmp_path / "trt" / f"{name}.json").read_text())
@@ -71,5 +71,7 @@ def test_compile_dpu_writes_xmodels(trained: dict, tmp_path: Path) -> None:
     params = copy.deepcopy(trained["params"])
     params["models"], params["ensemble"]["seeds"] = ["classifier"], []
     params.update(quantize=QUANT, compile_dpu={"arch": "/opt/vitis_ai/compiler/arch/DPUCVDX8H/VCK5000/arch.json"})
-    hw.compile_dpu(params, trained["folds"], trained["roots"], trained["root"] / "models", tmp_path / "dpu")
+    hw.compile_dpu(
+        params, trained["folds"], trained["roots"], trained["root"] / "models", tmp_path / "dpu", tmp_path / "d.json"
+    )
     assert (tmp_path / "dpu" / "classifier.xmodel").stat().st_size > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import onnx
@@ -27,8 +28,14 @@ def test_repository_configs_parse_and_match_the_onnx_models(onnx_dir: Path, tmp_
     engines = tmp_path / "engines"
     engines.mkdir()
     (engines / "uynet.plan").write_bytes(b"engine bytes")  # an input file only: the layout is what is tested
-    names = triton.run(PARAMS, onnx_dir, tmp_path / "repo", engines)
+    names = triton.run(PARAMS, onnx_dir, tmp_path / "repo", engines, tmp_path / "triton.json")
     assert names == ["classifier", "uynet", "uynet-trt"]
+    report = json.loads((tmp_path / "triton.json").read_text())
+    assert report["models"] == {
+        "classifier": "onnxruntime_onnx",
+        "uynet": "onnxruntime_onnx",
+        "uynet-trt": "tensorrt_plan",
+    }
     for name in names:
         config = triton.parse_config(tmp_path / "repo" / name / "config.pbtxt")
         assert config.name == name

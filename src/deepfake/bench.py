@@ -164,3 +164,47 @@ def run_train_bench(
     print(f"  {'images_per_s':32s} {figures['images_per_s']:10.2f}")
     print(f"  {'data_loading_share':32s} {figures['data_loading_share']:10.2f}")
     return figures
+
+
+def run_predict_bench(
+    params: dict[str, Any], videos: list[Path], models_root: Path, backends: list[str], url: str | None = None
+) -> dict[str, Any]:
+    """``deepfake predict``'s per-stage milliseconds per video and videos/s, for each backend.
+
+    A backend whose runtime or models are absent is reported as skipped with the reason.
+    """
+    import numpy as np
+
+    from deepfake.errors import ToolchainError
+    from deepfake.faces import FaceDetector
+    from deepfake.infer import PredictConfig, create_backend, predict_video
+
+    config = PredictConfig.from_params(params)
+    detector = FaceDetector(config.detector)
+    print(f"machine: {machine_summary()}")
+    print(f"{len(videos)} videos, {config.frames} frames each, crops batch {config.batch_size}")
+    results: dict[str, Any] = {}
+    for name in backends:
+        try:
+            backend = create_backend(name, params, models_root, url)
+        except (ToolchainError, FileNotFoundError, ValueError) as err:
+            print(f"{name:10s} skipped: {err}")
+            results[name] = {"skipped": str(err)}
+            continue
+        predict_video(videos[0], detector, backend, config)  # warm-up: session and kernel setup
+        started = time.perf_counter()
+        records = [predict_video(v, detector, backend, config) for v in videos]
+        seconds = time.perf_counter() - started
+        stages = ("decode", "detect", "crop", "infer", "aggregate")
+        ms = {s: float(np.mean([r["ms"].get(s, 0.0) for r in records])) for s in stages}
+        crops = sum(r.get("crops", 0) for r in records)
+        infer_s = sum(r["ms"].get("infer", 0.0) for r in records) / 1000
+        results[name] = {
+            "ms_per_video": ms,
+            "videos_per_s": len(records) / seconds,
+            "crops_per_s_infer": crops / infer_s if infer_s > 0 else None,
+        }
+        rate, crop_rate = results[name]["videos_per_s"], results[name]["crops_per_s_infer"] or 0.0
+        stage_ms = "  ".join(f"{s} {ms[s]:7.1f} ms" for s in stages)
+        print(f"{name:10s} {stage_ms}  | {rate:.2f} videos/s, inference {crop_rate:.0f} crops/s")
+    return results

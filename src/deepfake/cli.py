@@ -80,6 +80,58 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from deepfake.infer import PredictConfig, create_backend, predict
+    from deepfake.params import section
+
+    params = load_params(args.params)
+    backend_name = args.backend or str(section(params, "predict")["backend"])
+    backend = create_backend(backend_name, params, args.models, args.url)
+    config = PredictConfig.from_params(params)
+    summary = predict(
+        args.inputs, backend, config, args.csv, args.json, progress=lambda v: tqdm(v, unit="video", disable=args.quiet)
+    )
+    log = logging.getLogger("deepfake")
+    log.info(
+        "%d videos (%d scored) with %s [%s] in %.1f s: %.2f videos/s; %s, %s",
+        summary["videos"],
+        summary["scored"],
+        summary["backend"],
+        ", ".join(summary["members"]),
+        summary["seconds"],
+        summary["videos_per_s"] or 0.0,
+        args.csv,
+        args.json,
+    )
+    for name, status in summary["not_scored"].items():
+        log.warning("%s: not scored (%s); the CSV carries 0.5", name, status)
+    return 0
+
+
+# the backend names, kept here so `deepfake --help` does not import torch
+BACKENDS = ("torch", "onnx", "onnx-int8", "tensorrt", "triton", "vart")
+
+
+def _cmd_bench_predict(args: argparse.Namespace) -> int:
+    from deepfake.bench import run_predict_bench
+    from deepfake.infer import collect_videos
+
+    params = load_params(args.params)
+    videos = collect_videos(args.inputs or [Path(params["data"]["root"]) / params["data"]["parts"][0]])
+    run_predict_bench(params, videos[: args.videos], args.models, args.backend or list(BACKENDS), args.url)
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from deepfake.explain import explain
+
+    summary = explain(args.video, load_params(args.params), args.models / "train", args.out, args.montage, args.fps)
+    logging.getLogger("deepfake").info("%d faces explained: %s (montage.png, overlay.mp4)", summary["faces"], args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepfake", description="Deepfake-detection pipeline tools.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -102,6 +154,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", type=Path, default=Path("data"), help="holds folds.csv, crops/, landmarks/, masks/"
     )
     bench_train.set_defaults(func=_cmd_bench_train)
+
+    predict = commands.add_parser("predict", help="score videos: P(fake) per video as CSV (DFDC format) and JSON")
+    predict.add_argument("inputs", type=Path, nargs="+", help="video files and/or folders of videos")
+    predict.add_argument("--backend", choices=BACKENDS, help="default: predict.backend from params")
+    predict.add_argument("--models", type=Path, default=Path("models"), help="holds train/, onnx/, int8/, trt/, dpu/")
+    predict.add_argument("--url", help="Triton server for --backend triton (host:8000 or grpc://host:8001)")
+    predict.add_argument("--csv", type=Path, default=Path("predictions.csv"), help="default: %(default)s")
+    predict.add_argument("--json", type=Path, default=Path("predictions.json"), help="default: %(default)s")
+    predict.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(func=_cmd_predict)
+
+    bench_predict = commands.add_parser("bench-predict", help="print predict's per-stage ms and videos/s per backend")
+    bench_predict.add_argument("inputs", type=Path, nargs="*", help="videos or folders (default: the first data part)")
+    bench_predict.add_argument("--backend", action="append", choices=BACKENDS, help="default: every backend")
+    bench_predict.add_argument("--videos", type=int, default=8, help="at most this many videos (default: %(default)s)")
+    bench_predict.add_argument("--models", type=Path, default=Path("models"))
+    bench_predict.add_argument("--url", help="Triton server for the triton backend")
+    bench_predict.set_defaults(func=_cmd_bench_predict)
+
+    explain = commands.add_parser("explain", help="Grad-CAM and U-YNet mask overlays for one video")
+    explain.add_argument("video", type=Path)
+    explain.add_argument("--out", type=Path, required=True, help="folder for the PNGs, overlay.mp4 and montage.png")
+    explain.add_argument("--models", type=Path, default=Path("models"), help="holds train/ (default: %(default)s)")
+    explain.add_argument("--montage", type=int, default=4, help="face rows in montage.png (default: %(default)s)")
+    explain.add_argument("--fps", type=float, default=4.0, help="overlay.mp4 frame rate (default: %(default)s)")
+    explain.set_defaults(func=_cmd_explain)
     return parser
 
 

@@ -105,16 +105,21 @@ def compile_dpu_member(member: Member, calib: CropDataset, config: DpuConfig, wo
     return out_dir / f"{member.name}.xmodel"
 
 
-def compile_dpu(params: dict[str, Any], folds_csv: Path, roots: DataRoots, models_dir: Path, out_dir: Path) -> None:
+def compile_dpu(
+    params: dict[str, Any], folds_csv: Path, roots: DataRoots, models_dir: Path, out_dir: Path, report: Path
+) -> None:
     config = DpuConfig.from_params(params)
     check_vitis_ai(config)  # before any work or output
     rows = calibration_rows(read_folds(folds_csv), config.holdout_fold, config.calib_crops, config.seed)
     calib = CropDataset(rows, roots, config.image_size)
     with atomic_dir(out_dir) as tmp:
         work = tmp / "quantizer"
+        xmodels = {}
         for member in ensemble_members(params, models_dir):
-            compile_dpu_member(member, calib, config, work, tmp)
+            path = compile_dpu_member(member, calib, config, work, tmp)
+            xmodels[member.name] = {"file": path.name, "bytes": path.stat().st_size}
         shutil.rmtree(work)
+    write_json_atomic(report, {"arch": str(config.arch), "calib_crops": len(calib), "xmodels": xmodels})
 
 
 # ---- TensorRT ------------------------------------------------------------------------------------
@@ -229,7 +234,9 @@ def build_engine(
     }
 
 
-def build_trt(params: dict[str, Any], folds_csv: Path, roots: DataRoots, onnx_dir: Path, out_dir: Path) -> None:
+def build_trt(
+    params: dict[str, Any], folds_csv: Path, roots: DataRoots, onnx_dir: Path, out_dir: Path, report: Path
+) -> None:
     """Engines ``<member>.plan`` (fp16) and ``<member>-int8.plan`` with metadata JSON beside each."""
     config = TrtConfig.from_params(params)
     trt = check_tensorrt()  # before any work or output
@@ -240,6 +247,7 @@ def build_trt(params: dict[str, Any], folds_csv: Path, roots: DataRoots, onnx_di
         rows = calibration_rows(read_folds(folds_csv), config.holdout_fold, config.calib_crops, config.seed)
         dataset = CropDataset(rows, roots, image_size)
         calib = [b.numpy() for b in _calibration_batches(dataset, config.opt_batch)]
+    engines = {}
     with atomic_dir(out_dir) as tmp:
         for member in manifest["members"]:
             for precision in config.precisions:
@@ -248,4 +256,6 @@ def build_trt(params: dict[str, Any], folds_csv: Path, roots: DataRoots, onnx_di
                     trt, onnx_dir / member["file"], tmp / f"{name}.plan", precision, image_size, config, calib
                 )
                 write_json_atomic(tmp / f"{name}.json", {"onnx": member["file"], **meta})
+                engines[name] = meta
                 logger.info("%s: %s", name, json.dumps(meta))
+    write_json_atomic(report, {"engines": engines})

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfake.export import read_manifest
-from deepfake.fileio import atomic_dir
+from deepfake.fileio import atomic_dir, write_json_atomic
 from deepfake.params import section
 
 logger = logging.getLogger(__name__)
@@ -127,5 +127,12 @@ def build_repository(onnx_dir: Path, out_dir: Path, config: TritonConfig, engine
     return names
 
 
-def run(params: dict[str, Any], onnx_dir: Path, out_dir: Path, engines_dir: Path | None = None) -> list[str]:
-    return build_repository(onnx_dir, out_dir, TritonConfig.from_params(params), engines_dir)
+def run(
+    params: dict[str, Any], onnx_dir: Path, out_dir: Path, engines_dir: Path | None = None, report: Path | None = None
+) -> list[str]:
+    """The triton stage: the repository, and a report naming each model and its backend."""
+    names = build_repository(onnx_dir, out_dir, TritonConfig.from_params(params), engines_dir)
+    if report is not None:
+        models = {n: parse_config(out_dir / n / CONFIG_FILE).platform for n in names}
+        write_json_atomic(report, {"repository": str(out_dir), "models": models})
+    return names

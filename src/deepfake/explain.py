@@ -1,0 +1,163 @@
+"""``deepfake explain``: why a video scored as it did, frame by frame.
+
+For each sampled frame's faces (the same sampling, detection and crops as ``deepfake predict``):
+the classifier's Grad-CAM on its last encoder feature map (ReLU of the gradient-weighted channel
+sum, as TrustNet draws it) and U-YNet's predicted manipulation mask, drawn over the model's input
+view of the crop (resized and padded as the model sees it). Writes one PNG per face, an MP4 of
+the panels, a montage PNG and ``explain.json`` with the scores.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from deepfake.data import IMAGENET_MEAN, IMAGENET_STD
+from deepfake.evaluate import Member, load_member
+from deepfake.faces import FaceDetector, expand_box
+from deepfake.fileio import atomic_path, write_json_atomic, write_png_atomic
+from deepfake.infer import PredictConfig, detect, preprocess, sample_frames
+from deepfake.models import Classifier, UYNet
+from deepfake.params import section
+from deepfake.video import VideoError
+
+logger = logging.getLogger(__name__)
+
+PANEL = 256  # pixels per panel side in the PNGs, the MP4 and the montage
+
+
+def grad_cam(model: Classifier, image: torch.Tensor) -> tuple[np.ndarray, float]:
+    """Grad-CAM (H, W) in [0, 1] at the input size, and the crop's P(fake), for one (1, 3, H, W) input."""
+    model.eval()
+    with torch.enable_grad():
+        features = model.encoder.forward_features(model.stem(image))
+        features.retain_grad()
+        pooled = model.encoder.forward_head(features)
+        logit = model.fc(model.dropout(pooled)).sum()
+        logit.backward()
+    weights = features.grad.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * features).sum(dim=1, keepdim=True)).detach()
+    cam = nn.functional.interpolate(cam, size=image.shape[2:], mode="bilinear", align_corners=False)[0, 0]
+    peak = float(cam.max())
+    return (cam / peak).numpy() if peak > 0 else cam.numpy(), float(torch.sigmoid(logit.detach()))
+
+
+@torch.no_grad()
+def predicted_mask(model: UYNet, image: torch.Tensor) -> tuple[np.ndarray, float]:
+    """U-YNet's mask probability (H, W) and the crop's P(fake)."""
+    out = model.eval()(image)
+    return torch.sigmoid(out["mask"])[0, 0].numpy(), float(torch.sigmoid(out["logit"]).reshape(-1)[0])
+
+
+def model_view(image: np.ndarray) -> np.ndarray:
+    """The normalised (3, H, W) input back to a BGR uint8 picture."""
+    mean = np.array(IMAGENET_MEAN, np.float32)[:, None, None] * 255
+    std = np.array(IMAGENET_STD, np.float32)[:, None, None] * 255
+    rgb = np.clip(image * std + mean, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+def overlay(picture: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    colour = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+    return cv2.addWeighted(colour, alpha, picture, 1 - alpha, 0)
+
+
+def _titled(picture: np.ndarray, title: str) -> np.ndarray:
+    panel = cv2.resize(picture, (PANEL, PANEL), interpolation=cv2.INTER_LINEAR)
+    cv2.rectangle(panel, (0, 0), (PANEL, 22), (0, 0, 0), -1)
+    cv2.putText(panel, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return panel
+
+
+@dataclass
+class Explainers:
+    classifier: Classifier | None
+    uynet: UYNet | None
+
+    @classmethod
+    def load(cls, params: dict[str, Any], models_dir: Path) -> Explainers:
+        """The train@<model> models (not the seed members): a classifier and/or a U-YNet."""
+        found: dict[str, nn.Module] = {}
+        for name in params["models"]:
+            found[name] = load_member(Member(name, name, models_dir / name / "best.pt"), torch.device("cpu"))
+        classifier = next((m for m in found.values() if isinstance(m, Classifier)), None)
+        uynet = next((m for m in found.values() if isinstance(m, UYNet)), None)
+        if classifier is None and uynet is None:
+            raise ValueError(f"{models_dir}: no classifier or uynet model to explain")
+        return cls(classifier, uynet)
+
+
+def explain_face(explainers: Explainers, image: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    """The panel row for one preprocessed crop and its per-model P(fake)."""
+    tensor = torch.from_numpy(image[None])
+    view = model_view(image)
+    panels, scores = [_titled(view, "input")], {}
+    if explainers.classifier is not None:
+        cam, prob = grad_cam(explainers.classifier, tensor)
+        panels.append(_titled(overlay(view, cam), f"classifier Grad-CAM  p={prob:.2f}"))
+        scores["classifier"] = prob
+    if explainers.uynet is not None:
+        mask, prob = predicted_mask(explainers.uynet, tensor)
+        panels.append(_titled(overlay(view, mask), f"U-YNet mask  p={prob:.2f}"))
+        scores["uynet"] = prob
+    return np.concatenate(panels, axis=1), scores
+
+
+def montage(rows: list[np.ndarray], limit: int) -> np.ndarray:
+    """Up to ``limit`` panel rows, evenly chosen, stacked."""
+    picks = np.unique(np.linspace(0, len(rows) - 1, min(limit, len(rows))).round().astype(int))
+    return np.concatenate([rows[i] for i in picks], axis=0)
+
+
+def write_mp4(path: Path, rows: list[np.ndarray], fps: float) -> None:
+    height, width = rows[0].shape[:2]
+    with atomic_path(path) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            raise RuntimeError(f"{path}: OpenCV cannot write MP4 here")
+        for row in rows:
+            writer.write(row)
+        writer.release()
+
+
+def explain(
+    video: Path, params: dict[str, Any], models_dir: Path, out_dir: Path, montage_rows: int, fps: float
+) -> dict[str, Any]:
+    """Write per-face PNGs, ``overlay.mp4``, ``montage.png`` and ``explain.json`` into ``out_dir``."""
+    config = PredictConfig.from_params(params)
+    explainers = Explainers.load(params, models_dir)
+    image_size = int(section(params, "train")["image_size"])
+    try:
+        frames = sample_frames(video, config)
+    except VideoError as err:
+        raise ValueError(f"cannot explain {video}: {err}") from err
+    boxes = detect(FaceDetector(config.detector), frames, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, records = [], []
+    for (index, frame), frame_boxes in zip(frames, boxes, strict=True):
+        height, width = frame.shape[:2]
+        for face, box in enumerate(frame_boxes):
+            rect = expand_box(box, config.margin, width, height)
+            if rect is None:
+                continue
+            left, top, right, bottom = rect
+            image = preprocess([frame[top:bottom, left:right]], image_size)[0]
+            row, scores = explain_face(explainers, image)
+            write_png_atomic(out_dir / f"frame{index:05d}_face{face}.png", row)
+            rows.append(row)
+            records.append({"frame": index, "face": face, "box": [round(float(v), 1) for v in box[:4]], **scores})
+    if not rows:
+        raise ValueError(f"{video}: no face found in {len(frames)} sampled frames; nothing to explain")
+    write_mp4(out_dir / "overlay.mp4", rows, fps)
+    write_png_atomic(out_dir / "montage.png", montage(rows, montage_rows))
+    summary = {"video": video.name, "faces": len(records), "records": records}
+    write_json_atomic(out_dir / "explain.json", summary)
+    logger.info("explained %d faces of %s in %s", len(records), video.name, out_dir)
+    return summary

@@ -1,0 +1,50 @@
+"""deepfake explain: Grad-CAM and mask overlays, the MP4 and the montage, on tiny trained models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from deepfake import explain
+from deepfake.models import create_model
+
+
+def test_grad_cam_is_a_normalised_map_at_the_input_size() -> None:
+    torch.manual_seed(0)
+    model = create_model("classifier", encoder="test_resnet", input_filter="srm")
+    cam, prob = explain.grad_cam(model, torch.randn(1, 3, 64, 64))
+    assert cam.shape == (64, 64)
+    assert cam.min() >= 0.0 and cam.max() <= 1.0 + 1e-6
+    assert 0.0 < prob < 1.0
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_explain_writes_pngs_mp4_montage_and_scores(trained: dict, hostile_part: Path, tmp_path: Path) -> None:
+    out = tmp_path / "explain"
+    summary = explain.explain(hostile_part / "fakea.mp4", trained["params"], trained["root"] / "models", out, 3, 4.0)
+    assert summary["faces"] >= 1
+    record = summary["records"][0]
+    assert 0.0 <= record["classifier"] <= 1.0 and 0.0 <= record["uynet"] <= 1.0
+    pngs = sorted(out.glob("frame*_face*.png"))
+    assert len(pngs) == summary["faces"]
+    row = cv2.imread(str(pngs[0]))
+    assert row.shape == (explain.PANEL, 3 * explain.PANEL, 3)  # input, Grad-CAM, mask
+    montage = cv2.imread(str(out / "montage.png"))
+    assert montage.shape[1] == 3 * explain.PANEL and montage.shape[0] == min(3, summary["faces"]) * explain.PANEL
+    capture = cv2.VideoCapture(str(out / "overlay.mp4"))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    capture.release()
+    assert frames == summary["faces"]
+    assert not np.array_equal(row[:, : explain.PANEL], row[:, explain.PANEL : 2 * explain.PANEL])
+
+
+def test_unreadable_or_faceless_videos_are_clear_errors(trained: dict, hostile_part: Path, tmp_path: Path) -> None:
+    for name, message in (("zero.mp4", "cannot explain"), ("noface.mp4", "no face found")):
+        with pytest.raises(ValueError, match=message):
+            explain.explain(hostile_part / name, trained["params"], trained["root"] / "models", tmp_path / name, 3, 4.0)

@@ -1,0 +1,132 @@
+"""deepfake predict: backends agree, bad videos get explicit statuses, the CSV/JSON formats, clear failures."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepfake import export, infer, quantize
+from deepfake.cli import main as cli_main
+from deepfake.errors import ToolchainError
+
+
+@pytest.fixture(scope="module")
+def models_root(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A models/ folder as the pipeline lays it out: train/, onnx/, int8/ (one classifier, one U-YNet)."""
+    root = tmp_path_factory.mktemp("predict") / "models"
+    shutil.copytree(trained["root"] / "models", root / "train")
+    params = copy.deepcopy(trained["params"])
+    params["ensemble"]["seeds"] = []
+    params["quantize"] = {"config": "XINT8", "calib_crops": 8, "seed": 1, "batch_size": 8}
+    export.run(params, trained["folds"], trained["roots"], root / "train", root / "onnx", root / "e.json")
+    quantize.run(params, trained["folds"], trained["roots"], root / "onnx", root / "int8", root / "q.json")
+    return {"root": root, "params": params}
+
+
+def test_even_stride_spreads_the_frames() -> None:
+    assert infer.even_stride(300, 32, 1200) == 9
+    assert infer.even_stride(10, 32, 1200) == 1
+    assert infer.even_stride(0, 32, 1200) == 37  # no frame count in the header: spread over max_frames
+
+
+def test_torch_onnx_and_int8_backends_score_alike(models_root: dict, hostile_part: Path, tmp_path: Path) -> None:
+    params, root = models_root["params"], models_root["root"]
+    config = infer.PredictConfig.from_params(params)
+    results = {}
+    for name in ("torch", "onnx", "onnx-int8"):
+        backend = infer.create_backend(name, params, root)
+        assert backend.members == ["classifier", "uynet"]
+        summary = infer.predict(
+            [hostile_part / "reala.mp4", hostile_part / "fakea.mp4"],
+            backend,
+            config,
+            tmp_path / f"{name}.csv",
+            tmp_path / f"{name}.json",
+        )
+        assert summary["scored"] == 2 and summary["videos_per_s"] > 0
+        results[name] = json.loads((tmp_path / f"{name}.json").read_text())["videos"]
+    for torch_video, onnx_video, int8_video in zip(
+        results["torch"], results["onnx"], results["onnx-int8"], strict=True
+    ):
+        assert torch_video["status"] == "ok" and torch_video["crops"] >= 1
+        assert abs(torch_video["probability"] - onnx_video["probability"]) < 1e-4
+        assert abs(torch_video["probability"] - int8_video["probability"]) < 0.1  # int8 rounding, same model
+        face = torch_video["frames"][0]["faces"][0]
+        assert len(face["box"]) == 4 and set(face["scores"]) == {"classifier", "uynet"}
+        assert set(torch_video["ms"]) == {"decode", "detect", "crop", "infer", "aggregate"}
+
+
+def test_bad_videos_get_a_status_and_an_explicit_half(models_root: dict, hostile_part: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("zero.mp4", "notvideo.mp4", "noface.mp4", "reala.mp4"):
+        shutil.copy(hostile_part / name, folder / name)
+    (folder / "notes.txt").write_text("not a video, not listed")
+    backend = infer.create_backend("onnx", models_root["params"], models_root["root"])
+    config = infer.PredictConfig.from_params(models_root["params"])
+    summary = infer.predict([folder], backend, config, tmp_path / "p.csv", tmp_path / "p.json")
+    assert summary["videos"] == 4 and summary["scored"] == 1
+    statuses = {v["filename"]: v["status"] for v in json.loads((tmp_path / "p.json").read_text())["videos"]}
+    assert statuses["zero.mp4"].startswith("unreadable") and "empty" in statuses["zero.mp4"]
+    assert statuses["notvideo.mp4"].startswith("unreadable")
+    assert statuses["noface.mp4"].startswith("no_face")
+    assert statuses["reala.mp4"] == "ok"
+    with (tmp_path / "p.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["filename"] for r in rows] == ["noface.mp4", "notvideo.mp4", "reala.mp4", "zero.mp4"]
+    labels = {r["filename"]: float(r["label"]) for r in rows}
+    assert labels["zero.mp4"] == labels["noface.mp4"] == 0.5
+    assert 0.0 <= labels["reala.mp4"] <= 1.0 and np.isfinite(labels["reala.mp4"])
+
+
+def test_absent_runtimes_fail_clearly(models_root: dict) -> None:
+    params, root = models_root["params"], models_root["root"]
+    if importlib.util.find_spec("tensorrt") is None:
+        with pytest.raises(ToolchainError, match="tensorrt"):
+            infer.create_backend("tensorrt", params, root)
+    if importlib.util.find_spec("vart") is None:
+        with pytest.raises(ToolchainError, match="VART is not installed"):
+            infer.create_backend("vart", params, root)
+    with pytest.raises(ValueError, match="needs --url"):
+        infer.create_backend("triton", params, root)
+    with pytest.raises(ToolchainError, match="no Triton server answers"):
+        infer.create_backend("triton", params, root, url="127.0.0.1:9")
+    with pytest.raises(ValueError, match="unknown backend"):
+        infer.create_backend("tpu", params, root)
+
+
+def test_cli_names_the_missing_dvc_target(models_root: dict, hostile_part: Path, tmp_path: Path, caplog) -> None:
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(json.dumps(models_root["params"]))  # JSON is YAML
+    args = ["--params", str(params_file), "predict", str(hostile_part / "reala.mp4"), "--models", str(tmp_path)]
+    assert cli_main([*args, "--csv", str(tmp_path / "a.csv"), "--json", str(tmp_path / "a.json"), "-q"]) == 2
+    assert "dvc pull export" in caplog.text
+    assert not (tmp_path / "a.csv").exists()
+    ok = [*args[:-1], str(models_root["root"]), "--csv", str(tmp_path / "b.csv"), "--json", str(tmp_path / "b.json")]
+    assert cli_main([*ok, "-q"]) == 0
+    assert (tmp_path / "b.csv").read_text().startswith("filename,label\nreala.mp4,")
+    with pytest.raises(SystemExit):
+        cli_main([*args, "--backend", "gpu"])
+
+
+def test_bench_predict_reports_stages_and_skips_absent_backends(
+    models_root: dict, hostile_part: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from deepfake.bench import run_predict_bench
+
+    backends = ["onnx", "tensorrt"] if importlib.util.find_spec("tensorrt") is None else ["onnx"]
+    results = run_predict_bench(models_root["params"], [hostile_part / "reala.mp4"], models_root["root"], backends)
+    assert results["onnx"]["videos_per_s"] > 0
+    assert set(results["onnx"]["ms_per_video"]) == {"decode", "detect", "crop", "infer", "aggregate"}
+    printed = capsys.readouterr().out
+    assert "videos/s" in printed
+    if "tensorrt" in backends:
+        assert "tensorrt" in results and "skipped" in results["tensorrt"]
+        assert "tensorrt   skipped" in printed

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepfake import evaluate
+from deepfake import evaluate, export, quantize
 from deepfake.data import DataRoots
 from deepfake.folds import FoldsConfig
 from deepfake.pipeline import bboxes, crops, diffs, folds, landmarks
@@ -240,3 +242,16 @@ def trained(processed: dict, hostile_part: Path, tmp_path_factory: pytest.TempPa
         config = replace(TrainConfig.from_params(params, member.model, seed), batch_size=8)
         fit(config, folds_csv, roots, member.checkpoint.parent)
     return {"root": root, "params": params, "folds": folds_csv, "roots": roots}
+
+
+@pytest.fixture(scope="session")
+def models_root(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A models/ folder as the pipeline lays it out: train/, onnx/, int8/ (one classifier, one U-YNet)."""
+    root = tmp_path_factory.mktemp("predict") / "models"
+    shutil.copytree(trained["root"] / "models", root / "train")
+    params = copy.deepcopy(trained["params"])
+    params["ensemble"]["seeds"] = []
+    params["quantize"] = {"config": "XINT8", "calib_crops": 8, "seed": 1, "batch_size": 8}
+    export.run(params, trained["folds"], trained["roots"], root / "train", root / "onnx", root / "e.json")
+    quantize.run(params, trained["folds"], trained["roots"], root / "onnx", root / "int8", root / "q.json")
+    return {"root": root, "params": params}

@@ -23,9 +23,13 @@ def test_grad_cam_is_a_normalised_map_at_the_input_size() -> None:
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-def test_explain_writes_pngs_mp4_montage_and_scores(trained: dict, hostile_part: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["torch", "onnx", "onnx-int8"])
+def test_explain_writes_pngs_mp4_montage_and_scores(
+    backend: str, models_root: dict, hostile_part: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "explain"
-    summary = explain.explain(hostile_part / "fakea.mp4", trained["params"], trained["root"] / "models", out, 3, 4.0)
+    params, root = models_root["params"], models_root["root"]
+    summary = explain.explain(hostile_part / "fakea.mp4", params, root, out, 3, 4.0, backend)
     assert summary["faces"] >= 1
     record = summary["records"][0]
     assert 0.0 <= record["classifier"] <= 1.0 and 0.0 <= record["uynet"] <= 1.0
@@ -44,7 +48,26 @@ def test_explain_writes_pngs_mp4_montage_and_scores(trained: dict, hostile_part:
     assert not np.array_equal(row[:, : explain.PANEL], row[:, explain.PANEL : 2 * explain.PANEL])
 
 
-def test_unreadable_or_faceless_videos_are_clear_errors(trained: dict, hostile_part: Path, tmp_path: Path) -> None:
+def test_unreadable_or_faceless_videos_are_clear_errors(models_root: dict, hostile_part: Path, tmp_path: Path) -> None:
+    params, root = models_root["params"], models_root["root"]
     for name, message in (("zero.mp4", "cannot explain"), ("noface.mp4", "no face found")):
         with pytest.raises(ValueError, match=message):
-            explain.explain(hostile_part / name, trained["params"], trained["root"] / "models", tmp_path / name, 3, 4.0)
+            explain.explain(hostile_part / name, params, root, tmp_path / name, 3, 4.0, "torch")
+    with pytest.raises(ValueError, match="torch, onnx and onnx-int8"):
+        explain.explain(hostile_part / "reala.mp4", params, root, tmp_path / "x", 3, 4.0, "vart")
+
+
+def test_occlusion_map_finds_the_patch_the_model_relies_on() -> None:
+    class OnePatch:
+        """A stand-in session whose logit is the mean of the top-left eighth of the image."""
+
+        def run(self, names: list[str], feeds: dict) -> list[np.ndarray]:
+            images = feeds["image"]
+            return [images[:, :, :8, :8].mean(axis=(1, 2, 3)).reshape(-1, 1)]
+
+    image = np.ones((3, 64, 64), np.float32)
+    heat, prob = explain.occlusion_map(OnePatch(), image)
+    assert heat.shape == (64, 64) and prob > 0.5
+    peak_y, peak_x = np.unravel_index(int(heat.argmax()), heat.shape)
+    assert peak_y < 8 and peak_x < 8  # the hottest point lies in the patch the logit reads
+    assert heat[:8, :8].mean() > 0.5 and heat[40:, 40:].max() < 0.05

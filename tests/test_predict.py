@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import importlib.util
 import json
@@ -12,22 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfake import export, infer, quantize
+from deepfake import infer
 from deepfake.cli import main as cli_main
 from deepfake.errors import ToolchainError
-
-
-@pytest.fixture(scope="module")
-def models_root(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A models/ folder as the pipeline lays it out: train/, onnx/, int8/ (one classifier, one U-YNet)."""
-    root = tmp_path_factory.mktemp("predict") / "models"
-    shutil.copytree(trained["root"] / "models", root / "train")
-    params = copy.deepcopy(trained["params"])
-    params["ensemble"]["seeds"] = []
-    params["quantize"] = {"config": "XINT8", "calib_crops": 8, "seed": 1, "batch_size": 8}
-    export.run(params, trained["folds"], trained["roots"], root / "train", root / "onnx", root / "e.json")
-    quantize.run(params, trained["folds"], trained["roots"], root / "onnx", root / "int8", root / "q.json")
-    return {"root": root, "params": params}
 
 
 def test_even_stride_spreads_the_frames() -> None:

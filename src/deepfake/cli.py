@@ -127,7 +127,8 @@ def _cmd_bench_predict(args: argparse.Namespace) -> int:
 def _cmd_explain(args: argparse.Namespace) -> int:
     from deepfake.explain import explain
 
-    summary = explain(args.video, load_params(args.params), args.models / "train", args.out, args.montage, args.fps)
+    params = load_params(args.params)
+    summary = explain(args.video, params, args.models, args.out, args.montage, args.fps, args.backend)
     logging.getLogger("deepfake").info("%d faces explained: %s (montage.png, overlay.mp4)", summary["faces"], args.out)
     return 0
 
@@ -176,7 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="Grad-CAM and U-YNet mask overlays for one video")
     explain.add_argument("video", type=Path)
     explain.add_argument("--out", type=Path, required=True, help="folder for the PNGs, overlay.mp4 and montage.png")
-    explain.add_argument("--models", type=Path, default=Path("models"), help="holds train/ (default: %(default)s)")
+    explain.add_argument("--models", type=Path, default=Path("models"), help="holds train/, onnx/, int8/")
+    explain.add_argument(
+        "--backend", choices=("torch", "onnx", "onnx-int8"), default="torch", help="torch gives Grad-CAM (default)"
+    )
     explain.add_argument("--montage", type=int, default=4, help="face rows in montage.png (default: %(default)s)")
     explain.add_argument("--fps", type=float, default=4.0, help="overlay.mp4 frame rate (default: %(default)s)")
     explain.set_defaults(func=_cmd_explain)

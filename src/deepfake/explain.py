@@ -2,15 +2,15 @@
 
 For each sampled frame's faces (the same sampling, detection and crops as ``deepfake predict``):
 the classifier's Grad-CAM on its last encoder feature map (ReLU of the gradient-weighted channel
-sum, as TrustNet draws it) and U-YNet's predicted manipulation mask, drawn over the model's input
-view of the crop (resized and padded as the model sees it). Writes one PNG per face, an MP4 of
+sum, as TrustNet draws it; occlusion sensitivity on the ONNX backends, which have no gradients)
+and U-YNet's predicted manipulation mask, drawn over the model's input view of the crop (resized
+and padded as the model sees it). Writes one PNG per face, an MP4 of
 the panels, a montage PNG and ``explain.json`` with the scores.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,38 +76,84 @@ def _titled(picture: np.ndarray, title: str) -> np.ndarray:
     return panel
 
 
-@dataclass
-class Explainers:
-    classifier: Classifier | None
-    uynet: UYNet | None
+def occlusion_map(session: Any, image: np.ndarray, patches: int = 8) -> tuple[np.ndarray, float]:
+    """Occlusion sensitivity for a backend without gradients (ONNX): how much the fake logit drops
+    when each of ``patches`` x ``patches`` squares is set to the mean colour (0 after normalisation)."""
+    size = image.shape[1]
+    step = max(size // patches, 1)
+    corners = [(y, x) for y in range(0, size, step) for x in range(0, size, step)]
+    batch = np.repeat(image[None], len(corners) + 1, axis=0)
+    for k, (y, x) in enumerate(corners, start=1):
+        batch[k, :, y : y + step, x : x + step] = 0.0
+    logits = session.run(["logit"], {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0].reshape(-1)
+    drops = np.maximum(logits[0] - logits[1:], 0.0)
+    heat = np.zeros((size, size), np.float32)
+    for drop, (y, x) in zip(drops, corners, strict=True):
+        heat[y : y + step, x : x + step] = drop
+    heat = cv2.GaussianBlur(heat, (0, 0), step / 2)
+    peak = float(heat.max())
+    return (heat / peak if peak > 0 else heat), float(1.0 / (1.0 + np.exp(-float(logits[0]))))
 
-    @classmethod
-    def load(cls, params: dict[str, Any], models_dir: Path) -> Explainers:
-        """The train@<model> models (not the seed members): a classifier and/or a U-YNet."""
-        found: dict[str, nn.Module] = {}
-        for name in params["models"]:
-            found[name] = load_member(Member(name, name, models_dir / name / "best.pt"), torch.device("cpu"))
-        classifier = next((m for m in found.values() if isinstance(m, Classifier)), None)
-        uynet = next((m for m in found.values() if isinstance(m, UYNet)), None)
-        if classifier is None and uynet is None:
-            raise ValueError(f"{models_dir}: no classifier or uynet model to explain")
-        return cls(classifier, uynet)
+
+class Explainers:
+    """The train@<model> classifier and U-YNet (not the seed members) behind one interface.
+
+    ``torch``: Grad-CAM for the classifier. ``onnx`` / ``onnx-int8``: the exported graphs, with
+    occlusion sensitivity for the classifier (no gradients there). U-YNet's mask comes from its
+    own output in every backend.
+    """
+
+    def __init__(self, backend: str, params: dict[str, Any], models_root: Path) -> None:
+        self.backend = backend
+        names = list(params["models"])
+        if backend == "torch":
+            self.models = {
+                n: load_member(Member(n, n, models_root / "train" / n / "best.pt"), torch.device("cpu")) for n in names
+            }
+            self.kinds = {n: "classifier" if isinstance(m, Classifier) else "uynet" for n, m in self.models.items()}
+        elif backend in ("onnx", "onnx-int8"):
+            from deepfake.export import onnx_session, read_manifest
+
+            folder, stage = (
+                (models_root / "onnx", "export") if backend == "onnx" else (models_root / "int8", "quantize")
+            )
+            manifest = read_manifest(folder, stage)
+            members = {m["name"]: m for m in manifest["members"] if m["name"] in names}
+            self.models = {n: onnx_session(folder / m["file"]) for n, m in members.items()}
+            self.kinds = {n: m["model"] for n, m in members.items()}
+        else:
+            raise ValueError(f"explain supports the torch, onnx and onnx-int8 backends, not {backend!r}")
+        if not self.models:
+            raise ValueError(f"{models_root}: none of the models {names} found to explain")
+
+    def panels(self, image: np.ndarray, view: np.ndarray) -> tuple[list[np.ndarray], dict[str, float]]:
+        panels, scores = [], {}
+        for name, model in self.models.items():
+            if self.kinds[name] == "classifier":
+                if self.backend == "torch":
+                    heat, prob = grad_cam(model, torch.from_numpy(image[None]))
+                    title = f"{name} Grad-CAM  p={prob:.2f}"
+                else:
+                    heat, prob = occlusion_map(model, image)
+                    title = f"{name} occlusion  p={prob:.2f}"
+            elif self.backend == "torch":
+                heat, prob = predicted_mask(model, torch.from_numpy(image[None]))
+                title = f"{name} mask  p={prob:.2f}"
+            else:
+                logit, mask = model.run(["logit", "mask"], {"image": image[None]})
+                heat = 1.0 / (1.0 + np.exp(-mask[0, 0]))
+                prob = float(1.0 / (1.0 + np.exp(-float(logit.reshape(-1)[0]))))
+                title = f"{name} mask  p={prob:.2f}"
+            panels.append(_titled(overlay(view, heat), title))
+            scores[name] = prob
+        return panels, scores
 
 
 def explain_face(explainers: Explainers, image: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
     """The panel row for one preprocessed crop and its per-model P(fake)."""
-    tensor = torch.from_numpy(image[None])
     view = model_view(image)
-    panels, scores = [_titled(view, "input")], {}
-    if explainers.classifier is not None:
-        cam, prob = grad_cam(explainers.classifier, tensor)
-        panels.append(_titled(overlay(view, cam), f"classifier Grad-CAM  p={prob:.2f}"))
-        scores["classifier"] = prob
-    if explainers.uynet is not None:
-        mask, prob = predicted_mask(explainers.uynet, tensor)
-        panels.append(_titled(overlay(view, mask), f"U-YNet mask  p={prob:.2f}"))
-        scores["uynet"] = prob
-    return np.concatenate(panels, axis=1), scores
+    panels, scores = explainers.panels(image, view)
+    return np.concatenate([_titled(view, "input"), *panels], axis=1), scores
 
 
 def montage(rows: list[np.ndarray], limit: int) -> np.ndarray:
@@ -128,11 +174,17 @@ def write_mp4(path: Path, rows: list[np.ndarray], fps: float) -> None:
 
 
 def explain(
-    video: Path, params: dict[str, Any], models_dir: Path, out_dir: Path, montage_rows: int, fps: float
+    video: Path,
+    params: dict[str, Any],
+    models_root: Path,
+    out_dir: Path,
+    montage_rows: int,
+    fps: float,
+    backend: str = "torch",
 ) -> dict[str, Any]:
     """Write per-face PNGs, ``overlay.mp4``, ``montage.png`` and ``explain.json`` into ``out_dir``."""
     config = PredictConfig.from_params(params)
-    explainers = Explainers.load(params, models_dir)
+    explainers = Explainers(backend, params, models_root)
     image_size = int(section(params, "train")["image_size"])
     try:
         frames = sample_frames(video, config)
@@ -157,7 +209,7 @@ def explain(
         raise ValueError(f"{video}: no face found in {len(frames)} sampled frames; nothing to explain")
     write_mp4(out_dir / "overlay.mp4", rows, fps)
     write_png_atomic(out_dir / "montage.png", montage(rows, montage_rows))
-    summary = {"video": video.name, "faces": len(records), "records": records}
+    summary = {"video": video.name, "backend": backend, "faces": len(records), "records": records}
     write_json_atomic(out_dir / "explain.json", summary)
     logger.info("explained %d faces of %s in %s", len(records), video.name, out_dir)
     return summary

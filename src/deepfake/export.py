@@ -205,10 +205,11 @@ def run(
     logger.info("exported %d models to %s", len(entries), out_dir)
 
 
-def read_manifest(out_dir: Path) -> dict[str, Any]:
+def read_manifest(out_dir: Path, stage: str = "export") -> dict[str, Any]:
+    """The manifest of ``out_dir``; a missing one names the DVC stage that makes it (``stage``)."""
     path = out_dir / MANIFEST
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found; run `dvc repro export` or `dvc pull export`")
+        raise FileNotFoundError(f"{path}: not found; run `dvc repro {stage}` or `dvc pull {stage}`")
     manifest = json.loads(path.read_text())
     if manifest.get("format") != MANIFEST_FORMAT:
         raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")

@@ -110,7 +110,7 @@ class OnnxBackend(Backend):
     def __init__(self, folder: Path, name: str) -> None:
         from deepfake.export import onnx_session, read_manifest
 
-        manifest = read_manifest(folder)
+        manifest = read_manifest(folder, "quantize" if name == "onnx-int8" else "export")
         self.name = name
         self.sessions = {m["name"]: onnx_session(folder / m["file"]) for m in manifest["members"]}
         self.members = list(self.sessions)

@@ -66,6 +66,15 @@ def test_reports_are_git_tracked_metrics(stages: dict) -> None:
         assert metrics and all(not o.use_cache for o in metrics), f"{name}: report must be a cache: false metric"
 
 
+def test_no_stage_script_shadows_an_installed_module() -> None:
+    """`python stages/x.py` puts stages/ first on sys.path: a stages/triton.py would hide the triton
+    package torch imports (it did), so no script may share a top-level module's name."""
+    import importlib.util
+
+    for script in (ROOT / "stages").glob("*.py"):
+        assert importlib.util.find_spec(script.stem) is None, f"{script.name} shadows an installed module"
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "stages").glob("*.py")))
 def test_stage_script_help(script: str) -> None:
     result = subprocess.run([sys.executable, str(ROOT / "stages" / script), "--help"], capture_output=True, text=True)

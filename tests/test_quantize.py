@@ -56,8 +56,11 @@ def exported(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {**trained, "params": params, "qroot": root}
 
 
-def test_quantize_stage_writes_power_of_two_int8_and_the_fp32_comparison(exported: dict) -> None:
+def test_quantize_stage_writes_power_of_two_int8_and_the_fp32_comparison(
+    exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = exported["qroot"]
+    monkeypatch.chdir(tmp_path)  # Quark's own quantized_info.csv must not land in the working directory
     quantize.run(
         exported["params"], exported["folds"], exported["roots"], root / "onnx", root / "int8", root / "q.json"
     )
@@ -70,6 +73,7 @@ def test_quantize_stage_writes_power_of_two_int8_and_the_fp32_comparison(exporte
         assert member[precision]["video_log_loss"] > 0
     assert member["dpu_operators"]["dpu"]["Conv"] > 0
     assert export.read_manifest(root / "int8")["precision"] == "int8"
+    assert not list(tmp_path.iterdir())
     graph = onnx.load(str(root / "int8" / "classifier.onnx"))
     initializers = {t.name: numpy_helper.to_array(t) for t in graph.graph.initializer}
     scales = [initializers[n.input[1]] for n in graph.graph.node if n.op_type == "DequantizeLinear"]

@@ -12,7 +12,9 @@ caller, on the CPU, as the DPU deployment of U-YNet does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -129,7 +131,9 @@ def quark_quantize(source: Path, target: Path, reader: CropReader, config_name: 
     except ImportError as err:
         raise ToolchainError(f"AMD Quark is not installed ({err}); pip install -r requirements.txt") from err
     quantizer = ModelQuantizer(QConfig.get_default_config(config_name))
-    with atomic_path(target) as tmp:
+    # Quark appends a quantized_info.csv to the current directory; keep it out of the repository
+    source, target = source.resolve(), target.resolve()  # absolute before the directory change
+    with atomic_path(target) as tmp, tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
         quantizer.quantize_model(str(source), str(tmp), reader)
 
 
@@ -169,6 +173,8 @@ def _summary(metrics: dict[str, Any]) -> dict[str, float]:
 def run(params: dict[str, Any], folds_csv: Path, roots: DataRoots, onnx_dir: Path, out_dir: Path, report: Path) -> None:
     """The quantize stage: calibrate every exported model to int8, then test it on the holdout."""
     config = QuantizeConfig.from_params(params)
+    # absolute: the calibration reader loads crops while Quark runs in a scratch directory
+    roots = DataRoots(roots.crops.resolve(), roots.landmarks.resolve(), roots.masks.resolve())
     manifest = read_manifest(onnx_dir)
     table = read_folds(folds_csv)
     calib = CropDataset(

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from deepfake.evaluate import Member, load_member
 from deepfake.models import CheckpointError, HighPassStem, create_model, list_models
 
 # Small encoders keep these tests fast; the defaults are exercised by name only.
@@ -101,6 +102,47 @@ def test_pickle_payload_is_refused_and_never_runs(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="refused to load"):
         create_model("classifier", weights=tmp_path / "evil.pt", **SMALL["classifier"])
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (lambda: torch.zeros(3), "not a checkpoint dict"),
+        (lambda: {"model": torch.zeros(3)}, "holds no state dict"),
+    ],
+)
+def test_files_that_are_not_checkpoints_are_refused(tmp_path: Path, content, message: str) -> None:
+    torch.save(content(), tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match=message):
+        create_model("classifier", weights=tmp_path / "odd.pt", **SMALL["classifier"])
+    (tmp_path / "garbage.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(CheckpointError, match="refused to load"):
+        create_model("classifier", weights=tmp_path / "garbage.pt", **SMALL["classifier"])
+
+
+def test_every_checkpoint_reader_refuses_a_payload_and_another_architecture(tmp_path: Path) -> None:
+    """evaluate/export/predict/explain all load through load_member: the same guarantees hold there."""
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"model_name": "classifier", "model": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_member(Member("evil", "classifier", tmp_path / "evil.pt"), torch.device("cpu"))
+    assert not marker.exists()
+    uynet = create_model("uynet", **SMALL["uynet"])
+    torch.save({"model_name": "uynet", "model_kwargs": SMALL["uynet"], "model": uynet.state_dict()}, tmp_path / "u.pt")
+    with pytest.raises(CheckpointError, match="holds a 'uynet' model, expected 'classifier'"):
+        load_member(Member("u", "classifier", tmp_path / "u.pt"), torch.device("cpu"))
+    # right name, wrong shape (a checkpoint edited to claim another encoder)
+    torch.save(
+        {"model_name": "uynet", "model_kwargs": {"encoder": "resnet18", "depth": 4}, "model": uynet.state_dict()},
+        tmp_path / "shape.pt",
+    )
+    with pytest.raises(CheckpointError, match="does not fit UYNet"):
+        load_member(Member("u", "uynet", tmp_path / "shape.pt"), torch.device("cpu"))
 
 
 def test_uynet_decoder_channels_must_match_depth() -> None:

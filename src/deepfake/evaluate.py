@@ -28,7 +28,7 @@ from deepfake.metrics import (
     precision_recall_curve,
     roc_curve,
 )
-from deepfake.models import CheckpointError, create_model, load_weights
+from deepfake.models import CheckpointError, create_model, load_weights, read_checkpoint
 from deepfake.params import require, section
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def load_member(member: Member, device: torch.device) -> torch.nn.Module:
     """Build the architecture recorded in the checkpoint and load it strictly."""
     if not member.checkpoint.is_file():
         raise CheckpointError(f"{member.checkpoint}: missing; run `dvc repro` for its train stage or `dvc pull` it")
-    header = torch.load(member.checkpoint, map_location="cpu", weights_only=True)
+    header = read_checkpoint(member.checkpoint)
     if header.get("model_name") != member.model:
         raise CheckpointError(
             f"{member.checkpoint}: holds a {header.get('model_name')!r} model, expected {member.model!r}"

@@ -181,12 +181,8 @@ def create_model(name: str, weights: str | Path | None = None, **kwargs: Any) ->
     return model
 
 
-def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load ``path`` into ``model`` with weights_only=True and strict=True; clear errors otherwise.
-
-    Accepts a bare state dict or a training checkpoint holding one under ``"model"``. Returns the
-    checkpoint's other entries (epoch, config, ...).
-    """
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The dict in a ``.pt`` file, loaded with weights_only=True: a pickle payload is refused, never run."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
@@ -194,7 +190,19 @@ def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle payloads and corrupt files both land here
         raise CheckpointError(f"{path}: refused to load (not a plain tensor checkpoint): {err}") from err
-    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint dict")
+    return checkpoint
+
+
+def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load ``path`` into ``model`` with weights_only=True and strict=True; clear errors otherwise.
+
+    Accepts a bare state dict or a training checkpoint holding one under ``"model"``. Returns the
+    checkpoint's other entries (epoch, config, ...).
+    """
+    checkpoint = read_checkpoint(path)
+    state = checkpoint.get("model", checkpoint)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: holds no state dict")
     try:

@@ -1,8 +1,10 @@
 """Training: one model, one seed. Runs alone or under ``torchrun`` (DDP, SyncBatchNorm).
 
 Checkpoints (rank 0 only) go to the output folder:
-- ``last.pt``: model, optimiser, schedule, epoch, history and a fingerprint of the config and the
-  folds file; a rerun with the same fingerprint resumes from it, any other fingerprint starts over;
+- ``last.pt``: model, optimiser, schedule, torch RNG state, epoch, history and a fingerprint of the
+  config and the folds file; a rerun with the same fingerprint resumes from it (bit for bit on CPU:
+  the data order and augmentations are seeded per epoch, dropout draws from the restored RNG), any
+  other fingerprint starts over;
 - ``epoch_<k>.pt``: the model every ``checkpoint_every`` epochs;
 - ``best.pt``: the model with the lowest weighted validation loss after ``ignore_epochs`` (the last
   epoch's if none qualifies).
@@ -35,7 +37,7 @@ from deepfake.evaluate import predict
 from deepfake.fileio import atomic_path
 from deepfake.losses import total_loss
 from deepfake.metrics import balanced_log_loss, log_loss, roc_auc
-from deepfake.models import create_model
+from deepfake.models import create_model, read_checkpoint
 from deepfake.params import section
 
 logger = logging.getLogger(__name__)
@@ -258,7 +260,7 @@ def _resume_state(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
     last = out_dir / "last.pt"
     if not last.is_file():
         return None
-    state = torch.load(last, map_location="cpu", weights_only=True)
+    state = read_checkpoint(last)  # a tampered last.pt is refused with a clear error, never unpickled
     if state.get("fingerprint") != fingerprint:
         logger.info("%s belongs to another config or data: starting over", last)
         return None
@@ -311,6 +313,7 @@ def fit(
         unwrap(model).load_state_dict(state["model"], strict=True)
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
+        _restore_rng(state.get("rng", {}), runtime.device)
         history, start = list(state["history"]), int(state["epoch"]) + 1
         logger.info("resuming %s from epoch %d", out_dir, start)
         if log_epoch and runtime.main:
@@ -359,6 +362,9 @@ def fit(
     return history
 
 
+TIMING_KEYS = ("seconds", "data_share")  # per-epoch record fields that measure time, not the model
+
+
 def _checkpoint(
     model: nn.Module,
     optimizer: Any,
@@ -385,18 +391,35 @@ def _checkpoint(
             **weights,
             "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict(),
-            "history": history,
+            # wall-clock fields stay out, so a rerun (or a resumed run) writes the same bytes
+            "history": [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in history],
             "fingerprint": fingerprint,
             "epochs": config.epochs,
+            "rng": _rng_state(),
         },
     )
+
+
+def _rng_state() -> dict[str, Any]:
+    """Torch's generators (dropout, drop path): the only randomness not re-seeded per epoch."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict[str, Any], device: torch.device) -> None:
+    if "cpu" in state:
+        torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _finish_best(out_dir: Path) -> None:
     """If no epoch qualified as best (all within ignore_epochs), the last epoch's weights are best.pt."""
     if (out_dir / "best.pt").is_file():
         return
-    last = torch.load(out_dir / "last.pt", map_location="cpu", weights_only=True)
+    last = read_checkpoint(out_dir / "last.pt")
     _save(out_dir / "best.pt", {k: last[k] for k in ("model", "epoch", "model_name", "model_kwargs")})
 
 

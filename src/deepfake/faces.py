@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,26 +176,47 @@ class VideoBoxes:
         return sum(len(b) for b in self.frames.values())
 
 
+# Box coordinates are pixels of the full-resolution frame; MTCNN boxes may overhang the frame a
+# little, never by a million pixels. The bound keeps box arithmetic (expand_box) finite.
+MAX_BOX_COORD = 1_000_000.0
+# A frame key is a frame index as str(int) writes it: ASCII digits, no sign or leading zero, so two
+# keys never name the same frame and int() never fails ("²".isdigit() is True; int("²") raises).
+_FRAME_KEY = re.compile(r"0|[1-9][0-9]{0,9}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def load_boxes(path: Path) -> VideoBoxes:
     """Read and validate a boxes file written by the bboxes stage."""
-    data = read_json_limited(path, MAX_BOXES_FILE_BYTES, BoxesFileError)
-    if not isinstance(data, dict) or data.get("format") != BOXES_FORMAT:
+    try:
+        data = read_json_limited(path, MAX_BOXES_FILE_BYTES, BoxesFileError)
+    except BoxesFileError:
+        raise
+    except (RecursionError, ValueError) as err:
+        # json.loads raises these rather than JSONDecodeError for nesting deeper than the interpreter's
+        # stack and for integers over Python's int_max_str_digits limit.
+        raise BoxesFileError(f"{path}: not valid JSON: {type(err).__name__}: {err}") from err
+    if not isinstance(data, dict) or not _is_int(data.get("format")) or data["format"] != BOXES_FORMAT:
         raise BoxesFileError(f"{path}: not a boxes file of format {BOXES_FORMAT}")
     width, height, frames = data.get("width"), data.get("height"), data.get("frames")
-    if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+    if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
         raise BoxesFileError(f"{path}: width/height must be positive integers")
     if not isinstance(frames, dict):
         raise BoxesFileError(f"{path}: 'frames' must be an object")
     parsed: dict[int, list[list[float]]] = {}
     for key, boxes in frames.items():
-        if not (isinstance(key, str) and key.isdigit()) or not isinstance(boxes, list):
+        if not (isinstance(key, str) and _FRAME_KEY.fullmatch(key)) or not isinstance(boxes, list):
             raise BoxesFileError(f"{path}: frame {key!r} must be a frame index with a list of boxes")
         for box in boxes:
             if not (isinstance(box, list) and len(box) == 5 and all(_is_number(v) for v in box)):
                 raise BoxesFileError(f"{path}: frame {key}: a box must be 5 finite numbers, got {box!r}")
+            if not all(abs(v) <= MAX_BOX_COORD for v in box[:4]):
+                raise BoxesFileError(f"{path}: frame {key}: box coordinates beyond {MAX_BOX_COORD:g} px: {box!r}")
         parsed[int(key)] = boxes
     return VideoBoxes(video=str(data.get("video", "")), width=width, height=height, frames=parsed)

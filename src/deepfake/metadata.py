@@ -16,6 +16,7 @@ from deepfake.fileio import read_json_limited
 METADATA_NAME = "metadata.json"
 LABELS = ("REAL", "FAKE")
 # A plain file name: no folders, no leading dot, a video extension. DFDC names are 10 letters + .mp4.
+# Always used with fullmatch: with match, '$' also matches before a trailing newline ("a.mp4\n").
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}\.mp4$")
 MAX_METADATA_BYTES = 64 * 1024 * 1024  # DFDC's largest metadata.json is ~0.3 MB
 # An optional label of the person (or cluster of look-alikes) whose face a video shows; DFDC's own
@@ -72,7 +73,7 @@ class PartMetadata:
 
 def safe_join(folder: Path, name: str) -> Path:
     """``folder / name`` for a plain file name; refuse anything that could leave ``folder``."""
-    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
         raise MetadataError(f"refused file name {name!r}: not a plain .mp4 name inside {folder}")
     path = folder / name
     if path.resolve().parent != folder.resolve():
@@ -82,7 +83,7 @@ def safe_join(folder: Path, name: str) -> Path:
 
 def _check_entry(name: object, value: object) -> str | None:
     """Return why an entry is refused, or None if it is well formed."""
-    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
         return "name is not a plain .mp4 file name inside the part folder"
     if not isinstance(value, dict):
         return f"entry must be an object, got {type(value).__name__}"
@@ -94,14 +95,14 @@ def _check_entry(name: object, value: object) -> str | None:
         return f"split must be a string, got {type(split).__name__}"
     original = value.get("original")
     if label == "FAKE":
-        if not isinstance(original, str) or not _SAFE_NAME.match(original) or ".." in original:
+        if not isinstance(original, str) or not _SAFE_NAME.fullmatch(original) or ".." in original:
             return f"a FAKE needs 'original' as a plain .mp4 name, got {original!r}"
         if original == name:
             return "a FAKE cannot be its own original"
     elif original is not None:
         return f"a REAL must have original null, got {original!r}"
     identity = value.get(IDENTITY_KEY)
-    if identity is not None and (not isinstance(identity, str) or not _SAFE_IDENTITY.match(identity)):
+    if identity is not None and (not isinstance(identity, str) or not _SAFE_IDENTITY.fullmatch(identity)):
         return f"{IDENTITY_KEY} must be a short plain label (letters, digits, '_', '-', '.'), got {identity!r}"
     return None
 
@@ -114,7 +115,14 @@ def load_metadata(folder: Path | str) -> PartMetadata:
     """
     folder = Path(folder)
     path = folder / METADATA_NAME
-    raw = read_json_limited(path, MAX_METADATA_BYTES, MetadataError, f" (is {folder} a DFDC part folder?)")
+    try:
+        raw = read_json_limited(path, MAX_METADATA_BYTES, MetadataError, f" (is {folder} a DFDC part folder?)")
+    except MetadataError:
+        raise
+    except (RecursionError, ValueError) as err:
+        # json.loads raises these rather than JSONDecodeError for nesting deeper than the interpreter's
+        # stack and for integers over Python's int_max_str_digits limit.
+        raise MetadataError(f"{path}: not valid JSON: {type(err).__name__}: {err}") from err
     if not isinstance(raw, dict):
         raise MetadataError(f"{path}: expected an object of video name -> entry, got {type(raw).__name__}")
 

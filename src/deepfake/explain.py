@@ -187,7 +187,7 @@ def explain(
     explainers = Explainers(backend, params, models_root)
     image_size = int(section(params, "train")["image_size"])
     try:
-        frames = sample_frames(video, config)
+        frames = list(sample_frames(video, config))  # kept: the overlay draws on them
     except VideoError as err:
         raise ValueError(f"cannot explain {video}: {err}") from err
     boxes = detect(FaceDetector(config.detector), frames, config)

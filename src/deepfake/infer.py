@@ -14,7 +14,7 @@ import csv
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,44 +285,54 @@ def even_stride(frame_count: int, frames: int, max_frames: int) -> int:
     return max(1, usable // frames)
 
 
-def sample_frames(path: Path, config: PredictConfig) -> list[tuple[int, np.ndarray]]:
-    """Up to ``config.frames`` evenly spaced RGB frames (raises VideoError when none decodes)."""
+def sample_frames(path: Path, config: PredictConfig) -> Iterator[tuple[int, np.ndarray]]:
+    """Up to ``config.frames`` evenly spaced RGB frames, decoded one at a time (VideoError when none decodes)."""
     info = probe(path)
     stride = even_stride(info.frame_count, config.frames, config.max_frames)
     sampling = FrameSampling(stride=stride, max_frames=config.max_frames, max_pixels=config.max_pixels)
-    out = []
-    for index, frame in iter_sampled_frames(path, sampling):
-        out.append((index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
-        if len(out) >= config.frames:
-            break
-    return out
+    for count, (index, frame) in enumerate(iter_sampled_frames(path, sampling), start=1):
+        yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        if count >= config.frames:
+            return
+
+
+def frame_batches(frames: Iterable[tuple[int, np.ndarray]], batch_size: int) -> Iterator[list[tuple[int, np.ndarray]]]:
+    """Detector batches as frames arrive; a frame of another size (a mid-stream change) starts a new batch."""
+    batch: list[tuple[int, np.ndarray]] = []
+    for item in frames:
+        if batch and (item[1].shape != batch[0][1].shape or len(batch) >= batch_size):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
+
+
+def detect_batch(detector: FaceDetector, frames: Sequence[np.ndarray], config: PredictConfig) -> list[np.ndarray]:
+    """Boxes per frame for frames of one size, at the detection scale the bboxes stage uses."""
+    height, width = frames[0].shape[:2]
+    return detector.detect(list(frames), detection_scale(width, height, config.scale_rule, config.scale))
 
 
 def detect(detector: FaceDetector, frames: Sequence[tuple[int, np.ndarray]], config: PredictConfig) -> list[np.ndarray]:
-    """Boxes per frame, batched; frames of another size (a mid-stream change) go in their own batch."""
+    """Boxes per frame for frames already in memory (explain keeps them to draw on)."""
     found: list[np.ndarray] = []
-    batch: list[np.ndarray] = []
-
-    def flush() -> None:
-        if batch:
-            height, width = batch[0].shape[:2]
-            found.extend(detector.detect(batch, detection_scale(width, height, config.scale_rule, config.scale)))
-            batch.clear()
-
-    for _, frame in frames:
-        if batch and (frame.shape != batch[0].shape or len(batch) >= config.detect_batch):
-            flush()
-        batch.append(frame)
-    flush()
+    for batch in frame_batches(frames, config.detect_batch):
+        found.extend(detect_batch(detector, [frame for _, frame in batch], config))
     return found
 
 
 def preprocess(crops: Sequence[np.ndarray], image_size: int) -> np.ndarray:
     """Training's evaluation transform: isotropic resize + centred zero pad, ImageNet mean/std, NCHW."""
     transform = eval_transform(image_size)
+    return normalize([transform(image=c)["image"] for c in crops])
+
+
+def normalize(images: Sequence[np.ndarray]) -> np.ndarray:
+    """Model-sized uint8 RGB images (the eval transform's output) to the normalised NCHW float32 batch."""
     mean = np.array(IMAGENET_MEAN, np.float32) * 255
     std = np.array(IMAGENET_STD, np.float32) * 255
-    batch = [((transform(image=c)["image"].astype(np.float32) - mean) / std).transpose(2, 0, 1) for c in crops]
+    batch = [((image.astype(np.float32) - mean) / std).transpose(2, 0, 1) for image in images]
     return np.ascontiguousarray(np.stack(batch), dtype=np.float32)
 
 
@@ -331,44 +341,50 @@ def _sigmoid(values: np.ndarray) -> np.ndarray:
 
 
 def predict_video(path: Path, detector: FaceDetector, backend: Backend, config: PredictConfig) -> dict[str, Any]:
-    """One video's record: probability, label, status, and per-frame per-face boxes and scores."""
+    """One video's record: probability, label, status, and per-frame per-face boxes and scores.
+
+    Frames stream through detection one detector batch at a time and each face is resized to the
+    model's input as soon as it is cut out, so memory follows ``bboxes.batch_size`` full-size frames,
+    not the video's length, its resolution times ``predict.frames``, or the faces' size.
+    """
     record: dict[str, Any] = {"filename": path.name, "path": str(path), "probability": None, "status": "ok"}
     timings = dict.fromkeys(("decode", "detect", "crop", "infer", "aggregate"), 0.0)
-    started = time.perf_counter()
+    transform = eval_transform(backend.image_size)
+    crops: list[np.ndarray] = []  # model-sized uint8 faces
+    owners: list[tuple[int, int]] = []
+    frame_records: list[dict[str, Any]] = []
     try:
-        frames = sample_frames(path, config)
+        batches = frame_batches(sample_frames(path, config), config.detect_batch)
+        while True:
+            started = time.perf_counter()
+            batch = next(batches, None)
+            timings["decode"] += time.perf_counter() - started
+            if batch is None:
+                break
+            started = time.perf_counter()
+            boxes = detect_batch(detector, [frame for _, frame in batch], config)
+            timings["detect"] += time.perf_counter() - started
+            started = time.perf_counter()
+            for index, faces in _crop_batch(batch, boxes, config.margin, transform, crops):
+                owners.extend((len(frame_records), face) for face in range(len(faces)))
+                frame_records.append({"frame": index, "faces": faces})
+            timings["crop"] += time.perf_counter() - started
+            del batch, boxes  # the full-size frames go (no other reference holds them); the crops stay
     except VideoError as err:
         return {**record, "status": f"unreadable: {err}", "frames": [], "ms": {}}
-    timings["decode"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    boxes = detect(detector, frames, config)
-    timings["detect"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    crops, owners, frame_records = [], [], []
-    for (index, frame), frame_boxes in zip(frames, boxes, strict=True):
-        height, width = frame.shape[:2]
-        faces = []
-        for box in frame_boxes:
-            rect = expand_box(box, config.margin, width, height)
-            if rect is None:
-                continue
-            left, top, right, bottom = rect
-            owners.append((len(frame_records), len(faces)))
-            faces.append({"box": [round(float(v), 1) for v in box[:4]], "detector_score": round(float(box[4]), 4)})
-            crops.append(frame[top:bottom, left:right])
-        frame_records.append({"frame": index, "faces": faces})
-    timings["crop"] = time.perf_counter() - started
     record["frames"] = frame_records
     if not crops:
-        return {**record, "status": f"no_face: no face found in {len(frames)} sampled frames", "ms": _ms(timings)}
+        return {
+            **record,
+            "status": f"no_face: no face found in {len(frame_records)} sampled frames",
+            "ms": _ms(timings),
+        }
 
     started = time.perf_counter()
     logits: dict[str, list[np.ndarray]] = {m: [] for m in backend.members}
     for start in range(0, len(crops), config.batch_size):
-        batch = preprocess(crops[start : start + config.batch_size], backend.image_size)
-        for member, values in backend.logits(batch).items():
+        batch_in = normalize(crops[start : start + config.batch_size])
+        for member, values in backend.logits(batch_in).items():
             logits[member].append(values)
     probs = {m: _sigmoid(np.concatenate(v)) for m, v in logits.items()}
     timings["infer"] = time.perf_counter() - started
@@ -390,6 +406,30 @@ def predict_video(path: Path, detector: FaceDetector, backend: Backend, config: 
         "crops": len(crops),
         "ms": _ms(timings),
     }
+
+
+def _crop_batch(
+    batch: Sequence[tuple[int, np.ndarray]],
+    boxes: Sequence[np.ndarray],
+    margin: float,
+    transform: Callable[..., dict[str, Any]],
+    crops: list[np.ndarray],
+) -> list[tuple[int, list[dict[str, Any]]]]:
+    """Append each face, cut out and resized by ``transform`` (so its frame can be freed), to ``crops``."""
+    out = []
+    for (index, frame), frame_boxes in zip(batch, boxes, strict=True):
+        height, width = frame.shape[:2]
+        faces = []
+        for box in frame_boxes:
+            rect = expand_box(box, margin, width, height)
+            if rect is None:
+                continue
+            left, top, right, bottom = rect
+            faces.append({"box": [round(float(v), 1) for v in box[:4]], "detector_score": round(float(box[4]), 4)})
+            # copied: a crop already at the model size may come back as a view that would pin the frame
+            crops.append(transform(image=frame[top:bottom, left:right])["image"].copy())
+        out.append((index, faces))
+    return out
 
 
 def _ms(timings: dict[str, float]) -> dict[str, float]:

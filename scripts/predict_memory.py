@@ -1,0 +1,108 @@
+"""Benchmark: peak memory of `deepfake predict` on a long, high-resolution video (figures for docs/reliability.md).
+
+Writes one synthetic talking-head video (a face photo drifting over a static background) of the given
+length and size, then runs predict in a fresh process per setting and prints the process's peak RSS
+next to the peak of a process that only loads the same models (the baseline). Run from the repository
+root after `dvc repro` (or `dvc pull export`):
+
+    python scripts/predict_memory.py --seconds 60 --width 1920 --height 1080 --frames 32 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+FACES = Path(__file__).resolve().parents[1] / "src" / "deepfake" / "assets" / "faces"
+
+CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+from deepfake import infer
+params, models, backend_name, videos = json.loads(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4:]
+backend, config = infer.create_backend(backend_name, params, models), infer.PredictConfig.from_params(params)
+loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+started = time.perf_counter()
+records = []
+if videos:
+    out = Path(videos[0]).parent
+    infer.predict([Path(v) for v in videos], backend, config, out / "p.csv", out / "p.json")
+    records = json.loads((out / "p.json").read_text())["videos"]
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+print(json.dumps({"loaded_mb": loaded, "peak_mb": peak, "seconds": time.perf_counter() - started,
+                  "status": [r["status"] for r in records], "crops": [r.get("crops") for r in records]}))
+"""
+
+
+def write_video(path: Path, seconds: float, fps: int, width: int, height: int) -> int:
+    photo = cv2.imread(str(sorted(FACES.glob("*.jpg"))[0]), cv2.IMREAD_COLOR)
+    scale = 0.6 * height / photo.shape[0]
+    background = np.full((height, width, 3), 120, np.uint8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    frames = int(seconds * fps)
+    for i in range(frames):
+        x = width / 2 - photo.shape[1] * scale / 2 + 40 * np.sin(i / fps)
+        matrix = np.float32([[scale, 0, x], [0, scale, height * 0.2]])
+        frame = cv2.warpAffine(photo, matrix, (width, height), dst=background.copy(), borderMode=cv2.BORDER_TRANSPARENT)
+        writer.write(frame)
+    writer.release()
+    return frames
+
+
+def measure(params: dict, models: Path, backend: str, videos: list[Path]) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(params), str(models), backend, *map(str, videos)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument("--backend", default="onnx")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--width", type=int, default=1920)
+    parser.add_argument("--height", type=int, default=1080)
+    parser.add_argument(
+        "--frames", type=int, nargs="+", default=[32, 128, 256], help="predict.frames settings to measure"
+    )
+    args = parser.parse_args()
+    params = yaml.safe_load(args.params.read_text())
+    with tempfile.TemporaryDirectory() as scratch:
+        video = Path(scratch) / "long.mp4"
+        started = time.perf_counter()
+        count = write_video(video, args.seconds, args.fps, args.width, args.height)
+        print(
+            f"video: {args.width}x{args.height}, {count} frames ({args.seconds:g} s at {args.fps} fps), "
+            f"{video.stat().st_size / 2**20:.1f} MiB, written in {time.perf_counter() - started:.0f} s"
+        )
+        baseline = measure(params, args.models, args.backend, [])
+        print(f"models loaded, no video: peak RSS {baseline['peak_mb']} MB")
+        print("| predict.frames | bboxes.batch_size | peak RSS (MB) | over baseline (MB) | status | crops | s |")
+        print("|---|---|---|---|---|---|---|")
+        for frames in args.frames:
+            setting = {**params, "predict": {**params["predict"], "frames": frames}}
+            figures = measure(setting, args.models, args.backend, [video])
+            print(
+                f"| {frames} | {params['bboxes']['batch_size']} | {figures['peak_mb']} | "
+                f"{figures['peak_mb'] - baseline['peak_mb']} | {figures['status'][0]} | {figures['crops'][0]} | "
+                f"{figures['seconds']:.1f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

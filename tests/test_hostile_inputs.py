@@ -1,0 +1,183 @@
+"""Hostile videos: headers that lie about size and length, every bad input through `deepfake predict`, and
+the memory predict holds while it streams frames."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+import sys
+import weakref
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepfake import infer
+from deepfake.faces import FaceDetector
+from deepfake.pipeline import bboxes, crops
+from deepfake.video import FrameSampling, VideoError, iter_sampled_frames, probe
+from tests.conftest import face_frames, tamper, tiny_params
+
+LIE = 2**31 - 1  # what a hostile header claims as its frame count
+GIANT = 16000  # pixels per side a hostile header claims: 256 Mpx, over 1 GB per decoded BGR frame
+
+
+def write_giant(path: Path) -> Path:
+    """A YUV4MPEG stream whose header claims 16000x16000 frames but holds 1 kB (named .mp4 like DFDC files)."""
+    path.write_bytes(f"YUV4MPEG2 W{GIANT} H{GIANT} F30:1 Ip A1:1 C420jpeg\nFRAME\n".encode() + b"\x80" * 1000)
+    return path
+
+
+def write_endless(path: Path, frames: list[np.ndarray]) -> Path:
+    """A real MJPEG AVI whose header claims 2**31 - 1 frames (avih dwTotalFrames and strh dwLength)."""
+    scratch = path.with_suffix(".avi")
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(scratch), cv2.VideoWriter_fourcc(*"MJPG"), 15, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    data = bytearray(scratch.read_bytes())
+    scratch.unlink()
+    avih, strh = data.find(b"avih"), data.find(b"strh")
+    struct.pack_into("<I", data, avih + 8 + 16, LIE)  # MainAVIHeader.dwTotalFrames
+    struct.pack_into("<I", data, strh + 8 + 32, LIE)  # AVIStreamHeader.dwLength
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def lying_part(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("lying") / "dfdc_train_part_0"
+    folder.mkdir()
+    real = face_frames("grace_hopper.jpg")
+    write_giant(folder / "giant.mp4")
+    write_endless(folder / "endless.mp4", real)
+    write_endless(folder / "fakeendless.mp4", tamper(real))
+    metadata = {
+        "giant.mp4": {"label": "REAL", "split": "train", "original": None},
+        "endless.mp4": {"label": "REAL", "split": "train", "original": None},
+        "fakeendless.mp4": {"label": "FAKE", "split": "train", "original": "endless.mp4"},
+    }
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    return folder
+
+
+def test_the_hostile_headers_really_lie(lying_part: Path) -> None:
+    giant, endless = probe(lying_part / "giant.mp4"), probe(lying_part / "endless.mp4")
+    assert (giant.width, giant.height) == (GIANT, GIANT)
+    assert endless.frame_count == LIE and (endless.width, endless.height) == (320, 180)
+
+
+def test_a_giant_header_is_refused_before_any_frame_is_decoded(lying_part: Path) -> None:
+    sampling = FrameSampling(stride=1, max_frames=10, max_pixels=4096 * 2160)
+    with pytest.raises(VideoError, match="exceed max_pixels"):
+        next(iter_sampled_frames(lying_part / "giant.mp4", sampling))
+
+
+def test_an_endless_header_reads_the_real_frames_and_stops(lying_part: Path) -> None:
+    sampling = FrameSampling(stride=4, max_frames=1200, max_pixels=4096 * 2160)
+    assert [i for i, _ in iter_sampled_frames(lying_part / "endless.mp4", sampling)] == [0, 4, 8, 12]
+
+
+def test_stages_skip_the_giant_and_process_the_endless(lying_part: Path, tmp_path: Path) -> None:
+    params = tiny_params(lying_part.parent)
+    report = bboxes.run(lying_part, tmp_path / "bboxes", tmp_path / "b.json", bboxes.BboxesConfig.from_params(params))
+    reasons = {s["video"]: s["reason"] for s in report["skipped"]}
+    assert set(reasons) == {"giant.mp4"} and "max_pixels" in reasons["giant.mp4"]
+    boxes = json.loads((tmp_path / "bboxes" / "endless.json").read_text())
+    assert sorted(int(k) for k in boxes["frames"]) == [0, 4, 8, 12]
+    report = crops.run(
+        lying_part, tmp_path / "bboxes", tmp_path / "crops", tmp_path / "c.json", crops.CropsConfig.from_params(params)
+    )
+    index = pd.read_csv(tmp_path / "crops" / "index.csv")
+    assert set(index["video"]) == {"endless.mp4", "fakeendless.mp4"}
+    assert {s["video"] for s in report["skipped"]} <= {"giant.mp4"}
+
+
+def test_predict_gives_every_bad_input_a_status_and_loses_nothing(
+    models_root: dict, hostile_part: Path, lying_part: Path, tmp_path: Path
+) -> None:
+    """Every video of the hostile part (the foundation's bad inputs) and the lying headers, in one batch."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    videos = sorted(p for p in [*hostile_part.glob("*.mp4"), *lying_part.glob("*.mp4")] if p.is_file())
+    for video in videos:
+        shutil.copy(video, folder / video.name)
+    backend = infer.create_backend("onnx", models_root["params"], models_root["root"])
+    config = infer.PredictConfig.from_params(models_root["params"])
+    summary = infer.predict([folder], backend, config, tmp_path / "p.csv", tmp_path / "p.json")
+    records = {v["filename"]: v for v in json.loads((tmp_path / "p.json").read_text())["videos"]}
+    assert sorted(records) == sorted(v.name for v in videos) and summary["videos"] == len(videos)
+    status = {name: record["status"] for name, record in records.items()}
+    for name in ("zero.mp4", "truncated.mp4", "notvideo.mp4", "giant.mp4"):
+        assert status[name].startswith("unreadable"), (name, status[name])
+    assert "empty" in status["zero.mp4"] and "max_pixels" in status["giant.mp4"]
+    for name in ("noface.mp4", "fakenoface.mp4"):
+        assert status[name].startswith("no_face"), (name, status[name])
+    for name in ("reala.mp4", "fakea.mp4", "realb.mp4", "fakeb.mp4", "fakemissing.mp4", "endless.mp4"):
+        assert status[name] == "ok", (name, status[name])
+        assert 0.0 <= records[name]["probability"] <= 1.0
+    for record in records.values():  # unscored means null, never a silent default
+        assert (record["probability"] is None) == (record["status"] != "ok")
+    csv = pd.read_csv(tmp_path / "p.csv")
+    assert sorted(csv["filename"]) == sorted(records) and csv["label"].between(0, 1).all()
+
+
+def test_predict_holds_one_detector_batch_of_frames_at_a_time(
+    models_root: dict, hostile_part: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streaming, checked structurally: when the detector runs, earlier batches' frames are already freed."""
+    params = {**models_root["params"], "predict": {**models_root["params"]["predict"], "frames": 12}}
+    params["bboxes"] = {**params["bboxes"], "batch_size": 4}
+    config = infer.PredictConfig.from_params(params)
+    backend = infer.create_backend("onnx", params, models_root["root"])
+    detector = FaceDetector(config.detector)
+    seen: list[weakref.ref] = []
+    alive_at_detect: list[int] = []
+    real_detect = detector.detect
+
+    def counting_detect(frames: list[np.ndarray], scale: float = 1.0) -> list[np.ndarray]:
+        seen.extend(weakref.ref(frame) for frame in frames)
+        alive_at_detect.append(sum(ref() is not None for ref in seen))
+        return real_detect(frames, scale)
+
+    monkeypatch.setattr(detector, "detect", counting_detect)
+    record = infer.predict_video(hostile_part / "reala.mp4", detector, backend, config)
+    assert record["status"] == "ok" and len(record["frames"]) == 12 and len(seen) == 12
+    assert len(alive_at_detect) == 3
+    # the batch being detected (4 frames) and at most the next batch's first frame, decoded as look-ahead
+    assert max(alive_at_detect) <= 4 + 1
+    assert record["crops"] >= 12
+
+
+PEAK_RSS = """
+import json, resource, sys
+from pathlib import Path
+from deepfake import infer
+params, models, videos = json.loads(sys.argv[1]), Path(sys.argv[2]), [Path(v) for v in sys.argv[3:]]
+backend, config = infer.create_backend("onnx", params, models), infer.PredictConfig.from_params(params)
+infer.predict(videos, backend, config, models.parent / "m.csv", models.parent / "m.json")
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def peak_rss_mb(params: dict, models: Path, videos: list[Path]) -> int:
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, json.dumps(params), str(models), *map(str, videos)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def test_lying_headers_do_not_raise_peak_memory(models_root: dict, hostile_part: Path, lying_part: Path) -> None:
+    """Decoding one giant frame would take over 1 GB; the refusal keeps predict's peak where a normal video puts it."""
+    params, models = models_root["params"], models_root["root"]
+    baseline = peak_rss_mb(params, models, [hostile_part / "reala.mp4"])
+    hostile = peak_rss_mb(params, models, [hostile_part / "reala.mp4", *sorted(lying_part.glob("*.mp4"))])
+    assert hostile - baseline < 200, (baseline, hostile)

@@ -202,6 +202,8 @@ def test_fit_writes_checkpoints_and_resumes_after_a_crash(
     resumed = fit(cfg, folds_csv, roots, tmp_path / "resumed", log_epoch=lambda r: seen.append(r["epoch"]))
     assert seen == [0, 1, 2]  # the resumed epoch is replayed to the logger, then training goes on
     assert [h["train_loss"] for h in resumed] == [h["train_loss"] for h in history]  # bit for bit
+    for name in ("last.pt", "best.pt", "epoch_2.pt"):  # the same bytes, so DVC hashes the resumed run alike
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes(), name
     whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]
     again = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(whole[k], again[k]) for k in whole)

@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -244,8 +245,30 @@ def training_rows(table: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
 
 
 def _save(path: Path, payload: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    """Write a checkpoint whose bytes depend only on its content, so DVC hashes equal runs alike.
+
+    Through a file object: given a path, torch.save names the zip records after the (random)
+    temporary file name. And canonical: pickle shares objects by identity, so a string or tuple
+    loaded back on resume would otherwise be written differently from the one a fresh run holds.
+    """
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        torch.save(_canonical(payload), handle)
+
+
+def _canonical(value: Any) -> Any:
+    """Containers rebuilt and strings interned, tensors untouched (their sharing is part of the content)."""
+    if isinstance(value, dict):
+        out = type(value)((_canonical(k), _canonical(v)) for k, v in value.items())
+        if hasattr(value, "_metadata"):  # a state dict's per-module versions, which load_state_dict reads
+            out._metadata = _canonical(value._metadata)
+        return out
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_canonical(v) for v in value)
+    if isinstance(value, str):
+        return sys.intern(value)
+    return value
 
 
 def pick_best(history: list[dict[str, float]], ignore_epochs: int) -> int | None:

@@ -122,7 +122,7 @@ def test_predict_gives_every_bad_input_a_status_and_loses_nothing(
         assert status[name] == "ok", (name, status[name])
         assert 0.0 <= records[name]["probability"] <= 1.0
     for record in records.values():  # unscored means null, never a silent default
-        assert (record["probability"] is None) == (record["status"] != "ok")
+        assert (record["probability"] is None) == (record["label"] is None) == (record["status"] != "ok")
     csv = pd.read_csv(tmp_path / "p.csv")
     assert sorted(csv["filename"]) == sorted(records) and csv["label"].between(0, 1).all()
 

@@ -116,3 +116,10 @@ def test_bench_predict_reports_stages_and_skips_absent_backends(
     if "tensorrt" in backends:
         assert "tensorrt" in results and "skipped" in results["tensorrt"]
         assert "tensorrt   skipped" in printed
+
+
+def test_the_cli_offers_exactly_the_backends_infer_builds() -> None:
+    """cli.py keeps its own copy (so `deepfake --help` imports no torch); it must not drift."""
+    from deepfake import cli
+
+    assert cli.BACKENDS == infer.BACKENDS

@@ -347,8 +347,13 @@ def predict_video(path: Path, detector: FaceDetector, backend: Backend, config: 
     model's input as soon as it is cut out, so memory follows ``bboxes.batch_size`` full-size frames,
     not the video's length, its resolution times ``predict.frames``, or the faces' size.
     """
-    record: dict[str, Any] = {"filename": path.name, "path": str(path), "probability": None, "label": None}
-    record["status"] = "ok"
+    record: dict[str, Any] = {
+        "filename": path.name,
+        "path": str(path),
+        "probability": None,
+        "label": None,
+        "status": "ok",
+    }
     timings = dict.fromkeys(("decode", "detect", "crop", "infer", "aggregate"), 0.0)
     transform = eval_transform(backend.image_size)
     crops: list[np.ndarray] = []  # model-sized uint8 faces

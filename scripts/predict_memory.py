@@ -11,6 +11,7 @@ root after `dvc repro` (or `dvc pull export`):
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import subprocess
 import sys
@@ -22,24 +23,44 @@ import cv2
 import numpy as np
 import yaml
 
+from deepfake.backends.base import BACKENDS
+from deepfake.core.errors import UserError, describe_user_error
+from deepfake.core.params import validate_params
+
 FACES = Path(__file__).resolve().parents[1] / "src" / "deepfake" / "assets" / "faces"
 
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from deepfake import infer
-params, models, backend_name, videos = json.loads(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4:]
-backend, config = infer.create_backend(backend_name, params, models), infer.PredictConfig.from_params(params)
-loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-started = time.perf_counter()
-records = []
-if videos:
-    out = Path(videos[0]).parent
-    infer.predict([Path(v) for v in videos], backend, config, out / "p.csv", out / "p.json")
-    records = json.loads((out / "p.json").read_text())["videos"]
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-print(json.dumps({"loaded_mb": loaded, "peak_mb": peak, "seconds": time.perf_counter() - started,
-                  "status": [r["status"] for r in records], "crops": [r.get("crops") for r in records]}))
+from deepfake.apps.predict import PredictConfig, predict_videos
+from deepfake.backends.base import create_backend
+from deepfake.core.errors import UserError, describe_user_error
+from deepfake.core.params import validate_params
+from deepfake.modeling.store import ModelStore
+
+
+def run(raw, models, backend_name, videos):
+    params = validate_params(raw, "params (predict_memory.py child)")
+    backend = create_backend(backend_name, ModelStore(models), params)
+    config = PredictConfig.from_params(params)
+    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    started = time.perf_counter()
+    records = []
+    if videos:
+        out = videos[0].parent
+        predict_videos(videos, backend, config, out / "p.csv", out / "p.json")
+        records = json.loads((out / "p.json").read_text())["videos"]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    return {"loaded_mb": loaded, "peak_mb": peak, "seconds": time.perf_counter() - started,
+            "status": [r["status"] for r in records], "crops": [r.get("crops") for r in records]}
+
+
+try:
+    figures = run(json.loads(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], [Path(v) for v in sys.argv[4:]])
+except UserError as err:
+    print(describe_user_error(err), file=sys.stderr)
+    sys.exit(2)
+print(json.dumps(figures))
 """
 
 
@@ -58,13 +79,26 @@ def write_video(path: Path, seconds: float, fps: int, width: int, height: int) -
     return frames
 
 
+def with_frames(params: dict, frames: int) -> dict:
+    """The raw params with ``predict.frames`` set to ``frames``."""
+    setting = copy.deepcopy(params)
+    setting["predict"]["frames"] = frames
+    return setting
+
+
 def measure(params: dict, models: Path, backend: str, videos: list[Path]) -> dict:
+    """The child's figures; ``params`` is the raw params dict, validated in the child as predict validates it."""
     result = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps(params), str(models), backend, *map(str, videos)],
         capture_output=True,
         text=True,
-        check=True,
     )
+    if result.returncode == 2:  # a user error (models missing, a bad video folder): its one line, exit 2
+        print(result.stderr.strip().splitlines()[-1], file=sys.stderr)
+        sys.exit(2)
+    if result.returncode != 0:
+        print(result.stderr, file=sys.stderr)
+        result.check_returncode()
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -72,7 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--models", type=Path, default=Path("models"))
-    parser.add_argument("--backend", default="onnx")
+    parser.add_argument("--backend", default="onnx", choices=BACKENDS)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--width", type=int, default=1920)
@@ -82,6 +116,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     params = yaml.safe_load(args.params.read_text())
+    validate_params(params, str(args.params))  # a bad params file or setting is refused up front, not in a child
+    for frames in args.frames:
+        validate_params(with_frames(params, frames), f"{args.params} with predict.frames: {frames}")
+    baseline = measure(params, args.models, args.backend, [])  # first: missing models fail before the video
     with tempfile.TemporaryDirectory() as scratch:
         video = Path(scratch) / "long.mp4"
         started = time.perf_counter()
@@ -90,13 +128,11 @@ def main() -> None:
             f"video: {args.width}x{args.height}, {count} frames ({args.seconds:g} s at {args.fps} fps), "
             f"{video.stat().st_size / 2**20:.1f} MiB, written in {time.perf_counter() - started:.0f} s"
         )
-        baseline = measure(params, args.models, args.backend, [])
         print(f"models loaded, no video: peak RSS {baseline['peak_mb']} MB")
         print("| predict.frames | bboxes.batch_size | peak RSS (MB) | over baseline (MB) | status | crops | s |")
         print("|---|---|---|---|---|---|---|")
         for frames in args.frames:
-            setting = {**params, "predict": {**params["predict"], "frames": frames}}
-            figures = measure(setting, args.models, args.backend, [video])
+            figures = measure(with_frames(params, frames), args.models, args.backend, [video])
             print(
                 f"| {frames} | {params['bboxes']['batch_size']} | {figures['peak_mb']} | "
                 f"{figures['peak_mb'] - baseline['peak_mb']} | {figures['status'][0]} | {figures['crops'][0]} | "
@@ -105,4 +141,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as err:  # bad params or inputs: one line, exit 2, as the deepfake commands report them
+        print(describe_user_error(err), file=sys.stderr)
+        sys.exit(2)

@@ -2,22 +2,29 @@
 
     python scripts/train_eval.py /tmp/run classifier train.epochs=40 augment.jpeg=0
 
-Trains into OUT (checkpoints, DVCLive folder, loss plot) from the current data/ outputs, then
-prints video- and frame-level AUC of best.pt and last.pt on the holdout and validation folds.
-Used for docs/experiments.md; the pipeline itself never calls it.
+Trains into OUT (a model store: OUT/models/train/<model>/ holds the checkpoints; DVCLive folder
+OUT/live, loss plot OUT/loss.png) from the current data/ outputs, then prints video- and frame-level
+AUC of best.pt and last.pt on the holdout and validation folds. The overridden params are validated
+as every stage validates params.yaml. Used for docs/experiments.md; the pipeline itself never calls it.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
 
-from deepfake.data import CropDataset, DataRoots, read_folds, select_folds
-from deepfake.evaluate import EvalConfig, Member, load_member, predict, score
-from deepfake.train import run_training
+from deepfake.core.errors import UserError, describe_user_error
+from deepfake.core.params import validate_params
+from deepfake.modeling.data import CropDataset, DataRoots, read_folds, select_folds
+from deepfake.modeling.models import create_model, load_state, read_checkpoint
+from deepfake.modeling.scoring import Aggregation, predict_crops, score
+from deepfake.modeling.store import Member, ModelStore
+from deepfake.stages import train
 
 
 def override(params: dict, assignment: str) -> None:
@@ -26,33 +33,50 @@ def override(params: dict, assignment: str) -> None:
     *path, last = key.split(".")
     node = params
     for name in path:
+        if not isinstance(node, dict) or name not in node:
+            raise SystemExit(f"unknown params key {key!r}")
         node = node[name]
-    if last not in node:
+    if not isinstance(node, dict) or last not in node:
         raise SystemExit(f"unknown params key {key!r}")
     node[last] = yaml.safe_load(value)
 
 
-def main() -> None:
+def load_checkpoint(path: Path, model_name: str) -> torch.nn.Module:
+    """A checkpoint of ``model_name`` (best.pt or last.pt) as a module in eval mode, loaded strictly."""
+    checkpoint = read_checkpoint(path)
+    model = create_model(model_name, **checkpoint.get("model_kwargs", {}))
+    load_state(model, checkpoint, str(path))
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("model")
     parser.add_argument("overrides", nargs="*", help="params overrides, key.path=value")
-    args = parser.parse_args()
-    params = yaml.safe_load(Path("params.yaml").read_text())
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="default: %(default)s")
+    parser.add_argument("--data", type=Path, default=Path("data"), help="holds folds.csv, crops/, landmarks/, masks/")
+    args = parser.parse_intermixed_args(argv)
+    raw = yaml.safe_load(args.params.read_text())
     for assignment in args.overrides:
-        override(params, assignment)
-    roots = DataRoots(Path("data/crops"), Path("data/landmarks"), Path("data/masks"))
-    folds_csv = Path("data/folds.csv")
+        override(raw, assignment)
+    params: Any = validate_params(raw, f"{args.params} with {' '.join(args.overrides) or 'no overrides'}")
+    if args.model not in params.models:
+        raise SystemExit(f"{args.model!r} is not one of the params' models {list(params.models)}")
+    roots = DataRoots(args.data / "crops", args.data / "landmarks", args.data / "masks")
+    folds_csv = args.data / "folds.csv"
     out = args.out
-    run_training(params, args.model, None, folds_csv, roots, out / "model", out / "live", out / "loss.png")
-    config, device = EvalConfig.from_params(params), torch.device("cpu")
+    config = train.TrainConfig.from_params(params, args.model)
+    train.run(config, train.Paths(folds_csv, roots, out / "models", out / "live", out / "loss.png"))
+    checkpoints = ModelStore(out / "models").checkpoint_dir(Member(args.model))
+    aggregation, device = Aggregation.from_params(params), torch.device("cpu")
     table = read_folds(folds_csv)
-    for fold in (config.holdout_fold, params["train"]["val_fold"]):
+    for fold in (params.train.holdout_fold, params.train.val_fold):
         rows = select_folds(table, [fold], drop_unmasked_fakes=False)
-        dataset = CropDataset(rows, roots, config.image_size)
+        dataset = CropDataset(rows, roots, params.train.image_size)
         for checkpoint in ("best", "last"):
-            member = Member(args.model, args.model, args.out / "model" / f"{checkpoint}.pt")
-            metrics, _ = score(rows, predict(load_member(member, device), dataset, 32, device)["prob"], config)
+            model = load_checkpoint(checkpoints / f"{checkpoint}.pt", args.model)
+            metrics, _ = score(rows, predict_crops(model, dataset, 32, device)["prob"], aggregation)
             print(
                 f"fold {fold} {checkpoint}.pt: video AUC {metrics['video']['auc']:.3f}, "
                 f"frame AUC {metrics['frame']['auc']:.3f}"
@@ -60,4 +84,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as err:  # bad params or inputs: one line, exit 2, as the deepfake commands report them
+        print(describe_user_error(err), file=sys.stderr)
+        sys.exit(2)

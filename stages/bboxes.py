@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from deepfake.cli import parse_stage_args, run_stage, stage_parser
-from deepfake.pipeline import bboxes
+from deepfake.core.command import parse_stage_args, run_stage, stage_parser
+from deepfake.stages import bboxes
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -12,7 +12,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for <video>.json box files")
     parser.add_argument("--report", type=Path, required=True, help="stage report JSON")
     args, params = parse_stage_args(parser, argv)
-    bboxes.run(args.part_dir, args.out, args.report, bboxes.BboxesConfig.from_params(params))
+    bboxes.run(bboxes.Config.from_params(params), bboxes.Paths(args.part_dir, args.out, args.report))
 
 
 if __name__ == "__main__":

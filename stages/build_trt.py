@@ -2,21 +2,21 @@
 
 from pathlib import Path
 
-from deepfake import compile as hw
-from deepfake.cli import parse_stage_args, run_stage, stage_parser
-from deepfake.data import DataRoots
+from deepfake.core.command import parse_stage_args, run_stage, stage_parser
+from deepfake.modeling.data import DataRoots
+from deepfake.stages import build_trt
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--folds", type=Path, required=True)
     parser.add_argument("--crops", type=Path, required=True)
-    parser.add_argument("--masks", type=Path, required=True)
-    parser.add_argument("--onnx", type=Path, required=True, help="the export stage's folder (manifest.json)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for <member>.plan and metadata")
+    parser.add_argument("--masks", type=Path, required=True, help="fake crops are read with their masks")
+    parser.add_argument("--models", type=Path, required=True, help="the models/ root (the model store)")
     parser.add_argument("--report", type=Path, required=True, help="report JSON")
     args, params = parse_stage_args(parser, argv)
-    hw.build_trt(params, args.folds, DataRoots(args.crops, Path(), args.masks), args.onnx, args.out, args.report)
+    roots = DataRoots(args.crops, Path(), args.masks)
+    build_trt.run(build_trt.Config.from_params(params), build_trt.Paths(args.folds, roots, args.models, args.report))
 
 
 if __name__ == "__main__":

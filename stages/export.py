@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from deepfake import export
-from deepfake.cli import parse_stage_args, run_stage, stage_parser
-from deepfake.data import DataRoots
+from deepfake.core.command import parse_stage_args, run_stage, stage_parser
+from deepfake.modeling.data import DataRoots
+from deepfake.stages import export
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -12,12 +12,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folds", type=Path, required=True)
     parser.add_argument("--crops", type=Path, required=True)
     parser.add_argument("--masks", type=Path, required=True, help="fake crops are read with their masks")
-    parser.add_argument("--models", type=Path, required=True, help="the trained models folder")
-    parser.add_argument("--out", type=Path, required=True, help="folder for <member>.onnx and manifest.json")
-    parser.add_argument("--report", type=Path, required=True, help="parity metrics JSON")
+    parser.add_argument("--models", type=Path, required=True, help="the models/ root (the model store)")
+    parser.add_argument("--report", type=Path, required=True, help="report JSON")
     args, params = parse_stage_args(parser, argv)
     roots = DataRoots(args.crops, Path(), args.masks)
-    export.run(params, args.folds, roots, args.models, args.out, args.report)
+    export.run(export.Config.from_params(params), export.Paths(args.folds, roots, args.models, args.report))
 
 
 if __name__ == "__main__":

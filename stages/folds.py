@@ -1,11 +1,9 @@
-"""DVC stage folds: leak-free folds over every crop of the configured parts (data/folds.csv)."""
+"""DVC stage folds: leak-free folds over every part's crops (data/folds.csv, the training index)."""
 
 from pathlib import Path
 
-from deepfake.cli import parse_stage_args, run_stage, stage_parser
-from deepfake.folds import FoldsConfig
-from deepfake.params import require, section
-from deepfake.pipeline import folds
+from deepfake.core.command import parse_stage_args, run_stage, stage_parser
+from deepfake.stages import folds
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,17 +15,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folds CSV")
     parser.add_argument("--report", type=Path, required=True, help="stage report JSON")
     args, params = parse_stage_args(parser, argv)
-    parts = require(section(params, "data"), "parts", list, "data")
-    folds.run(
-        args.crops,
-        args.landmarks,
-        args.diffs,
-        args.masks,
-        parts,
-        args.out,
-        args.report,
-        FoldsConfig.from_params(params),
-    )
+    paths = folds.Paths(args.crops, args.landmarks, args.diffs, args.masks, args.out, args.report)
+    folds.run(folds.Config.from_params(params), paths)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""DVC stage quantize: every exported ONNX model to int8 with AMD Quark, tested on the holdout."""
+"""DVC stage quantize: int8 ONNX with AMD Quark (XINT8), calibrated on training crops, tested on the holdout."""
 
 from pathlib import Path
 
-from deepfake import quantize
-from deepfake.cli import parse_stage_args, run_stage, stage_parser
-from deepfake.data import DataRoots
+from deepfake.core.command import parse_stage_args, run_stage, stage_parser
+from deepfake.modeling.data import DataRoots
+from deepfake.stages import quantize
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -12,11 +12,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folds", type=Path, required=True)
     parser.add_argument("--crops", type=Path, required=True)
     parser.add_argument("--masks", type=Path, required=True, help="fake crops are read with their masks")
-    parser.add_argument("--onnx", type=Path, required=True, help="the export stage's folder (manifest.json)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the int8 <member>.onnx files")
-    parser.add_argument("--report", type=Path, required=True, help="fp32 vs int8 metrics and DPU operator report")
+    parser.add_argument("--models", type=Path, required=True, help="the models/ root (the model store)")
+    parser.add_argument("--report", type=Path, required=True, help="report JSON")
     args, params = parse_stage_args(parser, argv)
-    quantize.run(params, args.folds, DataRoots(args.crops, Path(), args.masks), args.onnx, args.out, args.report)
+    roots = DataRoots(args.crops, Path(), args.masks)
+    quantize.run(quantize.Config.from_params(params), quantize.Paths(args.folds, roots, args.models, args.report))
 
 
 if __name__ == "__main__":

@@ -2,16 +2,15 @@
 
 from pathlib import Path
 
-from deepfake.cli import parse_stage_args, run_stage, stage_parser
-from deepfake.params import section
-from deepfake.sample import SampleConfig, build_sample
+from deepfake.core.command import parse_stage_args, run_stage, stage_parser
+from deepfake.stages import sample
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--out", type=Path, required=True, help="root that receives the part folders")
     args, params = parse_stage_args(parser, argv)
-    build_sample(args.out, SampleConfig.from_params(section(params, "sample")))
+    sample.run(sample.Config.from_params(params), sample.Paths(args.out))
 
 
 if __name__ == "__main__":

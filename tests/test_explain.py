@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from deepfake import explain
-from deepfake.models import create_model
+from deepfake.apps import explain
+from deepfake.core.errors import InputError, ParamsError
+from deepfake.modeling.models import create_model
 
 
 def test_grad_cam_is_a_normalised_map_at_the_input_size() -> None:
@@ -28,8 +29,8 @@ def test_explain_writes_pngs_mp4_montage_and_scores(
     backend: str, models_root: dict, hostile_part: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "explain"
-    params, root = models_root["params"], models_root["root"]
-    summary = explain.explain(hostile_part / "fakea.mp4", params, root, out, 3, 4.0, backend)
+    params, store = models_root["params"], models_root["store"]
+    summary = explain.explain(hostile_part / "fakea.mp4", params, store, out, 3, 4.0, backend)
     assert summary["faces"] >= 1
     record = summary["records"][0]
     assert 0.0 <= record["classifier"] <= 1.0 and 0.0 <= record["uynet"] <= 1.0
@@ -49,12 +50,12 @@ def test_explain_writes_pngs_mp4_montage_and_scores(
 
 
 def test_unreadable_or_faceless_videos_are_clear_errors(models_root: dict, hostile_part: Path, tmp_path: Path) -> None:
-    params, root = models_root["params"], models_root["root"]
+    params, store = models_root["params"], models_root["store"]
     for name, message in (("zero.mp4", "cannot explain"), ("noface.mp4", "no face found")):
-        with pytest.raises(ValueError, match=message):
-            explain.explain(hostile_part / name, params, root, tmp_path / name, 3, 4.0, "torch")
-    with pytest.raises(ValueError, match="torch, onnx and onnx-int8"):
-        explain.explain(hostile_part / "reala.mp4", params, root, tmp_path / "x", 3, 4.0, "vart")
+        with pytest.raises(InputError, match=message):
+            explain.explain(hostile_part / name, params, store, tmp_path / name, 3, 4.0, "torch")
+    with pytest.raises(ParamsError, match="torch, onnx, onnx-int8 backends, not 'vart'"):
+        explain.explain(hostile_part / "reala.mp4", params, store, tmp_path / "x", 3, 4.0, "vart")
 
 
 def test_occlusion_map_finds_the_patch_the_model_relies_on() -> None:

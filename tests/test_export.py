@@ -10,8 +10,12 @@ import onnx
 import pytest
 import torch
 
-from deepfake import export
-from deepfake.models import create_model, list_models
+from deepfake.backends.onnx_backend import onnx_session
+from deepfake.core.errors import CheckpointError, InputError, ParamsError
+from deepfake.modeling.models import create_model, list_models
+from deepfake.modeling.store import ModelStore
+from deepfake.stages import export
+from tests.conftest import as_params, tiny_params
 
 SMALL = {
     "classifier": {"encoder": "test_resnet", "input_filter": "srm"},
@@ -31,7 +35,7 @@ def test_export_has_named_io_dynamic_batch_and_matches_torch(name: str, tmp_path
     assert [o.name for o in graph.graph.output] == names
     assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= 17
     assert not model.training  # the exporter must not leave BatchNorm in training mode
-    session = export.onnx_session(path)
+    session = onnx_session(path)
     for batch in (1, 3):  # neither is the batch of 2 used to trace the graph
         images = torch.randn(batch, 3, 64, 64)
         differences = export.parity(model, session, images, names)
@@ -40,46 +44,58 @@ def test_export_has_named_io_dynamic_batch_and_matches_torch(name: str, tmp_path
     assert session.run(["logit"], {"image": np.zeros((5, 3, 64, 64), np.float32)})[0].shape == (5, 1)
 
 
-def test_export_config_is_checked() -> None:
-    params = {
-        "export": {"opset": 13, "parity_crops": 8, "tolerance": 1e-4},
-        "train": {"image_size": 64, "holdout_fold": 0},
-    }
-    with pytest.raises(ValueError, match="opset must be 17"):
-        export.ExportConfig.from_params(params)
-    params["export"].update(opset=18, tolerance=0)
-    with pytest.raises(ValueError, match="tolerance"):
-        export.ExportConfig.from_params(params)
+def test_export_config_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match=r"export\.opset"):
+        as_params(tiny_params(tmp_path, export__opset=13))
+    with pytest.raises(ParamsError, match=r"export\.tolerance"):
+        as_params(tiny_params(tmp_path, export__opset=18, export__tolerance=0))
+    config = export.Config.from_params(as_params(tiny_params(tmp_path, export__opset=18)))
+    assert (config.opset, config.face_input.image_size) == (18, 64)
 
 
-def test_export_stage_writes_every_member_manifest_and_parity(trained: dict) -> None:
-    root, params = trained["root"], trained["params"]
-    out, report_path = root / "onnx", root / "export.json"
-    (out).mkdir()
+def _store_with_checkpoints(trained: dict, root: Path) -> ModelStore:
+    """A fresh models/ folder whose train/ is the trained fixture's (export writes beside it)."""
+    store = ModelStore(root / "models")
+    store.root.mkdir(parents=True)
+    store.folder("checkpoint").symlink_to(trained["store"].folder("checkpoint"), target_is_directory=True)
+    return store
+
+
+def _paths(trained: dict, models: Path, report: Path) -> export.Paths:
+    return export.Paths(trained["folds"], trained["roots"], models, report)
+
+
+def test_export_stage_writes_every_member_manifest_and_parity(trained: dict, tmp_path: Path) -> None:
+    params = trained["params"]
+    store = _store_with_checkpoints(trained, tmp_path)
+    out, report_path = store.folder("onnx"), tmp_path / "export.json"
+    out.mkdir()
     (out / "classifier-999.onnx").write_bytes(b"from a seed no longer in params")
-    export.run(params, trained["folds"], trained["roots"], root / "models", out, report_path)
+    export.run(export.Config.from_params(params), _paths(trained, store.root, report_path))
     members = {"classifier", "uynet", "classifier-8", "uynet-8"}
     assert {p.stem for p in out.glob("*.onnx")} == members  # the stale member is gone
-    manifest = export.read_manifest(out)
+    manifest = store.read_manifest("onnx")
     assert {m["name"] for m in manifest["members"]} == members
-    assert manifest["input"]["image_size"] == params["train"]["image_size"]
+    assert manifest["input"]["image_size"] == params.train.image_size
+    assert store.face_input("onnx").margin == params.crops.margin
     report = json.loads(report_path.read_text())
     assert set(report["members"]) == members
     assert 0 <= report["max_abs_diff"] < 1e-4
-    assert all(m["parity_crops"] == params["export"]["parity_crops"] for m in report["members"].values())
+    assert all(m["parity_crops"] == params.export.parity_crops for m in report["members"].values())
 
 
-def test_export_refuses_a_model_that_disagrees_with_onnx(trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    root, params = trained["root"], trained["params"]
-    out = root / "onnx-bad"
+def test_export_refuses_a_model_that_disagrees_with_onnx(
+    trained: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _store_with_checkpoints(trained, tmp_path)
     monkeypatch.setattr(export, "parity", lambda *args: {"logit": 0.5})
     with pytest.raises(export.ExportError, match=r"differs from PyTorch by 0\.5"):
-        export.run(params, trained["folds"], trained["roots"], root / "models", out, root / "bad.json")
-    assert not list(out.glob("*.onnx")) and not (root / "bad.json").exists()
+        export.run(export.Config.from_params(trained["params"]), _paths(trained, store.root, tmp_path / "bad.json"))
+    assert not list(store.folder("onnx").glob("*.onnx")) and not (tmp_path / "bad.json").exists()
 
 
 def test_missing_checkpoint_or_manifest_names_the_dvc_target(trained: dict, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="dvc pull export"):
-        export.read_manifest(tmp_path)
-    with pytest.raises(ValueError, match="missing; run `dvc repro`"):
-        export.run(trained["params"], trained["folds"], trained["roots"], tmp_path, tmp_path / "o", tmp_path / "r.json")
+    with pytest.raises(InputError, match="dvc pull export"):
+        ModelStore(tmp_path).read_manifest("onnx")
+    with pytest.raises(CheckpointError, match="missing; run `dvc repro train@classifier`"):
+        export.run(export.Config.from_params(trained["params"]), _paths(trained, tmp_path, tmp_path / "r.json"))

@@ -5,18 +5,18 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake.faces import (
+from deepfake.core.errors import ParamsError
+from deepfake.media.faces import (
     BoxesFileError,
     DetectorConfig,
     FaceDetector,
     boxes_to_json,
     detection_scale,
-    expand_box,
     load_boxes,
     pick_central_face,
     save_boxes,
 )
-from tests.conftest import FACES
+from tests.conftest import FACES, as_params, tiny_params
 
 RULE = [[299, 2.0], [1000, 1.0], [1900, 0.5], [100000, 0.33]]
 
@@ -38,21 +38,18 @@ def test_detection_scale_follows_the_shorter_side(size: tuple[int, int], scale: 
     assert detection_scale(*size, RULE) == scale
 
 
-def test_detection_scale_override_and_bad_values() -> None:
+def test_detection_scale_override_and_bad_values(tmp_path: Path) -> None:
     assert detection_scale(1920, 1080, RULE, 0.25) == 0.25
-    for bad in (0, -1, "fast", float("nan")):
-        with pytest.raises(ValueError):
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(ParamsError, match=r"bboxes\.scale"):
             detection_scale(1920, 1080, RULE, bad)
-    with pytest.raises(ValueError, match="no row"):
+    with pytest.raises(ParamsError, match=r"bboxes\.scale"):  # the schema refuses it first; direct callers too
+        detection_scale(1920, 1080, RULE, "fast")
+    for bad in (0, -1, "fast"):
+        with pytest.raises(ParamsError, match="scale"):
+            as_params(tiny_params(tmp_path, bboxes__scale=bad))
+    with pytest.raises(ParamsError, match="no row"):
         detection_scale(5000, 5000, [[1000, 1.0]])
-
-
-def test_expand_box_adds_margin_and_clips() -> None:
-    assert expand_box([30, 30, 60, 90], 1 / 3, 200, 200) == (20, 10, 70, 110)
-    assert expand_box([0, 0, 30, 30], 0.5, 40, 40) == (0, 0, 40, 40)
-    assert expand_box([-50, -50, -10, -10], 0.1, 40, 40) is None
-    assert expand_box([10, 10, 5, 20], 0.1, 40, 40) is None
-    assert expand_box([float("nan"), 0, 1, 1], 0.1, 40, 40) is None
 
 
 def test_pick_central_face() -> None:
@@ -92,7 +89,7 @@ def test_malformed_boxes_files_are_refused(tmp_path: Path, content: str) -> None
 
 def test_detector_maps_boxes_back_to_full_resolution() -> None:
     image = cv2.cvtColor(cv2.imread(str(FACES / "grace_hopper.jpg")), cv2.COLOR_BGR2RGB)
-    detector = FaceDetector(DetectorConfig(thresholds=(0.6, 0.7, 0.7), min_face_size=20))
+    detector = FaceDetector(DetectorConfig(thresholds=(0.6, 0.7, 0.7), min_face_size=20, device="cpu"))
     (full,) = detector.detect([image], scale=1.0)
     (half,) = detector.detect([image], scale=0.5)
     assert full.shape[1] == 5 and len(full) >= 1 and len(half) >= 1

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from deepfake.fileio import atomic_dir, atomic_path, write_json_atomic
-from deepfake.params import ParamsError, load_params, require, section
+from deepfake.core.fileio import atomic_dir, atomic_path, write_json_atomic
+from deepfake.core.params import ParamsError, load_params
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:
@@ -56,9 +56,3 @@ def test_params_errors_name_the_problem(tmp_path: Path) -> None:
     (tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(ParamsError, match="mapping"):
         load_params(tmp_path / "list.yaml")
-    with pytest.raises(ParamsError, match="'crops'"):
-        section({"data": {}}, "crops")
-    with pytest.raises(ParamsError, match=r"data\.parts"):
-        require({}, "parts", list, "data")
-    with pytest.raises(ParamsError, match="boolean"):
-        require({"n": True}, "n", int, "x")

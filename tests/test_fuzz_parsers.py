@@ -26,18 +26,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deepfake import faces, metadata
-from deepfake.faces import (
+from deepfake.media import faces, metadata
+from deepfake.media.face_input import expand_box
+from deepfake.media.faces import (
     BOXES_FORMAT,
     MAX_BOX_COORD,
     BoxesFileError,
     VideoBoxes,
     boxes_to_json,
-    expand_box,
     load_boxes,
     save_boxes,
 )
-from deepfake.metadata import (
+from deepfake.media.metadata import (
     IDENTITY_KEY,
     LABELS,
     MAX_METADATA_BYTES,

@@ -3,6 +3,7 @@ the memory predict holds while it streams frames."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import struct
@@ -16,11 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepfake import infer
-from deepfake.faces import FaceDetector
-from deepfake.pipeline import bboxes, crops
-from deepfake.video import FrameSampling, VideoError, iter_sampled_frames, probe
-from tests.conftest import face_frames, tamper, tiny_params
+from deepfake.apps import predict as infer
+from deepfake.backends.base import create_backend
+from deepfake.media.faces import FaceDetector
+from deepfake.media.video import FrameSampling, VideoError, iter_sampled_frames, probe
+from deepfake.stages import bboxes, crops
+from tests.conftest import as_params, face_frames, set_key, tamper, tiny_params
 
 LIE = 2**31 - 1  # what a hostile header claims as its frame count
 GIANT = 16000  # pixels per side a hostile header claims: 256 Mpx, over 1 GB per decoded BGR frame
@@ -84,14 +86,17 @@ def test_an_endless_header_reads_the_real_frames_and_stops(lying_part: Path) -> 
 
 
 def test_stages_skip_the_giant_and_process_the_endless(lying_part: Path, tmp_path: Path) -> None:
-    params = tiny_params(lying_part.parent)
-    report = bboxes.run(lying_part, tmp_path / "bboxes", tmp_path / "b.json", bboxes.BboxesConfig.from_params(params))
+    params = as_params(tiny_params(lying_part.parent))
+    report = bboxes.run(
+        bboxes.Config.from_params(params), bboxes.Paths(lying_part, tmp_path / "bboxes", tmp_path / "b.json")
+    )
     reasons = {s["video"]: s["reason"] for s in report["skipped"]}
     assert set(reasons) == {"giant.mp4"} and "max_pixels" in reasons["giant.mp4"]
     boxes = json.loads((tmp_path / "bboxes" / "endless.json").read_text())
     assert sorted(int(k) for k in boxes["frames"]) == [0, 4, 8, 12]
     report = crops.run(
-        lying_part, tmp_path / "bboxes", tmp_path / "crops", tmp_path / "c.json", crops.CropsConfig.from_params(params)
+        crops.Config.from_params(params),
+        crops.Paths(lying_part, tmp_path / "bboxes", tmp_path / "crops", tmp_path / "c.json"),
     )
     index = pd.read_csv(tmp_path / "crops" / "index.csv")
     assert set(index["video"]) == {"endless.mp4", "fakeendless.mp4"}
@@ -107,9 +112,9 @@ def test_predict_gives_every_bad_input_a_status_and_loses_nothing(
     videos = sorted(p for p in [*hostile_part.glob("*.mp4"), *lying_part.glob("*.mp4")] if p.is_file())
     for video in videos:
         shutil.copy(video, folder / video.name)
-    backend = infer.create_backend("onnx", models_root["params"], models_root["root"])
+    backend = create_backend("onnx", models_root["store"], models_root["params"])
     config = infer.PredictConfig.from_params(models_root["params"])
-    summary = infer.predict([folder], backend, config, tmp_path / "p.csv", tmp_path / "p.json")
+    summary = infer.predict_videos([folder], backend, config, tmp_path / "p.csv", tmp_path / "p.json")
     records = {v["filename"]: v for v in json.loads((tmp_path / "p.json").read_text())["videos"]}
     assert sorted(records) == sorted(v.name for v in videos) and summary["videos"] == len(videos)
     status = {name: record["status"] for name, record in records.items()}
@@ -131,11 +136,13 @@ def test_predict_holds_one_detector_batch_of_frames_at_a_time(
     models_root: dict, hostile_part: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Streaming, checked structurally: when the detector runs, earlier batches' frames are already freed."""
-    params = {**models_root["params"], "predict": {**models_root["params"]["predict"], "frames": 12}}
-    params["bboxes"] = {**params["bboxes"], "batch_size": 4}
+    raw = copy.deepcopy(models_root["raw"])
+    set_key(raw, "predict.frames", 12)
+    set_key(raw, "bboxes.batch_size", 4)
+    params = as_params(raw)
     config = infer.PredictConfig.from_params(params)
-    backend = infer.create_backend("onnx", params, models_root["root"])
-    detector = FaceDetector(config.detector)
+    backend = create_backend("onnx", models_root["store"], params)
+    detector = FaceDetector(config.detection.detector)
     seen: list[weakref.ref] = []
     alive_at_detect: list[int] = []
     real_detect = detector.detect
@@ -157,15 +164,20 @@ def test_predict_holds_one_detector_batch_of_frames_at_a_time(
 PEAK_RSS = """
 import json, resource, sys
 from pathlib import Path
-from deepfake import infer
-params, models, videos = json.loads(sys.argv[1]), Path(sys.argv[2]), [Path(v) for v in sys.argv[3:]]
-backend, config = infer.create_backend("onnx", params, models), infer.PredictConfig.from_params(params)
-infer.predict(videos, backend, config, models.parent / "m.csv", models.parent / "m.json")
+from deepfake.apps import predict as infer
+from deepfake.backends.base import create_backend
+from deepfake.core.params import validate_params
+from deepfake.modeling.store import ModelStore
+raw, models, videos = json.loads(sys.argv[1]), Path(sys.argv[2]), [Path(v) for v in sys.argv[3:]]
+params = validate_params(raw, "peak_rss_mb")
+backend, config = create_backend("onnx", ModelStore(models), params), infer.PredictConfig.from_params(params)
+infer.predict_videos(videos, backend, config, models.parent / "m.csv", models.parent / "m.json")
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
 
 def peak_rss_mb(params: dict, models: Path, videos: list[Path]) -> int:
+    """Peak RSS of a fresh process that scores ``videos``; ``params`` is the raw params dict (JSON-able)."""
     result = subprocess.run(
         [sys.executable, "-c", PEAK_RSS, json.dumps(params), str(models), *map(str, videos)],
         capture_output=True,
@@ -177,7 +189,7 @@ def peak_rss_mb(params: dict, models: Path, videos: list[Path]) -> int:
 
 def test_lying_headers_do_not_raise_peak_memory(models_root: dict, hostile_part: Path, lying_part: Path) -> None:
     """Decoding one giant frame would take over 1 GB; the refusal keeps predict's peak where a normal video puts it."""
-    params, models = models_root["params"], models_root["root"]
+    params, models = models_root["raw"], models_root["root"]
     baseline = peak_rss_mb(params, models, [hostile_part / "reala.mp4"])
     hostile = peak_rss_mb(params, models, [hostile_part / "reala.mp4", *sorted(lying_part.glob("*.mp4"))])
     assert hostile - baseline < 200, (baseline, hostile)

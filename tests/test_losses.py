@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from deepfake.losses import balanced_bce, dice_loss, segmentation_loss, total_loss
+from deepfake.modeling.losses import balanced_bce, dice_loss, segmentation_loss, total_loss
 
 
 def test_balanced_bce_averages_the_class_terms() -> None:

@@ -1,18 +1,24 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from deepfake.folds import FoldsConfig, assign_folds, find_leaks, folds_by_part, leak_units, part_number
-from deepfake.masks import binarize, ssim_difference
+from deepfake.core.errors import InputError, ParamsError
+from deepfake.media.masks import binarize, ssim_difference
+from deepfake.modeling.splits import FoldsConfig, assign_folds, find_leaks, folds_by_part, leak_units, part_number
+from tests.conftest import as_params, tiny_params
+
+WIN = 7  # params.yaml's diffs.win_size (DFDC-1st)
 
 
 def test_ssim_difference_is_zero_for_identical_and_bright_where_changed() -> None:
     rng = np.random.default_rng(0)
     original = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
-    assert ssim_difference(original, original.copy()).max() == 0
+    assert ssim_difference(original, original.copy(), WIN).max() == 0
     fake = original.copy()
     fake[20:40, 20:40] = 255 - fake[20:40, 20:40]
-    diff = ssim_difference(original, fake)
+    diff = ssim_difference(original, fake, WIN)
     assert diff.shape == (64, 64) and diff.dtype == np.uint8
     assert diff[25:35, 25:35].mean() > 100 > diff[:10, :10].mean()
     mask = binarize(diff, 102)
@@ -22,9 +28,9 @@ def test_ssim_difference_is_zero_for_identical_and_bright_where_changed() -> Non
 
 def test_ssim_difference_refuses_mismatched_or_tiny_crops() -> None:
     with pytest.raises(ValueError, match="differ"):
-        ssim_difference(np.zeros((10, 10, 3), np.uint8), np.zeros((10, 12, 3), np.uint8))
+        ssim_difference(np.zeros((10, 10, 3), np.uint8), np.zeros((10, 12, 3), np.uint8), WIN)
     with pytest.raises(ValueError, match="window"):
-        ssim_difference(np.zeros((5, 5, 3), np.uint8), np.zeros((5, 5, 3), np.uint8))
+        ssim_difference(np.zeros((5, 5, 3), np.uint8), np.zeros((5, 5, 3), np.uint8), WIN)
 
 
 def crops_table(groups: int, fakes: int = 2, crops: int = 3, part: str = "dfdc_train_part_0") -> pd.DataFrame:
@@ -98,7 +104,7 @@ def test_identity_leaks_are_found_and_can_be_switched_off() -> None:
 def test_too_few_leak_free_groups_is_a_clear_error() -> None:
     # Every fake's donor is person 0: one connected group, nothing left for the other folds.
     table = with_identities(crops_table(groups=6), {g: 0 for g in range(6)})
-    with pytest.raises(ValueError, match=r"only 1 leak-free groups .*n_splits=3"):
+    with pytest.raises(InputError, match=r"only 1 leak-free groups .*n_splits=3"):
         assign_folds(table, config())
     assert assign_folds(table, config(identity=False)).nunique() == 3
 
@@ -119,34 +125,14 @@ def test_part_folds_follow_dfdc_first_place() -> None:
     parts = [f"dfdc_train_part_{n}" for n in (0, 1, 2, 3, 44, 45, 49)]
     table = pd.DataFrame({"part": parts, "original": "x.mp4"})
     assert list(folds_by_part(table, 16, 50)) == [0, 0, 0, 1, 14, 15, 15]
-    with pytest.raises(ValueError, match="trailing number"):
+    with pytest.raises(ParamsError, match="trailing number"):
         part_number("my_part")
 
 
-def test_folds_config_validation() -> None:
-    with pytest.raises(ValueError, match="strategy"):
-        FoldsConfig.from_params(
-            {
-                "folds": {
-                    "strategy": "random",
-                    "n_splits": 3,
-                    "seed": 1,
-                    "part_splits": 16,
-                    "parts_total": 50,
-                    "identity": True,
-                }
-            }
-        )
-    with pytest.raises(ValueError, match="identity"):
-        FoldsConfig.from_params(
-            {
-                "folds": {
-                    "strategy": "original",
-                    "n_splits": 3,
-                    "seed": 1,
-                    "part_splits": 16,
-                    "parts_total": 50,
-                    "identity": "yes",
-                }
-            }
-        )
+def test_folds_config_validation(tmp_path: Path) -> None:
+    config = FoldsConfig.from_params(as_params(tiny_params(tmp_path, folds__n_splits=3, folds__seed=1)))
+    assert config == FoldsConfig("original", 3, 1, 16, 50, True)
+    with pytest.raises(ParamsError, match=r"folds\.strategy"):
+        as_params(tiny_params(tmp_path, folds__strategy="random", folds__n_splits=3))
+    with pytest.raises(ParamsError, match=r"folds\.identity"):
+        as_params(tiny_params(tmp_path, folds__identity="yes", folds__n_splits=3))

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from deepfake.metadata import MetadataError, load_metadata, safe_join
+from deepfake.media.metadata import MetadataError, load_metadata, safe_join
 
 
 def write(folder: Path, content: str) -> Path:

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from deepfake.evaluate import Member, load_member
-from deepfake.models import CheckpointError, HighPassStem, create_model, list_models
+from deepfake.core.errors import ParamsError
+from deepfake.modeling.models import CheckpointError, HighPassStem, create_model, list_models
+from deepfake.modeling.store import Member, ModelStore
 
 # Small encoders keep these tests fast; the defaults are exercised by name only.
 SMALL = {"classifier": {"encoder": "mobilenetv3_small_050"}, "uynet": {"encoder": "resnet18", "depth": 3}}
@@ -38,7 +39,7 @@ def test_srm_input_filter_feeds_six_channels_to_the_encoder(name: str, tmp_path:
     torch.save(model.state_dict(), tmp_path / "srm.pt")
     with pytest.raises(CheckpointError, match="does not fit"):  # an RGB-only model has another first conv
         create_model(name, weights=tmp_path / "srm.pt", **SMALL[name])
-    with pytest.raises(ValueError, match="unknown input_filter"):
+    with pytest.raises(ParamsError, match="unknown input_filter"):
         create_model(name, input_filter="dct", **SMALL[name])
 
 
@@ -66,9 +67,9 @@ def test_bad_input_shapes_have_actionable_errors(name: str) -> None:
 
 
 def test_unknown_names_are_clear_errors() -> None:
-    with pytest.raises(ValueError, match="registered: classifier, uynet"):
+    with pytest.raises(ParamsError, match="registered: classifier, uynet"):
         create_model("vit_giant")
-    with pytest.raises(ValueError, match="unknown timm encoder"):
+    with pytest.raises(ParamsError, match="unknown timm encoder"):
         create_model("classifier", encoder="no_such_encoder")
 
 
@@ -121,32 +122,37 @@ def test_files_that_are_not_checkpoints_are_refused(tmp_path: Path, content, mes
 
 
 def test_every_checkpoint_reader_refuses_a_payload_and_another_architecture(tmp_path: Path) -> None:
-    """evaluate/export/predict/explain all load through load_member: the same guarantees hold there."""
+    """evaluate/export/predict/explain all load through ModelStore.load_torch: the same guarantees hold there."""
     marker = tmp_path / "ran"
 
     class Payload:
         def __reduce__(self):
             return (Path.touch, (marker,))
 
-    torch.save({"model_name": "classifier", "model": Payload()}, tmp_path / "evil.pt")
+    store = ModelStore(tmp_path / "models")
+    classifier, uynet_member = Member("classifier"), Member("uynet")
+    store.checkpoint_dir(classifier).mkdir(parents=True)
+    store.checkpoint_dir(uynet_member).mkdir(parents=True)
+    torch.save({"model_name": "classifier", "model": Payload()}, store.checkpoint(classifier))
     with pytest.raises(CheckpointError, match="refused to load"):
-        load_member(Member("evil", "classifier", tmp_path / "evil.pt"), torch.device("cpu"))
+        store.load_torch(classifier, torch.device("cpu"))
     assert not marker.exists()
     uynet = create_model("uynet", **SMALL["uynet"])
-    torch.save({"model_name": "uynet", "model_kwargs": SMALL["uynet"], "model": uynet.state_dict()}, tmp_path / "u.pt")
+    state = {"model_name": "uynet", "model_kwargs": SMALL["uynet"], "model": uynet.state_dict()}
+    torch.save(state, store.checkpoint(classifier))
     with pytest.raises(CheckpointError, match="holds a 'uynet' model, expected 'classifier'"):
-        load_member(Member("u", "classifier", tmp_path / "u.pt"), torch.device("cpu"))
+        store.load_torch(classifier, torch.device("cpu"))
     # right name, wrong shape (a checkpoint edited to claim another encoder)
     torch.save(
         {"model_name": "uynet", "model_kwargs": {"encoder": "resnet18", "depth": 4}, "model": uynet.state_dict()},
-        tmp_path / "shape.pt",
+        store.checkpoint(uynet_member),
     )
     with pytest.raises(CheckpointError, match="does not fit UYNet"):
-        load_member(Member("u", "uynet", tmp_path / "shape.pt"), torch.device("cpu"))
+        store.load_torch(uynet_member, torch.device("cpu"))
 
 
 def test_uynet_decoder_channels_must_match_depth() -> None:
     model = create_model("uynet", encoder="resnet18", depth=3, decoder_channels=[32, 16, 8])
     assert model(torch.rand(1, 3, 64, 64))["mask"].shape == (1, 1, 64, 64)
-    with pytest.raises(ValueError, match="needs 3 entries"):
+    with pytest.raises(ParamsError, match="needs 3 entries"):
         create_model("uynet", encoder="resnet18", depth=3, decoder_channels=[32, 16])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,56 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
 PREPROCESSING = ("bboxes", "crops", "landmarks", "diffs")
+
+
+def _module_file(name: str) -> Path | None:
+    path = SRC.joinpath(*name.split("."))
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every ``deepfake...`` module a file imports, at the top or inside a function (lazy imports run too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("deepfake"))
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("deepfake"):
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)  # `from pkg import module`
+    return names
+
+
+def code_closure(script: Path) -> set[str]:
+    """The package files a stage script runs: its deepfake imports, their packages' __init__s, transitively."""
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        for name in _imported_modules(todo.pop()):
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):
+                found = _module_file(".".join(parts[:i]))
+                if found is not None and found not in seen:
+                    seen.add(found)
+                    todo.append(found)
+    return {str(p.relative_to(ROOT)) for p in seen}
+
+
+def _covered(path: str, deps: set[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+def _all_stages() -> dict:
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        stages = {stage.addressing: stage for stage in repo.index.stages}
+        for stage in repo.stage.collect(str(ROOT / "deploy" / "dvc.yaml")):
+            stages[stage.addressing] = stage
+    return stages
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +81,62 @@ def test_expected_stages_exist_per_part(stages: dict, params: dict) -> None:
     assert expected <= set(stages)
 
 
-def test_every_stage_depends_on_its_script_and_the_code_it_imports(stages: dict) -> None:
-    for name, stage in stages.items():
-        script = stage.cmd.split()[1]
+def stage_script(cmd: str) -> str:
+    """``python -P stages/x.py ...`` -> ``stages/x.py``."""
+    words = cmd.split()
+    assert words[:2] == ["python", "-P"], f"{cmd!r}: stage commands run `python -P` (stages/ not on sys.path)"
+    return words[2]
+
+
+def test_every_stage_depends_on_its_script_and_every_module_it_imports() -> None:
+    """dvc.yaml cannot drift from the code: the deps cover the script's whole import closure (lazy imports
+    included), derived here from the source, for the root dvc.yaml and deploy/dvc.yaml alike."""
+    for name, stage in _all_stages().items():
+        script = stage_script(stage.cmd)
         deps = {str(Path(d.def_path)) for d in stage.deps}
         assert script in deps, f"{name}: {script} missing from deps"
+        missing = sorted(f for f in code_closure(ROOT / script) if not _covered(f, deps))
+        assert not missing, f"{name}: dvc.yaml deps miss modules the stage imports: {missing}"
         for dep in deps:
             if dep.startswith(("src/", "stages/")):
                 assert (ROOT / dep).exists(), f"{name}: dependency {dep} does not exist"
+
+
+def test_the_closure_follows_lazy_imports_and_packages(tmp_path: Path) -> None:
+    script = tmp_path / "s.py"
+    script.write_text("def main():\n    from deepfake.modeling.store import ModelStore\n")
+    closure = code_closure(script)
+    assert {"src/deepfake/__init__.py", "src/deepfake/modeling/__init__.py"} <= closure
+    assert {"src/deepfake/modeling/store.py", "src/deepfake/core/errors.py"} <= closure
+
+
+LAYERS = ("core", "media", "modeling", "backends", "stages", "apps")
+
+
+def _layer(relative: str) -> str | None:
+    parts = Path(relative).parts  # src/deepfake/<layer>/...
+    return parts[2] if len(parts) > 3 and parts[2] in LAYERS else None
+
+
+def test_imports_point_one_way_down_the_layers_and_no_stage_imports_another() -> None:
+    """core <- media <- modeling <- backends <- stages <- apps (<- cli): a module imports its own layer or
+    lower ones only, and a stage module never imports another stage module."""
+    for path in sorted((SRC / "deepfake").rglob("*.py")):
+        relative = str(path.relative_to(ROOT))
+        layer = _layer(relative)
+        if layer is None:
+            continue
+        for name in _imported_modules(path):
+            target = _module_file(name)
+            if target is None:
+                continue
+            target_layer = _layer(str(target.relative_to(ROOT)))
+            if target_layer is None:
+                assert name in ("deepfake",), f"{relative} imports {name}, above every layer"
+                continue
+            assert LAYERS.index(target_layer) <= LAYERS.index(layer), f"{relative} imports {name} (a higher layer)"
+            if layer == "stages" and target_layer == "stages" and target != path:
+                assert target.name == "__init__.py", f"{relative} imports another stage module, {name}"
 
 
 def test_stage_params_exist_in_params_yaml(stages: dict, params: dict) -> None:
@@ -66,18 +164,12 @@ def test_reports_are_git_tracked_metrics(stages: dict) -> None:
         assert metrics and all(not o.use_cache for o in metrics), f"{name}: report must be a cache: false metric"
 
 
-def test_no_stage_script_shadows_an_installed_module() -> None:
-    """`python stages/x.py` puts stages/ first on sys.path: a stages/triton.py would hide the triton
-    package torch imports (it did), so no script may share a top-level module's name."""
-    import importlib.util
-
-    for script in (ROOT / "stages").glob("*.py"):
-        assert importlib.util.find_spec(script.stem) is None, f"{script.name} shadows an installed module"
-
-
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "stages").glob("*.py")))
 def test_stage_script_help(script: str) -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "stages" / script), "--help"], capture_output=True, text=True)
+    # -P, as dvc.yaml runs them: stages/evaluate.py and stages/triton.py share names with installed packages
+    # (HF evaluate, OpenAI triton, which torch imports), and -P keeps stages/ off sys.path
+    command = [sys.executable, "-P", str(ROOT / "stages" / script), "--help"]
+    result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "--params" in result.stdout
 
@@ -113,3 +205,30 @@ def test_ensemble_members_do_not_depend_on_the_experiment_seed_or_the_seed_list(
     for model in params["models"]:
         keys = {key for dep in stages[f"train@{model}"].deps if hasattr(dep, "params") for key in dep.params}
         assert "train" in keys
+
+
+STAGE_MODULES = sorted(p.stem for p in (SRC / "deepfake" / "stages").glob("*.py") if p.stem != "__init__")
+
+
+@pytest.mark.parametrize("name", STAGE_MODULES)
+def test_every_stage_module_has_the_one_stage_contract(name: str) -> None:
+    """``Config.from_params(params)`` (train also takes the model and seed), a ``Paths`` dataclass and
+    ``run(config, paths) -> report``; built here from the real params.yaml."""
+    import dataclasses
+    import importlib
+    import inspect
+
+    from deepfake.core.params import load_params
+
+    module = importlib.import_module(f"deepfake.stages.{name}")
+    params = load_params(ROOT / "params.yaml")
+    config = (
+        module.Config.from_params(params, params.models[0]) if name == "train" else module.Config.from_params(params)
+    )
+    assert dataclasses.is_dataclass(config) and dataclasses.is_dataclass(module.Paths)
+    assert list(inspect.signature(module.run).parameters) == ["config", "paths"]
+
+
+def test_every_stage_script_runs_a_stage_module() -> None:
+    scripts = {p.stem for p in (ROOT / "stages").glob("*.py")}
+    assert scripts == set(STAGE_MODULES)

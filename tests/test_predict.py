@@ -5,15 +5,20 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import logging
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from deepfake import infer
+from deepfake.apps import predict as infer
+from deepfake.backends import base
+from deepfake.backends.base import create_backend
 from deepfake.cli import main as cli_main
-from deepfake.errors import ToolchainError
+from deepfake.core.errors import ParamsError, ToolchainError
+from tests.conftest import set_key, tiny_params
 
 
 def test_even_stride_spreads_the_frames() -> None:
@@ -23,13 +28,13 @@ def test_even_stride_spreads_the_frames() -> None:
 
 
 def test_torch_onnx_and_int8_backends_score_alike(models_root: dict, hostile_part: Path, tmp_path: Path) -> None:
-    params, root = models_root["params"], models_root["root"]
+    params, store = models_root["params"], models_root["store"]
     config = infer.PredictConfig.from_params(params)
     results = {}
     for name in ("torch", "onnx", "onnx-int8"):
-        backend = infer.create_backend(name, params, root)
+        backend = create_backend(name, store, params)
         assert backend.members == ["classifier", "uynet"]
-        summary = infer.predict(
+        summary = infer.predict_videos(
             [hostile_part / "reala.mp4", hostile_part / "fakea.mp4"],
             backend,
             config,
@@ -55,9 +60,9 @@ def test_bad_videos_get_a_status_and_an_explicit_half(models_root: dict, hostile
     for name in ("zero.mp4", "notvideo.mp4", "noface.mp4", "reala.mp4"):
         shutil.copy(hostile_part / name, folder / name)
     (folder / "notes.txt").write_text("not a video, not listed")
-    backend = infer.create_backend("onnx", models_root["params"], models_root["root"])
+    backend = create_backend("onnx", models_root["store"], models_root["params"])
     config = infer.PredictConfig.from_params(models_root["params"])
-    summary = infer.predict([folder], backend, config, tmp_path / "p.csv", tmp_path / "p.json")
+    summary = infer.predict_videos([folder], backend, config, tmp_path / "p.csv", tmp_path / "p.json")
     assert summary["videos"] == 4 and summary["scored"] == 1
     statuses = {v["filename"]: v["status"] for v in json.loads((tmp_path / "p.json").read_text())["videos"]}
     assert statuses["zero.mp4"].startswith("unreadable") and "empty" in statuses["zero.mp4"]
@@ -73,24 +78,24 @@ def test_bad_videos_get_a_status_and_an_explicit_half(models_root: dict, hostile
 
 
 def test_absent_runtimes_fail_clearly(models_root: dict) -> None:
-    params, root = models_root["params"], models_root["root"]
+    params, store = models_root["params"], models_root["store"]
     if importlib.util.find_spec("tensorrt") is None:
         with pytest.raises(ToolchainError, match="tensorrt"):
-            infer.create_backend("tensorrt", params, root)
+            create_backend("tensorrt", store, params)
     if importlib.util.find_spec("vart") is None:
         with pytest.raises(ToolchainError, match="VART is not installed"):
-            infer.create_backend("vart", params, root)
-    with pytest.raises(ValueError, match="needs --url"):
-        infer.create_backend("triton", params, root)
+            create_backend("vart", store, params)
+    with pytest.raises(ParamsError, match="needs --url"):
+        create_backend("triton", store, params)
     with pytest.raises(ToolchainError, match="no Triton server answers"):
-        infer.create_backend("triton", params, root, url="127.0.0.1:9")
-    with pytest.raises(ValueError, match="unknown backend"):
-        infer.create_backend("tpu", params, root)
+        create_backend("triton", store, params, url="127.0.0.1:9")
+    with pytest.raises(ParamsError, match="unknown backend"):
+        create_backend("tpu", store, params)
 
 
 def test_cli_names_the_missing_dvc_target(models_root: dict, hostile_part: Path, tmp_path: Path, caplog) -> None:
     params_file = tmp_path / "params.yaml"
-    params_file.write_text(json.dumps(models_root["params"]))  # JSON is YAML
+    params_file.write_text(yaml.safe_dump(models_root["raw"]))
     args = ["--params", str(params_file), "predict", str(hostile_part / "reala.mp4"), "--models", str(tmp_path)]
     assert cli_main([*args, "--csv", str(tmp_path / "a.csv"), "--json", str(tmp_path / "a.json"), "-q"]) == 2
     assert "dvc pull export" in caplog.text
@@ -105,7 +110,7 @@ def test_cli_names_the_missing_dvc_target(models_root: dict, hostile_part: Path,
 def test_bench_predict_reports_stages_and_skips_absent_backends(
     models_root: dict, hostile_part: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from deepfake.bench import run_predict_bench
+    from deepfake.apps.bench import run_predict_bench
 
     backends = ["onnx", "tensorrt"] if importlib.util.find_spec("tensorrt") is None else ["onnx"]
     results = run_predict_bench(models_root["params"], [hostile_part / "reala.mp4"], models_root["root"], backends)
@@ -118,8 +123,81 @@ def test_bench_predict_reports_stages_and_skips_absent_backends(
         assert "tensorrt   skipped" in printed
 
 
-def test_the_cli_offers_exactly_the_backends_infer_builds() -> None:
-    """cli.py keeps its own copy (so `deepfake --help` imports no torch); it must not drift."""
+def test_the_cli_offers_exactly_the_backends_create_backend_builds() -> None:
+    """The CLI lists the registry itself (no second copy that could drift), in every command that takes one."""
     from deepfake import cli
 
-    assert cli.BACKENDS == infer.BACKENDS
+    assert cli.BACKENDS is base.BACKENDS and tuple(base.REGISTRY) == base.BACKENDS
+    commands = next(a for a in cli.build_parser()._actions if a.dest == "command").choices
+    choices = {
+        name: next(a for a in commands[name]._actions if a.dest == "backend").choices
+        for name in ("predict", "bench-predict", "explain")
+    }
+    assert tuple(choices["predict"]) == tuple(choices["bench-predict"]) == base.BACKENDS
+    assert tuple(choices["explain"]) == base.EXPLAIN_BACKENDS
+    assert set(base.EXPLAIN_BACKENDS) <= set(base.BACKENDS)
+
+
+# ---- predict validates params exactly as the stages do, before any model or video is read --------------
+
+
+@pytest.fixture
+def nothing_may_be_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening the model store, building a backend or reading a video fails the test outright."""
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model or video was read before params were validated")
+
+    monkeypatch.setattr("deepfake.modeling.store.ModelStore.__init__", forbidden)
+    monkeypatch.setattr("deepfake.backends.base.create_backend", forbidden)
+    monkeypatch.setattr("deepfake.apps.predict.collect_videos", forbidden)
+    monkeypatch.setattr("deepfake.apps.predict.probe", forbidden)
+
+
+def the_error_line(caplog: pytest.LogCaptureFixture) -> str:
+    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    return line
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("crops.margin", -0.1, "greater than or equal to 0"),
+        ("video.max_frames", 0, "greater than or equal to 1"),
+        ("predict.frames", 0, "greater than or equal to 1"),
+    ],
+)
+def test_predict_refuses_bad_params_before_reading_anything(
+    key: str,
+    value: object,
+    problem: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    nothing_may_be_read: None,
+) -> None:
+    raw = tiny_params(tmp_path / "raw")
+    set_key(raw, key, value)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    out = ["--csv", str(tmp_path / "p.csv"), "--json", str(tmp_path / "p.json"), "-q"]
+    videos, models = [str(tmp_path / "missing.mp4")], ["--models", str(tmp_path / "no-models")]
+    assert cli_main(["--params", str(params_file), "predict", *videos, *models, *out]) == 2
+    line = the_error_line(caplog)
+    assert line.startswith("error: ParamsError: ") and f"{key}: " in line and problem in line, line
+    assert str(params_file) in line
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "p.json").exists()
+
+
+def test_explain_refuses_a_typo_naming_the_key_it_meant(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, nothing_may_be_read: None
+) -> None:
+    raw = tiny_params(tmp_path / "raw")
+    raw["bboxes"]["thresholdz"] = raw["bboxes"].pop("thresholds")
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    args = ["--params", str(params_file), "explain", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "x")]
+    assert cli_main([*args, "--models", str(tmp_path / "no-models")]) == 2
+    line = the_error_line(caplog)
+    assert line.startswith("error: ParamsError: ") and "bboxes.thresholdz" in line, line
+    assert "did you mean thresholds" in line
+    assert not (tmp_path / "x").exists()

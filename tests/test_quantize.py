@@ -13,17 +13,20 @@ import pandas as pd
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from deepfake import export, quantize
-from deepfake.errors import ToolchainError
+from deepfake.core.errors import InputError, ToolchainError
+from deepfake.modeling.data import calibration_rows
+from deepfake.modeling.store import ModelStore
+from deepfake.stages import export, quantize
+from tests.conftest import as_params
 
 
 def test_calibration_never_uses_the_holdout_and_caps_the_count() -> None:
     table = pd.DataFrame({"fold": [0] * 5 + [1] * 5 + [2] * 5, "label": ["REAL"] * 15, "mask": [""] * 15})
-    rows = quantize.calibration_rows(table, 0, 4, seed=1)
+    rows = calibration_rows(table, 0, 4, seed=1)
     assert len(rows) == 4 and 0 not in set(rows["fold"])
-    assert len(quantize.calibration_rows(table, 0, 100, seed=1)) == 10  # fewer when fewer exist
-    with pytest.raises(ValueError, match="outside the holdout"):
-        quantize.calibration_rows(table[table["fold"] == 0], 0, 4, seed=1)
+    assert len(calibration_rows(table, 0, 100, seed=1)) == 10  # fewer when fewer exist
+    with pytest.raises(InputError, match="outside the holdout"):
+        calibration_rows(table[table["fold"] == 0], 0, 4, seed=1)
 
 
 def test_operator_report_splits_dpu_cpu_and_unknown(tmp_path: Path) -> None:
@@ -45,24 +48,37 @@ def test_operator_report_splits_dpu_cpu_and_unknown(tmp_path: Path) -> None:
     assert report["unknown"] == {"Resize": 1}  # not in the DPU's table: the compiler decides
 
 
+def _store_linking(root: Path, fmt: str, target: Path) -> ModelStore:
+    """A fresh models/ folder whose ``fmt`` folder is ``target`` (the stage writes beside it)."""
+    store = ModelStore(root / "models")
+    store.root.mkdir(parents=True)
+    store.folder(fmt).symlink_to(target, target_is_directory=True)
+    return store
+
+
 @pytest.fixture(scope="module")
 def exported(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One exported classifier (Quark takes seconds per model)."""
     root = tmp_path_factory.mktemp("quantize")
-    params = copy.deepcopy(trained["params"])
-    params["models"], params["ensemble"]["seeds"] = ["classifier"], []
-    params["quantize"] = {"config": "XINT8", "calib_crops": 8, "seed": 1, "batch_size": 8}
-    export.run(params, trained["folds"], trained["roots"], trained["root"] / "models", root / "onnx", root / "e.json")
-    return {**trained, "params": params, "qroot": root}
+    raw = copy.deepcopy(trained["raw"])
+    raw["models"], raw["ensemble"]["seeds"] = ["classifier"], []
+    raw["quantize"].update(config="XINT8", calib_crops=8, seed=1, batch_size=8)
+    params = as_params(raw)
+    store = _store_linking(root, "checkpoint", trained["store"].folder("checkpoint"))
+    export.run(
+        export.Config.from_params(params), export.Paths(trained["folds"], trained["roots"], store.root, root / "e.json")
+    )
+    return {**trained, "raw": raw, "params": params, "qroot": root, "qstore": store}
 
 
 def test_quantize_stage_writes_power_of_two_int8_and_the_fp32_comparison(
     exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = exported["qroot"]
+    root, store = exported["qroot"], exported["qstore"]
     monkeypatch.chdir(tmp_path)  # Quark's own quantized_info.csv must not land in the working directory
     quantize.run(
-        exported["params"], exported["folds"], exported["roots"], root / "onnx", root / "int8", root / "q.json"
+        quantize.Config.from_params(exported["params"]),
+        quantize.Paths(exported["folds"], exported["roots"], store.root, root / "q.json"),
     )
     report = json.loads((root / "q.json").read_text())
     member = report["members"]["classifier"]
@@ -72,9 +88,10 @@ def test_quantize_stage_writes_power_of_two_int8_and_the_fp32_comparison(
         assert 0.0 <= member[precision]["frame_auc"] <= 1.0
         assert member[precision]["video_log_loss"] > 0
     assert member["dpu_operators"]["dpu"]["Conv"] > 0
-    assert export.read_manifest(root / "int8")["precision"] == "int8"
+    assert store.read_manifest("onnx-int8")["precision"] == "int8"
+    assert store.face_input("onnx-int8") == store.face_input("onnx")
     assert not list(tmp_path.iterdir())
-    graph = onnx.load(str(root / "int8" / "classifier.onnx"))
+    graph = onnx.load(str(store.graph("classifier", "onnx-int8")))
     initializers = {t.name: numpy_helper.to_array(t) for t in graph.graph.initializer}
     scales = [initializers[n.input[1]] for n in graph.graph.node if n.op_type == "DequantizeLinear"]
     assert scales, "the int8 graph has no DequantizeLinear nodes"
@@ -82,7 +99,9 @@ def test_quantize_stage_writes_power_of_two_int8_and_the_fp32_comparison(
     assert np.allclose(exponents, np.round(exponents))  # XINT8: every scale a power of two, as the DPU needs
 
 
-def test_missing_quark_is_a_clear_error_and_writes_nothing(exported: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_quark_is_a_clear_error_and_writes_nothing(
+    exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_import = builtins.__import__
 
     def no_quark(name: str, *args: object, **kwargs: object) -> object:
@@ -91,9 +110,10 @@ def test_missing_quark_is_a_clear_error_and_writes_nothing(exported: dict, monke
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_quark)
-    root = exported["qroot"]
+    store = _store_linking(tmp_path, "onnx", exported["qstore"].folder("onnx"))
     with pytest.raises(ToolchainError, match="AMD Quark is not installed"):
         quantize.run(
-            exported["params"], exported["folds"], exported["roots"], root / "onnx", root / "none", root / "n.json"
+            quantize.Config.from_params(exported["params"]),
+            quantize.Paths(exported["folds"], exported["roots"], store.root, tmp_path / "n.json"),
         )
-    assert not list((root / "none").glob("*.onnx")) and not (root / "n.json").exists()
+    assert not list(store.folder("onnx-int8").glob("*.onnx")) and not (tmp_path / "n.json").exists()

@@ -1,4 +1,4 @@
-"""Tests for the built-in DFDC-format sample (deepfake.sample)."""
+"""Tests for the built-in DFDC-format sample (deepfake.stages.sample)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from deepfake.sample import (
+from deepfake.core.errors import InputError, ParamsError
+from deepfake.stages.sample import (
     LANDMARKS_FILE,
     TEMPLATE,
     SampleConfig,
@@ -29,6 +30,7 @@ from deepfake.sample import (
     render_real,
     swap_face,
 )
+from tests.conftest import as_params, tiny_params
 
 PARTS = ("dfdc_train_part_0", "dfdc_train_part_1")
 PHOTOS = sorted(p.name for p in faces_dir().iterdir() if p.suffix in (".jpg", ".png"))
@@ -101,13 +103,23 @@ def _donor_landmarks(annotations: dict, photo: str) -> np.ndarray:
 # ----------------------------------------------------------------------------- config
 
 
-def test_config_from_params() -> None:
-    config = SampleConfig.from_params(PARAMS)
+def _sample_raw(root: Path, **sample: object) -> dict:
+    """params.yaml (shrunk) with the ``sample`` section replaced by ``PARAMS`` plus ``sample``."""
+    raw = tiny_params(root)
+    raw["sample"] = {**PARAMS, **sample}
+    return raw
+
+
+def test_config_from_params(tmp_path: Path) -> None:
+    config = SampleConfig.from_params(as_params(_sample_raw(tmp_path)))
     assert config.parts == PARTS and config.frames == 64 and config.fakes_per_real == 2
-    with pytest.raises(ValueError, match="missing keys"):
-        SampleConfig.from_params({k: v for k, v in PARAMS.items() if k != "fps"})
-    with pytest.raises(ValueError, match="unknown keys"):
-        SampleConfig.from_params({**PARAMS, "fakes": 3})
+    assert config == SampleConfig(**{**PARAMS, "parts": PARTS})
+    raw = _sample_raw(tmp_path)
+    del raw["sample"]["fps"]
+    with pytest.raises(ParamsError, match=r"sample\.fps: missing"):
+        as_params(raw)
+    with pytest.raises(ParamsError, match=r"sample\.fakes: unknown key"):
+        as_params(_sample_raw(tmp_path, fakes=3))
     bad_values = [
         {"frames": 4},
         {"frames": True},
@@ -123,15 +135,21 @@ def test_config_from_params() -> None:
         {"seed": "1"},
     ]
     for bad in bad_values:
-        with pytest.raises(ValueError):
-            SampleConfig.from_params({**PARAMS, **bad})
+        (key,) = bad
+        with pytest.raises(ParamsError, match=rf"sample\.{key}"):
+            as_params(_sample_raw(tmp_path, **bad))
+        if key != "parts" or isinstance(bad[key], list):  # SampleConfig itself checks its values too
+            values = {**PARAMS, **bad}
+            values["parts"] = tuple(values["parts"])
+            with pytest.raises(ParamsError):
+                SampleConfig(**values)
 
 
 def test_missing_landmarks_names_the_fix(tmp_path: Path) -> None:
     for photo in faces_dir().iterdir():
         if photo.name != LANDMARKS_FILE:
             shutil.copy(photo, tmp_path / photo.name)
-    with pytest.raises(FileNotFoundError, match="write_annotations"):
+    with pytest.raises(InputError, match="write_annotations"):
         build_sample(tmp_path / "out", CONFIG, faces=tmp_path)
 
 
@@ -225,7 +243,7 @@ def test_donors_stay_within_identity_groups(clips: dict, annotations: dict) -> N
             parent[find(fake.donor)] = find(clip.person)
     sizes = Counter(find(person) for person in annotations).values()
     assert len(sizes) >= CONFIG.identity_groups and max(sizes) <= -(-len(annotations) // CONFIG.identity_groups)
-    with pytest.raises(ValueError, match="identity groups"):
+    with pytest.raises(ParamsError, match="identity groups"):
         plan_sample(replace(CONFIG, identity_groups=5, fakes_per_real=2), annotations)
 
 

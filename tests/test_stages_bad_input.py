@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepfake.pipeline import bboxes, crops
-from tests.conftest import tiny_params
+from deepfake.stages import bboxes, crops
+from tests.conftest import as_params, tiny_params
 
 
 def skipped(report: dict) -> dict[str, str]:
@@ -108,19 +108,16 @@ def tree_hashes(root: Path) -> dict[str, str]:
 
 
 def test_parallel_workers_give_the_same_bytes_as_serial(processed: dict, hostile_part: Path, tmp_path: Path) -> None:
-    params = tiny_params(hostile_part.parent)
-    params["bboxes"]["workers"] = 2
-    params["crops"]["workers"] = 2
+    params = as_params(tiny_params(hostile_part.parent, bboxes__workers=2, crops__workers=2))
     part = processed["part"]
-    report = bboxes.run(hostile_part, tmp_path / "bboxes", tmp_path / "b.json", bboxes.BboxesConfig.from_params(params))
+    report = bboxes.run(
+        bboxes.Config.from_params(params), bboxes.Paths(hostile_part, tmp_path / "bboxes", tmp_path / "b.json")
+    )
     assert tree_hashes(tmp_path / "bboxes") == tree_hashes(processed["out"] / "bboxes" / part)
     assert skipped(report) == skipped(processed["bboxes"])
     crops.run(
-        hostile_part,
-        tmp_path / "bboxes",
-        tmp_path / "crops",
-        tmp_path / "c.json",
-        crops.CropsConfig.from_params(params),
+        crops.Config.from_params(params),
+        crops.Paths(hostile_part, tmp_path / "bboxes", tmp_path / "crops", tmp_path / "c.json"),
     )
     assert tree_hashes(tmp_path / "crops") == tree_hashes(processed["out"] / "crops" / part)
 
@@ -154,7 +151,8 @@ def test_malformed_metadata_stops_the_stage_naming_the_file(tmp_path: Path) -> N
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert "ERROR deepfake: MetadataError" in result.stderr
-    assert f"{part}/metadata.json: not valid JSON" in result.stderr
+    # exactly one line: error: <Class>: <message naming the file>
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: MetadataError: {part}/metadata.json: not valid JSON")
     assert not (tmp_path / "out").exists()
     assert not (tmp_path / "r.json").exists()

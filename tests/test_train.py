@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from deepfake.augment import (
+from deepfake.modeling.augment import (
     AugmentConfig,
     hull_cutout,
     landmark_cutout,
@@ -20,10 +20,10 @@ from deepfake.augment import (
     quadrant_masks,
     self_blend,
 )
-from deepfake.data import CropDataset, DataRoots, epoch_indices, read_folds, shard
-from deepfake.models import CheckpointError, create_model, load_weights
-from deepfake.train import Runtime, TrainConfig, build_optimizer, fit, pick_best, train_step
-from tests.conftest import tiny_params
+from deepfake.modeling.data import CropDataset, DataRoots, epoch_indices, read_folds, shard
+from deepfake.modeling.models import CheckpointError, create_model, load_weights
+from deepfake.stages.train import Runtime, TrainConfig, build_optimizer, fit, pick_best, train_step
+from tests.conftest import as_params, tiny_params
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +38,14 @@ def train_data(processed: dict, tmp_path_factory: pytest.TempPathFactory) -> tup
 
 
 def config(hostile_part: Path, model: str = "classifier", **overrides: object) -> TrainConfig:
-    base = TrainConfig.from_params(tiny_params(hostile_part.parent), model)
+    base = TrainConfig.from_params(as_params(tiny_params(hostile_part.parent)), model)
     return replace(base, **overrides)
 
 
 def test_dataset_items_are_normalised_tensors(train_data: tuple[Path, DataRoots], hostile_part: Path) -> None:
     folds_csv, roots = train_data
     rows = read_folds(folds_csv)
-    augment = AugmentConfig.from_params(tiny_params(hostile_part.parent))
+    augment = AugmentConfig.from_params(as_params(tiny_params(hostile_part.parent)))
     dataset = CropDataset(rows, roots, 64, augment, seed=3)
     item = dataset[0]
     assert item["image"].shape == (3, 64, 64)
@@ -65,8 +65,7 @@ def test_dataset_items_are_normalised_tensors(train_data: tuple[Path, DataRoots]
 def test_dataset_serves_self_blended_reals_as_fakes(train_data: tuple[Path, DataRoots], hostile_part: Path) -> None:
     folds_csv, roots = train_data
     rows = read_folds(folds_csv)
-    params = tiny_params(hostile_part.parent)
-    params["augment"]["self_blend"] = 0.5
+    params = as_params(tiny_params(hostile_part.parent, augment__self_blend=0.5))
     dataset = CropDataset(rows, roots, 64, AugmentConfig.from_params(params), seed=3)
     assert len(dataset) == 2 * len(rows)
     real = int(np.flatnonzero(dataset.labels == 0)[0])
@@ -240,7 +239,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
 
     import torch.distributed as dist
 
-    from deepfake.train import prepare_model, seed_everything, setup_runtime, unwrap
+    from deepfake.stages.train import prepare_model, seed_everything, setup_runtime, unwrap
 
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
@@ -249,7 +248,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     seed_everything(0)  # same initial weights on both replicas
     model = prepare_model(create_model("classifier", encoder="mobilenetv3_small_050"), runtime)
     cfg = replace(
-        TrainConfig.from_params(tiny_params(Path(out).parent), "classifier"),
+        TrainConfig.from_params(as_params(tiny_params(Path(out).parent)), "classifier"),
         image_size=32,
         optimizer="sgd",
         lr=0.05,
@@ -286,10 +285,12 @@ def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path: Path) -> None:
 
 
 def test_training_benchmark_prints_figures(train_data: tuple[Path, DataRoots], hostile_part: Path, capsys) -> None:
-    from deepfake.bench import run_train_bench
+    from deepfake.apps.bench import run_train_bench
 
     folds_csv, roots = train_data
-    figures = run_train_bench(tiny_params(hostile_part.parent), "classifier", folds_csv, roots, steps=2, warmup=1)
+    figures = run_train_bench(
+        as_params(tiny_params(hostile_part.parent)), "classifier", folds_csv, roots, steps=2, warmup=1
+    )
     assert figures["images_per_s"] > 0
     assert 0 <= figures["data_loading_share"] <= 1
     assert "images_per_s" in capsys.readouterr().out

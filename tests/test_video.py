@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake.video import FrameSampling, VideoError, iter_sampled_frames, probe, read_sampled_frames
+from deepfake.media.video import FrameSampling, VideoError, iter_sampled_frames, probe, read_sampled_frames
 from tests.conftest import write_video
 
 SAMPLING = FrameSampling(stride=3, max_frames=1000, max_pixels=10**7)

@@ -1,81 +1,39 @@
-"""The ``deepfake`` command, and the argument/logging helpers the stage scripts share."""
+"""The ``deepfake`` command: predict, explain, sample and the benchmarks."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from deepfake.errors import ToolchainError
-from deepfake.folds import LeakageError
-from deepfake.metadata import MetadataError
-from deepfake.params import ParamsError, load_params
-
-# Errors about the user's input or configuration: reported in one line, not as a traceback.
-USER_ERRORS = (MetadataError, ParamsError, LeakageError, ToolchainError, FileNotFoundError, ValueError)
-
-
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-
-
-def stage_parser(description: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: %(default)s)")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    return parser
-
-
-def parse_stage_args(
-    parser: argparse.ArgumentParser, argv: list[str] | None
-) -> tuple[argparse.Namespace, dict[str, Any]]:
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    return args, load_params(args.params)
-
-
-def run_stage(main: Callable[[], Any]) -> None:
-    """Run a stage's ``main``; a user error exits 2 with one ``error:`` line (``-v`` keeps the traceback)."""
-    try:
-        main()
-    except USER_ERRORS as err:
-        if "-v" in sys.argv or "--verbose" in sys.argv:
-            raise
-        logging.getLogger("deepfake").error("%s: %s", type(err).__name__, err)
-        sys.exit(2)
+from deepfake.backends.base import BACKENDS, EXPLAIN_BACKENDS
+from deepfake.core.command import report_failure, setup_logging
+from deepfake.core.params import load_params
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from deepfake.params import section
-    from deepfake.sample import SampleConfig, build_sample
+    from deepfake.stages import sample
 
-    config = SampleConfig.from_params(section(load_params(args.params), "sample"))
-    summary = build_sample(args.out, config)
+    summary = sample.run(sample.Config.from_params(load_params(args.params)), sample.Paths(args.out))
     logging.getLogger("deepfake").info("sample written to %s: %s", args.out, summary)
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from deepfake.bench import run_preprocess_bench
+    from deepfake.apps.bench import run_preprocess_bench
 
     run_preprocess_bench(load_params(args.params), data_root=args.data_root, videos=args.videos)
     return 0
 
 
 def _cmd_bench_train(args: argparse.Namespace) -> int:
-    from deepfake.bench import run_train_bench
-    from deepfake.data import DataRoots
+    from deepfake.apps.bench import run_train_bench
+    from deepfake.modeling.data import DataRoots
 
     roots = DataRoots(args.data / "crops", args.data / "landmarks", args.data / "masks")
     params = load_params(args.params)
-    for model in args.model or params["models"]:
+    for model in args.model or params.models:
         run_train_bench(params, model, args.data / "folds.csv", roots, args.steps)
     return 0
 
@@ -83,14 +41,14 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from deepfake.infer import PredictConfig, create_backend, predict
-    from deepfake.params import section
+    from deepfake.apps.predict import PredictConfig, predict_videos
+    from deepfake.backends.base import create_backend
+    from deepfake.modeling.store import ModelStore
 
     params = load_params(args.params)
-    backend_name = args.backend or str(section(params, "predict")["backend"])
-    backend = create_backend(backend_name, params, args.models, args.url)
-    config = PredictConfig.from_params(params)
-    summary = predict(
+    config = PredictConfig.from_params(params)  # every section predict reads is validated before any work
+    backend = create_backend(args.backend or params.predict.backend, ModelStore(args.models), params, args.url)
+    summary = predict_videos(
         args.inputs, backend, config, args.csv, args.json, progress=lambda v: tqdm(v, unit="video", disable=args.quiet)
     )
     log = logging.getLogger("deepfake")
@@ -110,25 +68,23 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-# the backend names, kept here so `deepfake --help` does not import torch
-BACKENDS = ("torch", "onnx", "onnx-int8", "tensorrt", "triton", "vart")
-
-
 def _cmd_bench_predict(args: argparse.Namespace) -> int:
-    from deepfake.bench import run_predict_bench
-    from deepfake.infer import collect_videos
+    from deepfake.apps.bench import run_predict_bench
+    from deepfake.apps.predict import collect_videos
 
     params = load_params(args.params)
-    videos = collect_videos(args.inputs or [Path(params["data"]["root"]) / params["data"]["parts"][0]])
+    videos = collect_videos(args.inputs or [Path(params.data.root) / params.data.parts[0]])
     run_predict_bench(params, videos[: args.videos], args.models, args.backend or list(BACKENDS), args.url)
     return 0
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from deepfake.explain import explain
+    from deepfake.apps.explain import explain
+    from deepfake.modeling.store import ModelStore
 
     params = load_params(args.params)
-    summary = explain(args.video, params, args.models, args.out, args.montage, args.fps, args.backend)
+    store = ModelStore(args.models)
+    summary = explain(args.video, params, store, args.out, args.montage, args.fps, args.backend)
     logging.getLogger("deepfake").info("%d faces explained: %s (montage.png, overlay.mp4)", summary["faces"], args.out)
     return 0
 
@@ -178,9 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("video", type=Path)
     explain.add_argument("--out", type=Path, required=True, help="folder for the PNGs, overlay.mp4 and montage.png")
     explain.add_argument("--models", type=Path, default=Path("models"), help="holds train/, onnx/, int8/")
-    explain.add_argument(
-        "--backend", choices=("torch", "onnx", "onnx-int8"), default="torch", help="torch gives Grad-CAM (default)"
-    )
+    explain.add_argument("--backend", choices=EXPLAIN_BACKENDS, default="torch", help="torch gives Grad-CAM (default)")
     explain.add_argument("--montage", type=int, default=4, help="face rows in montage.png (default: %(default)s)")
     explain.add_argument("--fps", type=float, default=4.0, help="overlay.mp4 frame rate (default: %(default)s)")
     explain.set_defaults(func=_cmd_explain)
@@ -192,11 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         return args.func(args)
-    except USER_ERRORS as err:
-        if args.verbose:
+    except Exception as err:
+        status = report_failure(err, args.verbose)
+        if status is None:
             raise
-        logging.getLogger("deepfake").error("%s: %s", type(err).__name__, err)
-        return 2
+        return status
 
 
 if __name__ == "__main__":

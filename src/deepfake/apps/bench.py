@@ -1,0 +1,209 @@
+"""Throughput benchmarks that print figures (speed targets live here, never in timed tests)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from deepfake.core.errors import InputError, UserError
+from deepfake.core.parallel import set_torch_threads
+from deepfake.media.metadata import load_metadata
+from deepfake.media.video import FrameSampling, iter_sampled_frames
+from deepfake.stages import bboxes, crops
+
+logger = logging.getLogger(__name__)
+
+
+def machine_summary() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}, OpenCV {cv2.__version__}"
+
+
+def _timed(func: Any, *args: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = func(*args)
+    return time.perf_counter() - started, result
+
+
+def _decode_all(path: Path, max_frames: int) -> int:
+    """Every frame decoded and converted, as a naive reader would."""
+    return sum(1 for _ in iter_sampled_frames(path, FrameSampling(1, max_frames, 10**9)))
+
+
+def _decode_sampled(path: Path, sampling: FrameSampling) -> int:
+    return sum(1 for _ in iter_sampled_frames(path, sampling))
+
+
+def run_preprocess_bench(params: Any, data_root: Path | None = None, videos: int | None = None) -> dict:
+    """Time decoding, the bboxes stage and the crops stage per REAL video; print and return the figures."""
+    root = Path(data_root or params.data.root)
+    parts = list(params.data.parts)
+    box_config = replace(bboxes.Config.from_params(params), workers=1)
+    crop_config = replace(crops.Config.from_params(params), workers=1)
+    sampling = box_config.sampling
+    set_torch_threads(box_config.torch_threads)
+    totals = dict.fromkeys(
+        ("videos", "frames_all", "s_decode_all", "frames_sampled", "s_decode_sampled", "s_bboxes", "s_crops"), 0.0
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch_dir = Path(scratch)
+        warm = True
+        for part in parts:
+            metadata = load_metadata(root / part)
+            for entry in metadata.reals[:videos]:
+                path = metadata.video_path(entry.name)
+                box_task = bboxes.BboxesTask(path, scratch_dir / f"{entry.stem}.json", box_config)
+                if warm:  # build the detector outside the timings
+                    bboxes.detect_video(box_task)
+                    warm = False
+                seconds, frames = _timed(_decode_all, path, sampling.max_frames)
+                totals["s_decode_all"] += seconds
+                totals["frames_all"] += frames
+                seconds, frames = _timed(_decode_sampled, path, sampling)
+                totals["s_decode_sampled"] += seconds
+                totals["frames_sampled"] += frames
+                seconds, _ = _timed(bboxes.detect_video, box_task)
+                totals["s_bboxes"] += seconds
+                crop_task = crops.CropsTask(entry, path, box_task.out, scratch_dir / entry.stem, crop_config)
+                seconds, _ = _timed(crops.crop_video, crop_task)
+                totals["s_crops"] += seconds
+                totals["videos"] += 1
+    if not totals["videos"]:
+        raise InputError(f"no REAL video found under {root} for parts {parts}")
+    figures = {
+        "machine": machine_summary(),
+        "videos": int(totals["videos"]),
+        "frame_stride": sampling.stride,
+        "decode_all_frames_per_s": totals["frames_all"] / totals["s_decode_all"],
+        "decode_sampled_frames_per_s": totals["frames_sampled"] / totals["s_decode_sampled"],
+        "decode_sampled_s_per_video": totals["s_decode_sampled"] / totals["videos"],
+        "bboxes_sampled_frames_per_s": totals["frames_sampled"] / totals["s_bboxes"],
+        "bboxes_s_per_video": totals["s_bboxes"] / totals["videos"],
+        "crops_sampled_frames_per_s": totals["frames_sampled"] / totals["s_crops"],
+        "crops_s_per_video": totals["s_crops"] / totals["videos"],
+    }
+    print(f"machine: {figures['machine']}")
+    print(f"{figures['videos']} REAL videos under {root}, every {sampling.stride}th frame sampled")
+    for key, value in figures.items():
+        if isinstance(value, float):
+            print(f"  {key:32s} {value:10.2f}")
+    return figures
+
+
+def run_train_bench(params: Any, model_name: str, folds_csv: Path, roots: Any, steps: int, warmup: int = 2) -> dict:
+    """Images/s of training steps on the training folds, and the share of step time spent waiting for data."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from deepfake.core.device import resolve_device
+    from deepfake.modeling.data import CropDataset, epoch_indices, read_folds
+    from deepfake.modeling.models import create_model
+    from deepfake.stages.train import Runtime, TrainConfig, build_optimizer, train_step, training_rows
+
+    config = TrainConfig.from_params(params, model_name)
+    device = resolve_device(config.device)
+    rows = training_rows(read_folds(folds_csv), config)
+    dataset = CropDataset(rows, roots, config.image_size, config.augment, config.seed)
+    model = create_model(config.model, **config.model_kwargs).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer, _ = build_optimizer(model, config, steps + warmup)
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    runtime = Runtime(device)
+    timed_images, data_seconds, step_seconds, done, epoch = 0, 0.0, 0.0, 0, 0
+    while done < steps + warmup:
+        dataset.set_epoch(epoch)
+        indices = epoch_indices(dataset.labels, epoch, config.seed, config.augment.self_blend).tolist()
+        loader = DataLoader(Subset(dataset, indices), batch_size=config.batch_size, num_workers=config.num_workers)
+        fetch_started = time.perf_counter()
+        for batch in loader:
+            fetched = time.perf_counter()
+            train_step(model, batch, optimizer, config, runtime, scaler)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            finished = time.perf_counter()
+            if done >= warmup:
+                data_seconds += fetched - fetch_started
+                step_seconds += finished - fetch_started
+                timed_images += len(batch["image"])
+            done += 1
+            fetch_started = time.perf_counter()
+            if done >= steps + warmup:
+                break
+        epoch += 1
+    figures = {
+        "machine": machine_summary(),
+        "model": model_name,
+        "encoder": config.model_kwargs.get("encoder"),
+        "image_size": config.image_size,
+        "batch_size": config.batch_size,
+        "device": str(device),
+        "amp": device.type == "cuda",
+        "steps": steps,
+        "images_per_s": timed_images / step_seconds,
+        "data_loading_share": data_seconds / step_seconds,
+    }
+    print(f"machine: {figures['machine']}")
+    print(
+        f"{model_name} ({figures['encoder']}) at {config.image_size}px, batch {config.batch_size}, "
+        f"{figures['device']}, AMP {'on' if figures['amp'] else 'off'}, {steps} timed steps"
+    )
+    print(f"  {'images_per_s':32s} {figures['images_per_s']:10.2f}")
+    print(f"  {'data_loading_share':32s} {figures['data_loading_share']:10.2f}")
+    return figures
+
+
+def run_predict_bench(
+    params: Any, videos: list[Path], models_root: Path, backends: list[str], url: str | None = None
+) -> dict[str, Any]:
+    """``deepfake predict``'s per-stage milliseconds per video and videos/s, for each backend.
+
+    A backend whose runtime or models are absent is reported as skipped with the reason.
+    """
+    import numpy as np
+
+    from deepfake.apps.predict import PredictConfig, predict_video
+    from deepfake.backends.base import create_backend
+    from deepfake.media.faces import FaceDetector
+    from deepfake.modeling.store import ModelStore
+
+    config = PredictConfig.from_params(params)
+    detector = FaceDetector(config.detection.detector)
+    print(f"machine: {machine_summary()}")
+    print(f"{len(videos)} videos, {config.frames} frames each, crops batch {config.batch_size}")
+    results: dict[str, Any] = {}
+    for name in backends:
+        try:
+            backend = create_backend(name, ModelStore(models_root), params, url)
+        except UserError as err:  # a runtime or its models absent here: reported, the others still run
+            print(f"{name:10s} skipped: {err}")
+            results[name] = {"skipped": str(err)}
+            continue
+        predict_video(videos[0], detector, backend, config)  # warm-up: session and kernel setup
+        started = time.perf_counter()
+        records = [predict_video(v, detector, backend, config) for v in videos]
+        seconds = time.perf_counter() - started
+        stages = ("decode", "detect", "crop", "infer", "aggregate")
+        ms = {s: float(np.mean([r["ms"].get(s, 0.0) for r in records])) for s in stages}
+        crops = sum(r.get("crops", 0) for r in records)
+        infer_s = sum(r["ms"].get("infer", 0.0) for r in records) / 1000
+        results[name] = {
+            "ms_per_video": ms,
+            "videos_per_s": len(records) / seconds,
+            "crops_per_s_infer": crops / infer_s if infer_s > 0 else None,
+        }
+        rate, crop_rate = results[name]["videos_per_s"], results[name]["crops_per_s_infer"] or 0.0
+        stage_ms = "  ".join(f"{s} {ms[s]:7.1f} ms" for s in stages)
+        print(f"{name:10s} {stage_ms}  | {rate:.2f} videos/s, inference {crop_rate:.0f} crops/s")
+    return results

@@ -1,0 +1,202 @@
+"""``deepfake explain``: why a video scored as it did, frame by frame.
+
+For each sampled frame's faces (the same sampling, detection and crops as ``deepfake predict``):
+the classifier's Grad-CAM on its last encoder feature map (ReLU of the gradient-weighted channel
+sum, as TrustNet draws it; occlusion sensitivity on the ONNX backends, which have no gradients)
+and U-YNet's predicted manipulation mask, drawn over the model's input view of the crop (resized
+and padded as the model sees it). Writes one PNG per face, an MP4 of
+the panels, a montage PNG and ``explain.json`` with the scores.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from deepfake.apps.predict import PredictConfig, detect, sample_frames
+from deepfake.backends.base import EXPLAIN_BACKENDS
+from deepfake.core.errors import InputError, ParamsError, ToolchainError
+from deepfake.core.fileio import atomic_path, write_json_atomic, write_png_atomic
+from deepfake.media.face_input import FaceInput, crop_face, probabilities, to_picture
+from deepfake.media.faces import FaceDetector
+from deepfake.media.video import VideoError
+from deepfake.modeling.models import Classifier, UYNet
+from deepfake.modeling.store import INPUT_NAME, Member, ModelStore
+
+logger = logging.getLogger(__name__)
+
+PANEL = 256  # pixels per panel side in the PNGs, the MP4 and the montage
+
+
+def grad_cam(model: Classifier, image: torch.Tensor) -> tuple[np.ndarray, float]:
+    """Grad-CAM (H, W) in [0, 1] at the input size, and the crop's P(fake), for one (1, 3, H, W) input."""
+    model.eval()
+    with torch.enable_grad():
+        features = model.encoder.forward_features(model.stem(image))
+        features.retain_grad()
+        pooled = model.encoder.forward_head(features)
+        logit = model.fc(model.dropout(pooled)).sum()
+        logit.backward()
+    weights = features.grad.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * features).sum(dim=1, keepdim=True)).detach()
+    cam = nn.functional.interpolate(cam, size=image.shape[2:], mode="bilinear", align_corners=False)[0, 0]
+    peak = float(cam.max())
+    return (cam / peak).numpy() if peak > 0 else cam.numpy(), float(probabilities(float(logit.detach())))
+
+
+@torch.no_grad()
+def predicted_mask(model: UYNet, image: torch.Tensor) -> tuple[np.ndarray, float]:
+    """U-YNet's mask probability (H, W) and the crop's P(fake)."""
+    out = model.eval()(image)
+    return probabilities(out["mask"][0, 0].numpy()), float(probabilities(float(out["logit"].reshape(-1)[0])))
+
+
+def overlay(picture: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    colour = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+    return cv2.addWeighted(colour, alpha, picture, 1 - alpha, 0)
+
+
+def _titled(picture: np.ndarray, title: str) -> np.ndarray:
+    panel = cv2.resize(picture, (PANEL, PANEL), interpolation=cv2.INTER_LINEAR)
+    cv2.rectangle(panel, (0, 0), (PANEL, 22), (0, 0, 0), -1)
+    cv2.putText(panel, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return panel
+
+
+def occlusion_map(session: Any, image: np.ndarray, patches: int = 8) -> tuple[np.ndarray, float]:
+    """Occlusion sensitivity for a backend without gradients (ONNX): how much the fake logit drops
+    when each of ``patches`` x ``patches`` squares is set to the mean colour (0 after normalisation)."""
+    size = image.shape[1]
+    step = max(size // patches, 1)
+    corners = [(y, x) for y in range(0, size, step) for x in range(0, size, step)]
+    batch = np.repeat(image[None], len(corners) + 1, axis=0)
+    for k, (y, x) in enumerate(corners, start=1):
+        batch[k, :, y : y + step, x : x + step] = 0.0
+    logits = session.run(["logit"], {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0].reshape(-1)
+    drops = np.maximum(logits[0] - logits[1:], 0.0)
+    heat = np.zeros((size, size), np.float32)
+    for drop, (y, x) in zip(drops, corners, strict=True):
+        heat[y : y + step, x : x + step] = drop
+    heat = cv2.GaussianBlur(heat, (0, 0), step / 2)
+    peak = float(heat.max())
+    return (heat / peak if peak > 0 else heat), float(probabilities(logits[0]))
+
+
+class Explainers:
+    """The train@<model> classifier and U-YNet (not the seed members) behind one interface.
+
+    ``torch``: Grad-CAM for the classifier. ``onnx`` / ``onnx-int8``: the exported graphs, with
+    occlusion sensitivity for the classifier (no gradients there). U-YNet's mask comes from its
+    own output in every backend.
+    """
+
+    def __init__(self, backend: str, params: Any, store: ModelStore) -> None:
+        self.backend = backend
+        names = list(params.models)
+        if backend == "torch":
+            self.models = {n: store.load_torch(Member(n)) for n in names}
+            self.kinds = {n: "classifier" if isinstance(m, Classifier) else "uynet" for n, m in self.models.items()}
+            self.face_input = FaceInput(params.train.image_size, params.crops.margin)
+        elif backend in ("onnx", "onnx-int8"):
+            from deepfake.backends.onnx_backend import onnx_session
+
+            manifest = store.read_manifest(backend)
+            members = {m["name"]: m for m in manifest["members"] if m["name"] in names}
+            self.models = {n: onnx_session(store.folder(backend) / m["file"]) for n, m in members.items()}
+            self.kinds = {n: m["model"] for n, m in members.items()}
+            self.face_input = store.face_input(backend)
+        else:
+            raise ParamsError(f"explain supports the {', '.join(EXPLAIN_BACKENDS)} backends, not {backend!r}")
+        if not self.models:
+            raise InputError(f"{store.root}: none of the models {names} found to explain")
+
+    def panels(self, image: np.ndarray, view: np.ndarray) -> tuple[list[np.ndarray], dict[str, float]]:
+        panels, scores = [], {}
+        for name, model in self.models.items():
+            if self.kinds[name] == "classifier":
+                if self.backend == "torch":
+                    heat, prob = grad_cam(model, torch.from_numpy(image[None]))
+                    title = f"{name} Grad-CAM  p={prob:.2f}"
+                else:
+                    heat, prob = occlusion_map(model, image)
+                    title = f"{name} occlusion  p={prob:.2f}"
+            elif self.backend == "torch":
+                heat, prob = predicted_mask(model, torch.from_numpy(image[None]))
+                title = f"{name} mask  p={prob:.2f}"
+            else:
+                logit, mask = model.run(["logit", "mask"], {INPUT_NAME: image[None]})
+                heat = probabilities(mask[0, 0])
+                prob = float(probabilities(logit.reshape(-1)[0]))
+                title = f"{name} mask  p={prob:.2f}"
+            panels.append(_titled(overlay(view, heat), title))
+            scores[name] = prob
+        return panels, scores
+
+
+def explain_face(explainers: Explainers, image: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    """The panel row for one preprocessed crop and its per-model P(fake)."""
+    view = to_picture(image)
+    panels, scores = explainers.panels(image, view)
+    return np.concatenate([_titled(view, "input"), *panels], axis=1), scores
+
+
+def montage(rows: list[np.ndarray], limit: int) -> np.ndarray:
+    """Up to ``limit`` panel rows, evenly chosen, stacked."""
+    picks = np.unique(np.linspace(0, len(rows) - 1, min(limit, len(rows))).round().astype(int))
+    return np.concatenate([rows[i] for i in picks], axis=0)
+
+
+def write_mp4(path: Path, rows: list[np.ndarray], fps: float) -> None:
+    height, width = rows[0].shape[:2]
+    with atomic_path(path) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            raise ToolchainError(f"{path}: this OpenCV build cannot write MP4 (mp4v)")
+        for row in rows:
+            writer.write(row)
+        writer.release()
+
+
+def explain(
+    video: Path,
+    params: Any,
+    store: ModelStore,
+    out_dir: Path,
+    montage_rows: int,
+    fps: float,
+    backend: str = "torch",
+) -> dict[str, Any]:
+    """Write per-face PNGs, ``overlay.mp4``, ``montage.png`` and ``explain.json`` into ``out_dir``."""
+    config = PredictConfig.from_params(params)
+    explainers = Explainers(backend, params, store)
+    try:
+        frames = list(sample_frames(video, config))  # kept: the overlay draws on them
+    except VideoError as err:
+        raise InputError(f"cannot explain {video}: {err}") from err
+    boxes = detect(FaceDetector(config.detection.detector), frames, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, records = [], []
+    for (index, frame), frame_boxes in zip(frames, boxes, strict=True):
+        for face, box in enumerate(frame_boxes):
+            crop = crop_face(frame, box, explainers.face_input.margin)
+            if crop is None:
+                continue
+            image = explainers.face_input.prepare([crop])[0]
+            row, scores = explain_face(explainers, image)
+            write_png_atomic(out_dir / f"frame{index:05d}_face{face}.png", row)
+            rows.append(row)
+            records.append({"frame": index, "face": face, "box": [round(float(v), 1) for v in box[:4]], **scores})
+    if not rows:
+        raise InputError(f"{video}: no face found in {len(frames)} sampled frames; nothing to explain")
+    write_mp4(out_dir / "overlay.mp4", rows, fps)
+    write_png_atomic(out_dir / "montage.png", montage(rows, montage_rows))
+    summary = {"video": video.name, "backend": backend, "faces": len(records), "records": records}
+    write_json_atomic(out_dir / "explain.json", summary)
+    logger.info("explained %d faces of %s in %s", len(records), video.name, out_dir)
+    return summary

@@ -1,0 +1,33 @@
+"""PyTorch: the trained checkpoints (``models/train``), on the evaluate stage's device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepfake.backends.base import Backend
+from deepfake.core.device import resolve_device
+from deepfake.media.face_input import FaceInput
+from deepfake.modeling.store import ModelStore, ensemble
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, store: ModelStore, member_list: list[Any], face_input: FaceInput, device: str) -> None:
+        self.device = resolve_device(device)
+        self.models = {m.name: store.load_torch(m, self.device) for m in member_list}
+        self.members = list(self.models)
+        self.face_input = face_input
+
+    @classmethod
+    def create(cls, store: ModelStore, params: Any, url: str | None = None) -> TorchBackend:
+        face_input = FaceInput(params.train.image_size, params.crops.margin)
+        return cls(store, list(ensemble(params)), face_input, params.evaluate.device)
+
+    def logits(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            batch = torch.from_numpy(images).to(self.device)
+            return {n: m(batch)["logit"].float().reshape(-1).cpu().numpy() for n, m in self.models.items()}

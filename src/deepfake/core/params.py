@@ -1,0 +1,594 @@
+"""params.yaml, described once: every key has a type and a range; unknown and missing keys are errors.
+
+params.yaml is the only place defaults live. The schema below has no defaults of its own: every key is
+required, so a renamed or deleted key is reported as missing instead of silently falling back to a
+value hidden in the code. The only optional keys are optional by design (a model's ``weights`` file,
+the ``model.<name>`` sections of architectures that ``models`` does not train) and default to None.
+
+What is validated where:
+
+- Field types and ranges: on each section model (``BboxesParams.thresholds`` is three numbers in
+  [0, 1], ``CropsParams.margin`` lies in [0, 2], ...). Strict: a boolean is never a number and the
+  string "3" is never an int; an int is accepted where a float is expected. NaN and infinities are
+  refused everywhere.
+- Relations inside one section: ``model_validator``s on that section (``build_trt`` needs
+  ``1 <= min_batch <= opt_batch <= max_batch``, ``bboxes.scale_rule`` limits must increase, a U-YNet
+  needs one decoder channel count per encoder stage, ...).
+- Relations across sections: ``Params``'s ``model_validator`` (every name in ``models`` has a
+  ``model.<name>`` section; the holdout and validation folds differ and exist for the fold strategy;
+  a U-YNet's input size is divisible by ``2 ** depth``; SGD's Nesterov momentum is positive; the
+  ``part`` strategy can read a number from every data part's name).
+- Reporting: ``validate_params`` turns pydantic's errors into one ``ParamsError`` with one line per
+  problem, ``<source>: <dotted.key>: <problem>``; an unknown key names the nearest valid one.
+
+Stage configs (``deepfake.stages.<stage>.Config.from_params``) read these validated models by
+attribute and check nothing again: the checks live here, once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import math
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError, model_validator
+
+from deepfake.core.errors import ParamsError
+
+__all__ = [
+    "AugmentParams",
+    "BboxesParams",
+    "BuildTrtParams",
+    "ClassifierParams",
+    "CompileDpuParams",
+    "ConfidentParams",
+    "CropsParams",
+    "DataParams",
+    "DiffsParams",
+    "EnsembleParams",
+    "EvaluateParams",
+    "ExportParams",
+    "FoldsParams",
+    "LandmarksParams",
+    "ModelParams",
+    "Params",
+    "ParamsError",
+    "PredictParams",
+    "QuantizeParams",
+    "SampleParams",
+    "TrainParams",
+    "TritonParams",
+    "UYNetParams",
+    "VideoParams",
+    "load_params",
+    "validate_params",
+]
+
+
+# ---- reusable field types ---------------------------------------------------------------------
+
+
+class _Problems(ValueError):
+    """Cross-field problems, each with the dotted key (relative to the model that found it) to blame."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{key}: {message}" for key, message in problems))
+        self.problems = problems
+
+
+def _raise_problems(problems: list[tuple[str, str]]) -> None:
+    if problems:
+        raise _Problems(problems)
+
+
+def _fail(key: str, message: str) -> None:
+    raise _Problems([(key, message)])
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate entries {', '.join(duplicates)}")
+    return values
+
+
+def _plain_name(name: str) -> str:
+    # Part names become folder names (data/<stage>/<part>): no paths, no hidden (temporary-looking) names.
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError("must be a plain folder name (no '/', '\\', leading '.')")
+    return name
+
+
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+def _fixed_device(device: str) -> str:
+    if not _DEVICE.fullmatch(device):
+        raise ValueError("must be cpu, cuda or cuda:N")
+    return device
+
+
+def _device_or_auto(device: str) -> str:
+    if device != "auto" and not _DEVICE.fullmatch(device):
+        raise ValueError("must be auto, cpu, cuda or cuda:N")
+    return device
+
+
+def _detection_scale(value: Any) -> str | float:
+    if isinstance(value, str) and value == "auto":
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
+    raise ValueError("must be 'auto' or a positive number")
+
+
+def _odd_window(size: int) -> int:
+    if size < 3 or size % 2 == 0:
+        raise ValueError("must be an odd number >= 3")
+    return size
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Seed = Annotated[int, Field(ge=0)]  # numpy's generators refuse negative seeds
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+PartName = Annotated[str, AfterValidator(_plain_name)]
+PartList = Annotated[list[PartName], Field(min_length=1), AfterValidator(_unique)]
+Device = Annotated[str, AfterValidator(_fixed_device)]  # cpu, cuda, cuda:N (handed to MTCNN as is)
+AutoDevice = Annotated[str, AfterValidator(_device_or_auto)]  # also auto (core.device.resolve_device)
+Thresholds = Annotated[list[Probability], Field(min_length=3, max_length=3)]  # MTCNN P/R/O-net
+ScaleRow = Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)]  # [shorter side up to, scale]
+DetectionScale = Annotated[Literal["auto"] | float, PlainValidator(_detection_scale)]
+InputFilter = Literal["none", "srm"]  # modeling.models.INPUT_FILTERS
+# An optional weights file (modeling.models.create_model(weights=...)); None builds random weights.
+WeightsPath = Annotated[str, Field(min_length=1)] | None
+
+
+class _Section(BaseModel):
+    """Strict, closed and immutable: the semantics every params model shares."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# ---- one model per section of params.yaml ---------------------------------------------------------
+
+
+class DataParams(_Section):
+    root: NonEmptyStr  # folder holding the dfdc_train_part_N folders
+    parts: PartList  # one preprocessing stage each (dvc.yaml foreach)
+
+
+# mirror stages/sample.py's MIN_FRAMES, MIN_SIDE and MIN_GENERATOR_SIZE (core cannot import stages);
+# SampleConfig checks them again
+SAMPLE_MIN_FRAMES, SAMPLE_MIN_SIDE, SAMPLE_MIN_GENERATOR_SIZE = 8, 64, 16
+
+
+class SampleParams(_Section):
+    seed: Seed
+    parts: PartList
+    frames: Annotated[int, Field(ge=SAMPLE_MIN_FRAMES)]
+    fps: PositiveInt
+    width: Annotated[int, Field(ge=SAMPLE_MIN_SIDE)]
+    height: Annotated[int, Field(ge=SAMPLE_MIN_SIDE)]
+    fakes_per_real: PositiveInt
+    identity_groups: PositiveInt
+    generator_size: Annotated[int, Field(ge=SAMPLE_MIN_GENERATOR_SIZE)]
+
+    @model_validator(mode="after")
+    def _landscape_even(self) -> SampleParams:
+        sides = (("width", self.width), ("height", self.height))
+        problems = [(key, f"must be even (mp4v), got {value}") for key, value in sides if value % 2]
+        if self.width <= self.height:
+            problems.append(("width", f"must exceed sample.height (landscape), got {self.width}x{self.height}"))
+        _raise_problems(problems)
+        return self
+
+
+class VideoParams(_Section):
+    frame_stride: PositiveInt
+    max_frames: PositiveInt
+    max_pixels: PositiveInt
+
+
+class BboxesParams(_Section):
+    device: Device
+    batch_size: PositiveInt
+    thresholds: Thresholds
+    min_face_size: PositiveInt  # MTCNN divides by it
+    scale: DetectionScale
+    scale_rule: Annotated[list[ScaleRow], Field(min_length=1)]
+    workers: PositiveInt
+    torch_threads: PositiveInt
+
+    @model_validator(mode="after")
+    def _limits_increase(self) -> BboxesParams:
+        limits = [row[0] for row in self.scale_rule]
+        if any(b <= a for a, b in itertools.pairwise(limits)):
+            _fail("scale_rule", f"limits must increase row by row (the first match wins), got {limits}")
+        return self
+
+
+class CropsParams(_Section):
+    margin: Annotated[float, Field(ge=0, le=2)]
+    workers: PositiveInt
+
+
+class LandmarksParams(_Section):
+    device: Device
+    thresholds: Thresholds
+    min_face_size: PositiveInt
+    workers: PositiveInt
+    torch_threads: PositiveInt
+
+
+class DiffsParams(_Section):
+    win_size: Annotated[int, AfterValidator(_odd_window)]  # SSIM window
+    mask_threshold: Annotated[int, Field(ge=0, le=255)]
+    workers: PositiveInt
+
+
+class FoldsParams(_Section):
+    strategy: Literal["original", "part"]
+    n_splits: Annotated[int, Field(ge=2)]
+    seed: Seed
+    identity: bool
+    part_splits: PositiveInt
+    parts_total: PositiveInt
+
+    @model_validator(mode="after")
+    def _splits_fit(self) -> FoldsParams:
+        if self.part_splits > self.parts_total:
+            _fail("part_splits", f"must not exceed folds.parts_total ({self.parts_total})")
+        return self
+
+    @property
+    def fold_count(self) -> int:
+        """How many folds the strategy makes (numbered 0 .. count - 1; modeling.splits)."""
+        return self.n_splits if self.strategy == "original" else self.part_splits
+
+
+class ClassifierParams(_Section):
+    """``create_model("classifier", ...)``'s keyword arguments (modeling.models._classifier)."""
+
+    encoder: NonEmptyStr  # a timm model name
+    dropout: Probability
+    drop_path: Probability
+    input_filter: InputFilter
+    weights: WeightsPath = None  # optional by design: only a pretrained start sets it
+
+
+# smp's and timm-universal encoders take 1 to 5 stages
+UYNET_MAX_DEPTH = 5
+
+
+class UYNetParams(_Section):
+    """``create_model("uynet", ...)``'s keyword arguments (modeling.models._uynet)."""
+
+    encoder: NonEmptyStr  # an smp encoder; tu-<name> takes a timm one
+    dropout: Probability
+    depth: Annotated[int, Field(ge=1, le=UYNET_MAX_DEPTH)]
+    decoder_channels: Annotated[list[PositiveInt], Field(min_length=1)]
+    input_filter: InputFilter
+    weights: WeightsPath = None  # optional by design: only a pretrained start sets it
+
+    @model_validator(mode="after")
+    def _one_channel_count_per_stage(self) -> UYNetParams:
+        if len(self.decoder_channels) != self.depth:
+            got = len(self.decoder_channels)
+            _fail("decoder_channels", f"needs {self.depth} entries (one per encoder stage, uynet.depth), got {got}")
+        return self
+
+
+class ModelParams(_Section):
+    """One optional section per registered architecture; ``Params`` requires those ``models`` names."""
+
+    # optional by design: a section may stay absent while `models` does not train that architecture
+    classifier: ClassifierParams | None = None
+    uynet: UYNetParams | None = None
+
+
+class TrainParams(_Section):
+    seed: Seed
+    holdout_fold: NonNegativeInt
+    val_fold: NonNegativeInt
+    image_size: PositiveInt
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    optimizer: Literal["adamw", "sgd"]
+    lr: PositiveFloat
+    momentum: Probability  # SGD only (Nesterov: > 0, checked in Params)
+    weight_decay: NonNegativeFloat
+    poly_power: NonNegativeFloat
+    grad_clip: NonNegativeFloat  # 0 turns clipping off
+    label_clip: Annotated[float, Field(ge=0, lt=0.5)]  # labels clipped to [label_clip, 1 - label_clip]
+    seg_weight: NonNegativeFloat
+    fake_weight: NonNegativeFloat
+    ignore_epochs: NonNegativeInt
+    checkpoint_every: PositiveInt
+    num_workers: NonNegativeInt
+    device: AutoDevice
+
+
+class EnsembleParams(_Section):
+    seeds: Annotated[list[Seed], AfterValidator(_unique)]  # may be empty: no extra members
+
+
+class AugmentParams(_Section):
+    jpeg: Probability
+    jpeg_quality: Annotated[list[Annotated[int, Field(ge=1, le=100)]], Field(min_length=2, max_length=2)]
+    noise: Probability
+    blur: Probability
+    flip: Probability
+    color: Probability
+    gray: Probability
+    affine: Probability
+    landmark_cutout: Probability
+    hull_cutout: Probability
+    quadrant_cutout: Probability
+    self_blend: Probability
+    min_changed_pixels: NonNegativeInt
+
+    @model_validator(mode="after")
+    def _quality_range(self) -> AugmentParams:
+        low, high = self.jpeg_quality
+        if low > high:
+            _fail("jpeg_quality", f"must be [low, high] with low <= high, got {self.jpeg_quality}")
+        return self
+
+
+class ConfidentParams(_Section):
+    """DFDC-1st's confident strategy (modeling.metrics.ConfidentStrategy)."""
+
+    threshold: Probability
+    min_fakes: NonNegativeInt
+    min_fake_divisor: PositiveFloat
+    low: Probability
+    low_fraction: Probability
+
+
+class EvaluateParams(_Section):
+    aggregation: Literal["confident", "mean"]
+    confident: ConfidentParams
+    batch_size: PositiveInt
+    device: AutoDevice
+
+
+class ExportParams(_Section):
+    opset: Annotated[int, Field(ge=17)]
+    parity_crops: PositiveInt
+    tolerance: PositiveFloat
+
+
+class QuantizeParams(_Section):
+    config: Literal["XINT8", "XINT8_ADAROUND", "XINT8_ADAQUANT"]  # stages.quantize.QUARK_CONFIGS
+    calib_crops: PositiveInt
+    seed: Seed
+    batch_size: PositiveInt
+
+
+class TritonParams(_Section):
+    max_batch_size: PositiveInt
+    preferred_batch_sizes: list[PositiveInt]
+    max_queue_delay_us: NonNegativeInt
+
+    @model_validator(mode="after")
+    def _sizes_fit(self) -> TritonParams:
+        if any(size > self.max_batch_size for size in self.preferred_batch_sizes):
+            sizes, largest = self.preferred_batch_sizes, self.max_batch_size
+            _fail("preferred_batch_sizes", f"must lie in [1, triton.max_batch_size={largest}], got {sizes}")
+        return self
+
+
+class BuildTrtParams(_Section):
+    precisions: Annotated[list[Literal["fp16", "int8"]], Field(min_length=1), AfterValidator(_unique)]
+    min_batch: PositiveInt
+    opt_batch: PositiveInt
+    max_batch: PositiveInt
+    workspace_mib: PositiveInt
+
+    @model_validator(mode="after")
+    def _profile_ordered(self) -> BuildTrtParams:
+        if not self.min_batch <= self.opt_batch <= self.max_batch:
+            batches = f"{self.min_batch}, {self.opt_batch}, {self.max_batch}"
+            _fail("opt_batch", f"needs min_batch <= opt_batch <= max_batch, got {batches}")
+        return self
+
+
+class CompileDpuParams(_Section):
+    arch: NonEmptyStr  # the DPU's arch.json inside the Vitis AI image
+
+
+class PredictParams(_Section):
+    frames: PositiveInt
+    batch_size: PositiveInt
+    backend: Literal["torch", "onnx", "onnx-int8", "tensorrt", "triton", "vart"]  # apps.predict.BACKENDS
+
+
+_PART_NUMBER = re.compile(r"\d+$")  # modeling.splits.part_number
+
+
+class Params(_Section):
+    """The whole of params.yaml: one attribute per top-level section."""
+
+    data: DataParams
+    sample: SampleParams
+    video: VideoParams
+    bboxes: BboxesParams
+    crops: CropsParams
+    landmarks: LandmarksParams
+    diffs: DiffsParams
+    folds: FoldsParams
+    models: Annotated[list[NonEmptyStr], Field(min_length=1), AfterValidator(_unique)]
+    model: ModelParams
+    train: TrainParams
+    ensemble: EnsembleParams
+    augment: AugmentParams
+    evaluate: EvaluateParams
+    export: ExportParams
+    quantize: QuantizeParams
+    triton: TritonParams
+    build_trt: BuildTrtParams
+    compile_dpu: CompileDpuParams
+    predict: PredictParams
+
+    @model_validator(mode="after")
+    def _across_sections(self) -> Params:
+        problems: list[tuple[str, str]] = []
+        registered = list(ModelParams.model_fields)
+        for index, name in enumerate(self.models):
+            if name not in registered:
+                near = difflib.get_close_matches(name, registered, n=1)
+                hint = f"; did you mean {near[0]}?" if near else f" (registered: {', '.join(registered)})"
+                problems.append((f"models[{index}]", f"unknown architecture {name!r}{hint}"))
+            elif getattr(self.model, name) is None:
+                problems.append((f"model.{name}", f"missing (models lists {name!r})"))
+        train, folds = self.train, self.folds
+        if train.val_fold == train.holdout_fold:
+            problems.append(("train.val_fold", f"must differ from train.holdout_fold (both {train.val_fold})"))
+        count_key = "folds.n_splits" if folds.strategy == "original" else "folds.part_splits"
+        for key in ("holdout_fold", "val_fold"):
+            fold = getattr(train, key)
+            if fold >= folds.fold_count:
+                problems.append(
+                    (
+                        f"train.{key}",
+                        f"must be below {count_key}={folds.fold_count} (strategy {folds.strategy}), got {fold}",
+                    )
+                )
+        if self.model.uynet is not None and "uynet" in self.models:
+            multiple = 2**self.model.uynet.depth
+            if train.image_size % multiple:
+                problems.append(
+                    (
+                        "train.image_size",
+                        f"must be a multiple of {multiple} (2 ** model.uynet.depth), got {train.image_size}",
+                    )
+                )
+        if train.optimizer == "sgd" and train.momentum <= 0:
+            problems.append(("train.momentum", "must be > 0 with optimizer sgd (Nesterov)"))
+        if folds.strategy == "part":
+            for index, part in enumerate(self.data.parts):
+                if not _PART_NUMBER.search(part):
+                    problems.append(
+                        (f"data.parts[{index}]", f"{part!r} has no trailing number, which folds.strategy part needs")
+                    )
+        _raise_problems(problems)
+        return self
+
+    def model_spec(self, name: str) -> dict[str, Any]:
+        """``create_model(name, **spec)``'s keyword arguments from ``model.<name>`` (unset keys left out)."""
+        spec = getattr(self.model, name, None) if name in ModelParams.model_fields else None
+        if spec is None:
+            known = ", ".join(k for k in ModelParams.model_fields if getattr(self.model, k) is not None)
+            raise ParamsError(f"params.yaml: model.{name}: missing (sections present: {known or 'none'})")
+        return spec.model_dump(mode="json", exclude_none=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The values as plain JSON-able data (lists, not tuples; unset optional keys left out)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+# ---- reading and reporting ---------------------------------------------------------------------------
+
+
+def _model_class(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel inside ``annotation`` (through Optional / Union / Annotated), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType or origin is Annotated:
+        for arg in typing.get_args(annotation):
+            found = _model_class(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The valid keys of the section at ``loc`` (empty when ``loc`` does not lead to a section)."""
+    cls: type[BaseModel] | None = Params
+    for part in loc:
+        field = cls.model_fields.get(part) if cls is not None and isinstance(part, str) else None
+        cls = _model_class(field.annotation) if field is not None else None
+    return list(cls.model_fields) if cls is not None else []
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _problem_lines(error: Any, source: str) -> list[str]:
+    loc = tuple(error["loc"])
+    key = _dotted(loc)
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, _Problems):
+        lines = []
+        for relative, message in cause.problems:
+            full = f"{key}.{relative}" if key else relative
+            lines.append(f"{source}: {full}: {message}")
+        return lines
+    if error["type"] == "extra_forbidden":
+        near = difflib.get_close_matches(str(loc[-1]), _allowed_keys(loc[:-1]), n=1)
+        message = "unknown key" + (f"; did you mean {near[0]}?" if near else "")
+    elif error["type"] == "missing":
+        message = "missing"
+    elif error["type"] == "value_error" and cause is not None:
+        message = f"{cause} (got {_shown(error['input'])})"  # our own validators: without "Value error, "
+    else:
+        message = f"{error['msg']} (got {_shown(error['input'])})"
+    return [f"{source}: {key}: {message}" if key else f"{source}: {message}"]
+
+
+def validate_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
+    """Check ``raw`` (params.yaml's mapping) against the schema; one ParamsError lists every problem."""
+    if not isinstance(raw, Mapping):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(dict(raw))
+    except ValidationError as err:
+        lines = [line for error in err.errors() for line in _problem_lines(error, source)]
+        raise ParamsError("\n".join(lines)) from None
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's floats: ``1e-3`` is a number, as DVC (ruamel, YAML 1.2) reads
+    and writes it (``dvc exp run -S train.lr=1e-3``), not the string PyYAML's YAML 1.1 rules make of it."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """Read and validate params.yaml; a ParamsError names the file and every bad key."""
+    path = Path(path)
+    try:
+        params = yaml.load(path.read_text(), Loader=_Yaml12Loader)  # a SafeLoader subclass: no objects
+    except FileNotFoundError as err:
+        raise ParamsError(f"{path}: not found (run from the repository root or pass --params)") from err
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(params, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
+    return validate_params(params, source=str(path))

@@ -1,0 +1,222 @@
+"""Faces: the MTCNN detector, the detection-scale rule, box geometry and the boxes file format."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from deepfake.core.errors import InputError, ParamsError
+from deepfake.core.fileio import read_json_limited, write_json_atomic
+
+BOXES_FORMAT = 1
+MAX_BOXES_FILE_BYTES = 16 * 1024 * 1024
+
+
+class BoxesFileError(InputError):
+    """A boxes JSON file is missing or malformed (an ``InputError``: the video using it is skipped)."""
+
+
+def detection_scale(width: int, height: int, rule: Sequence[Sequence[float]], override: Any = "auto") -> float:
+    """The factor frames are resized by before detection.
+
+    ``rule`` is a list of ``[shorter_side_up_to, scale]``; the first row whose limit is at least
+    the frame's shorter side wins (shorter side, so 1920x1080 and 1080x1920 get the same scale).
+    A number in ``override`` replaces the rule.
+    """
+    if override != "auto":
+        try:
+            scale = float(override)
+        except (TypeError, ValueError):
+            scale = math.nan
+        if not math.isfinite(scale) or scale <= 0:
+            raise ParamsError(f"bboxes.scale must be 'auto' or a positive number, got {override!r}")
+        return scale
+    shorter = min(width, height)
+    for limit, scale in rule:
+        if shorter <= limit:
+            return float(scale)
+    raise ParamsError(f"bboxes.scale_rule has no row for a shorter side of {shorter} px: {rule}")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """MTCNN's settings: the ``bboxes`` section for detection, the ``landmarks`` section for landmarks."""
+
+    thresholds: tuple[float, float, float]
+    min_face_size: int
+    device: str
+
+    @classmethod
+    def from_section(cls, section: Any) -> DetectorConfig:
+        """From a validated params section with ``thresholds``, ``min_face_size`` and ``device``."""
+        return cls(
+            thresholds=tuple(float(t) for t in section.thresholds),  # type: ignore[arg-type]
+            min_face_size=section.min_face_size,
+            device=section.device,
+        )
+
+
+@dataclass(frozen=True)
+class Detection:
+    """How the pipeline detects faces in frames (the ``bboxes`` section): the bboxes stage and
+    ``deepfake predict`` / ``explain`` share it, so prediction sees faces as training did."""
+
+    detector: DetectorConfig
+    batch_size: int  # frames per MTCNN call
+    scale: Any  # "auto" or a number
+    scale_rule: tuple[tuple[float, float], ...]
+
+    @classmethod
+    def from_params(cls, params: Any) -> Detection:
+        sect = params.bboxes
+        rule = tuple((float(limit), float(scale)) for limit, scale in sect.scale_rule)
+        return cls(DetectorConfig.from_section(sect), sect.batch_size, sect.scale, rule)
+
+    def scale_for(self, width: int, height: int) -> float:
+        return detection_scale(width, height, self.scale_rule, self.scale)
+
+
+def _as_float_array(values: Any, columns: int) -> np.ndarray:
+    """MTCNN returns None or (under NumPy 2) object arrays; normalise to float32 (n, columns)."""
+    if values is None:
+        return np.zeros((0, columns), np.float32)
+    array = np.asarray(values, dtype=np.float32)
+    return array.reshape(-1, columns)
+
+
+class FaceDetector:
+    """facenet-pytorch MTCNN behind a small interface: RGB uint8 frames in, full-res boxes out."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        from facenet_pytorch import MTCNN  # heavy import kept out of module import time
+
+        self.config = config
+        self._mtcnn = MTCNN(
+            keep_all=True,
+            post_process=False,
+            select_largest=False,
+            thresholds=list(config.thresholds),
+            min_face_size=config.min_face_size,
+            device=config.device,
+        )
+
+    def detect(self, frames_rgb: Sequence[np.ndarray], scale: float = 1.0) -> list[np.ndarray]:
+        """Detect faces in equally sized RGB frames; one ``(n, 5)`` array [x1,y1,x2,y2,score] per frame.
+
+        Frames are resized by ``scale`` for detection and boxes are mapped back to the frames'
+        own pixel coordinates.
+        """
+        if not frames_rgb:
+            return []
+        batch = frames_rgb
+        if scale != 1.0:
+            height, width = frames_rgb[0].shape[:2]
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+            batch = [cv2.resize(f, size, interpolation=interpolation) for f in frames_rgb]
+        boxes, probs = self._mtcnn.detect(np.stack(batch))
+        results = []
+        for frame_boxes, frame_probs in zip(boxes, probs, strict=True):
+            b = _as_float_array(frame_boxes, 4) / scale
+            p = _as_float_array(frame_probs, 1)
+            results.append(np.concatenate([b, p], axis=1) if len(b) else np.zeros((0, 5), np.float32))
+        return results
+
+    def landmarks(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes ``(n, 5)`` with scores and 5-point landmarks ``(n, 5, 2)`` for one image."""
+        boxes, probs, points = self._mtcnn.detect(image_rgb, landmarks=True)
+        b = _as_float_array(boxes, 4)
+        if not len(b):
+            return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
+        p = _as_float_array(probs, 1)
+        return np.concatenate([b, p], axis=1), np.asarray(points, dtype=np.float32).reshape(-1, 5, 2)
+
+
+def pick_central_face(boxes: np.ndarray, width: int, height: int) -> int | None:
+    """Index of the detection whose centre is nearest the image centre (crops are centred on a face)."""
+    if not len(boxes):
+        return None
+    centres = (boxes[:, :2] + boxes[:, 2:4]) / 2
+    distance = np.hypot(centres[:, 0] - width / 2, centres[:, 1] - height / 2)
+    return int(np.argmin(distance))
+
+
+# ---- boxes file: one JSON per original video -------------------------------------------------
+
+
+def boxes_to_json(video: str, width: int, height: int, scale: float, frames: dict[int, np.ndarray]) -> dict[str, Any]:
+    return {
+        "format": BOXES_FORMAT,
+        "video": video,
+        "width": width,
+        "height": height,
+        "detection_scale": scale,
+        # frame index -> [[x1, y1, x2, y2, score], ...] in full-resolution pixels
+        "frames": {
+            str(index): [[round(float(v), 2) for v in row[:4]] + [round(float(row[4]), 4)] for row in boxes]
+            for index, boxes in sorted(frames.items())
+        },
+    }
+
+
+def save_boxes(path: Path, data: dict[str, Any]) -> None:
+    write_json_atomic(path, data)
+
+
+@dataclass(frozen=True)
+class VideoBoxes:
+    video: str
+    width: int
+    height: int
+    frames: dict[int, list[list[float]]]  # frame index -> boxes [x1, y1, x2, y2, score]
+
+    @property
+    def faces(self) -> int:
+        return sum(len(b) for b in self.frames.values())
+
+
+# Box coordinates are pixels of the full-resolution frame; MTCNN boxes may overhang the frame a
+# little, never by a million pixels. The bound keeps box arithmetic (expand_box) finite.
+MAX_BOX_COORD = 1_000_000.0
+# A frame key is a frame index as str(int) writes it: ASCII digits, no sign or leading zero, so two
+# keys never name the same frame and int() never fails ("²".isdigit() is True; int("²") raises).
+_FRAME_KEY = re.compile(r"0|[1-9][0-9]{0,9}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def load_boxes(path: Path) -> VideoBoxes:
+    """Read and validate a boxes file written by the bboxes stage."""
+    # duplicate keys, nesting too deep and oversized integers are BoxesFileErrors (read_json_limited)
+    data = read_json_limited(path, MAX_BOXES_FILE_BYTES, BoxesFileError)
+    if not isinstance(data, dict) or not _is_int(data.get("format")) or data["format"] != BOXES_FORMAT:
+        raise BoxesFileError(f"{path}: not a boxes file of format {BOXES_FORMAT}")
+    width, height, frames = data.get("width"), data.get("height"), data.get("frames")
+    if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
+        raise BoxesFileError(f"{path}: width/height must be positive integers")
+    if not isinstance(frames, dict):
+        raise BoxesFileError(f"{path}: 'frames' must be an object")
+    parsed: dict[int, list[list[float]]] = {}
+    for key, boxes in frames.items():
+        if not (isinstance(key, str) and _FRAME_KEY.fullmatch(key)) or not isinstance(boxes, list):
+            raise BoxesFileError(f"{path}: frame {key!r} must be a frame index with a list of boxes")
+        for box in boxes:
+            if not (isinstance(box, list) and len(box) == 5 and all(_is_number(v) for v in box)):
+                raise BoxesFileError(f"{path}: frame {key}: a box must be 5 finite numbers, got {box!r}")
+            if not all(abs(v) <= MAX_BOX_COORD for v in box[:4]):
+                raise BoxesFileError(f"{path}: frame {key}: box coordinates beyond {MAX_BOX_COORD:g} px: {box!r}")
+        parsed[int(key)] = boxes
+    return VideoBoxes(video=str(data.get("video", "")), width=width, height=height, frames=parsed)

@@ -1,0 +1,92 @@
+"""Matplotlib figures the stages write as PNG (shown as they are by `dvc plots show/diff`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+import numpy as np
+
+from deepfake.core.fileio import atomic_path
+
+
+def _save(fig: Any, path: Path) -> None:
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def loss_curves(
+    history: list[dict[str, float]], best_epoch: int | None, ignore_epochs: int, title: str, path: Path
+) -> None:
+    """Train loss and validation fake/real/weighted loss per epoch; the picked epoch marked (DFDC-1st's plot_loss)."""
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, style in (
+        ("train_loss", "-"),
+        ("val_fake_loss", "--"),
+        ("val_real_loss", "--"),
+        ("val_weighted_loss", "-"),
+    ):
+        ax.plot(epochs, [h.get(key, np.nan) for h in history], style, marker="o", ms=3, label=key)
+    if ignore_epochs:
+        ax.axvspan(-0.5, ignore_epochs - 0.5, color="grey", alpha=0.15, label="ignored by the picker")
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="red", lw=1)
+        picked = next(h for h in history if h["epoch"] == best_epoch)
+        ax.plot([best_epoch], [picked["val_weighted_loss"]], "r*", ms=14, label=f"picked: epoch {best_epoch}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def roc_pr_confusion(curves: dict[str, dict[str, Any]], out_dir: Path) -> None:
+    """roc.png and pr.png with one line per model; confusion.png with one matrix per model."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, c in curves.items():
+        ax.plot(c["fpr"], c["tpr"], label=f"{name} (AUC {c['auc']:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC, video level (holdout)")
+    ax.legend(fontsize=7)
+    _save(fig, out_dir / "roc.png")
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, c in curves.items():
+        ax.plot(c["recall"], c["precision"], label=f"{name} (AP {c['ap']:.3f})")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, video level (holdout)")
+    ax.legend(fontsize=7)
+    _save(fig, out_dir / "pr.png")
+    fig, axes = plt.subplots(1, len(curves), figsize=(2.6 * len(curves), 2.8), squeeze=False)
+    for ax, (name, c) in zip(axes[0], curves.items(), strict=True):
+        matrix = np.asarray(c["confusion"])
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(j, i, str(value), ha="center", va="center")
+        ax.set(
+            xticks=[0, 1],
+            yticks=[0, 1],
+            xticklabels=["REAL", "FAKE"],
+            yticklabels=["REAL", "FAKE"],
+            xlabel="predicted",
+            ylabel="true",
+            title=name,
+        )
+        ax.title.set_fontsize(8)
+    _save(fig, out_dir / "confusion.png")
+
+
+def comparison_bars(rows: list[dict[str, Any]], keys: tuple[str, ...], path: Path) -> None:
+    """One group of bars per metric, one bar per model (TrustNet's model comparison)."""
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(keys) * max(1, len(rows)) / 3), 4))
+    width = 0.8 / max(len(rows), 1)
+    for i, row in enumerate(rows):
+        ax.bar(np.arange(len(keys)) + i * width, [row.get(k, np.nan) for k in keys], width, label=row["model"])
+    ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys)
+    ax.set_title("Model comparison, video level (holdout)")
+    ax.legend(fontsize=7)
+    _save(fig, path)

@@ -1,0 +1,84 @@
+"""Scoring crops and videos: one crop-probability loop and one video aggregation for every caller.
+
+Training's validation, the evaluate stage, the quantize stage's fp32/int8 test and ``deepfake
+predict`` all turn crop probabilities into video probabilities here (``mean`` or DFDC-1st's
+``confident`` strategy) and score them with ``deepfake.modeling.metrics``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from deepfake.media.face_input import probabilities
+from deepfake.modeling.data import CropDataset
+from deepfake.modeling.metrics import ConfidentStrategy, aggregate_video, binary_metrics, mask_iou_dice
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """How a video's crop probabilities become one probability (params section ``evaluate``)."""
+
+    method: str
+    confident: ConfidentStrategy
+
+    @classmethod
+    def from_params(cls, params: Any) -> Aggregation:
+        sect = params.evaluate
+        strategy = ConfidentStrategy(**sect.confident.model_dump())
+        return cls(method=sect.aggregation, confident=strategy)
+
+    def __call__(self, probs: Any) -> float:
+        return aggregate_video(probs, self.method, self.confident)
+
+
+@torch.no_grad()
+def predict_crops(
+    model: torch.nn.Module, dataset: CropDataset, batch_size: int, device: torch.device
+) -> dict[str, Any]:
+    """Crop probabilities in row order; for U-YNet also per-crop mask IoU and Dice."""
+    model.eval()
+    logits, iou, dice = [], [], []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        outputs = model(batch["image"].to(device))
+        logits.append(outputs["logit"].float().reshape(-1).cpu().numpy())
+        if "mask" in outputs:
+            for predicted, target in zip((outputs["mask"] > 0).cpu().numpy(), batch["mask"].numpy() > 0.5, strict=True):
+                i, d = mask_iou_dice(predicted, target)
+                iou.append(i)
+                dice.append(d)
+    result: dict[str, Any] = {"prob": probabilities(np.concatenate(logits)) if logits else np.zeros(0)}
+    if iou:
+        result["iou"], result["dice"] = np.asarray(iou), np.asarray(dice)
+    return result
+
+
+def predict_crops_with(
+    logit_fn: Callable[[np.ndarray], np.ndarray], dataset: CropDataset, batch_size: int
+) -> np.ndarray:
+    """Crop probabilities in row order from any ``images -> logits`` function (an ONNX session, an engine)."""
+    logits = []
+    for start in range(0, len(dataset), batch_size):
+        batch = np.stack([dataset[i]["image"].numpy() for i in range(start, min(start + batch_size, len(dataset)))])
+        logits.append(np.asarray(logit_fn(batch)).reshape(-1))
+    return probabilities(np.concatenate(logits)) if logits else np.zeros(0)
+
+
+def video_predictions(rows: pd.DataFrame, probs: np.ndarray, aggregation: Aggregation) -> pd.DataFrame:
+    """One row per video: its label ``y`` and aggregated probability ``prob``."""
+    frame = rows.assign(prob=probs, y=(rows["label"] == "FAKE").astype(int))
+    grouped = frame.groupby("video", sort=True)
+    return pd.DataFrame({"y": grouped["y"].first(), "prob": grouped["prob"].apply(lambda p: aggregation(p.to_numpy()))})
+
+
+def score(rows: pd.DataFrame, probs: np.ndarray, aggregation: Aggregation) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Frame- and video-level metrics of crop probabilities ``probs`` (in ``rows`` order)."""
+    labels = (rows["label"] == "FAKE").astype(int).to_numpy()
+    videos = video_predictions(rows, probs, aggregation)
+    return {"frame": binary_metrics(labels, probs), "video": binary_metrics(videos["y"], videos["prob"])}, videos

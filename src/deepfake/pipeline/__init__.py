@@ -1,1 +1,0 @@
-"""One module per preprocessing stage: each has a Config (from params.yaml) and a ``run``."""

@@ -1,0 +1,127 @@
+"""Stage crops: face crops of every video of one part; fakes reuse their original's boxes."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deepfake.core.fileio import write_bytes_atomic, write_png_atomic
+from deepfake.core.parallel import map_videos
+from deepfake.core.report import SKIPPED, StageReport, VideoResult
+from deepfake.media.crop_index import INDEX_NAME, crop_name, index_csv
+from deepfake.media.face_input import crop_face
+from deepfake.media.faces import load_boxes
+from deepfake.media.metadata import VideoEntry, load_metadata
+from deepfake.media.video import FrameSampling, iter_sampled_frames
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Config:
+    sampling: FrameSampling
+    margin: float
+    workers: int
+
+    @classmethod
+    def from_params(cls, params: Any) -> Config:
+        return cls(sampling=FrameSampling.from_params(params), margin=params.crops.margin, workers=params.crops.workers)
+
+
+@dataclass(frozen=True)
+class Paths:
+    part_dir: Path  # a DFDC part: videos + metadata.json
+    boxes: Path  # the bboxes stage's folder for this part
+    out: Path  # <video>/<frame>_<face>.png and index.csv
+    report: Path
+
+
+@dataclass(frozen=True)
+class CropsTask:
+    entry: VideoEntry
+    video: Path
+    boxes: Path  # the original's boxes file
+    out: Path  # folder for this video's crops
+    config: Config
+
+
+def crop_video(task: CropsTask) -> VideoResult:
+    """Write ``<frame>_<face>.png`` crops of one video; its index rows ride on ``result.records``."""
+    entry = task.entry
+    if not task.boxes.is_file():
+        source = "its own" if not entry.is_fake else f"its original {entry.original}'s"
+        return VideoResult.skipped(entry.name, f"no boxes for {source} faces (skipped by bboxes; see its report)")
+    boxes = load_boxes(task.boxes)
+    result = VideoResult(video=entry.name, counts={"crops": 0, "frames": 0})
+    wanted = {index for index, rows in boxes.frames.items() if rows}
+    for index, frame in iter_sampled_frames(task.video, task.config.sampling):
+        height, width = frame.shape[:2]
+        if (width, height) != (boxes.width, boxes.height):
+            return VideoResult.skipped(
+                entry.name, f"frame size {width}x{height} differs from the boxes' {boxes.width}x{boxes.height}"
+            )
+        result.counts["frames"] += 1
+        if index not in wanted:
+            continue
+        wanted.discard(index)
+        for face, box in enumerate(boxes.frames[index]):
+            crop = crop_face(frame, box, task.config.margin)
+            if crop is None:
+                continue
+            name = crop_name(index, face)
+            write_png_atomic(task.out / f"{name}.png", crop)
+            result.counts["crops"] += 1
+            result.records.append(
+                {
+                    "video": entry.name,
+                    "file": f"{entry.part}/{entry.stem}/{name}.png",
+                    "label": entry.label,
+                    "original": entry.source,
+                    "part": entry.part,
+                    "frame": index,
+                    "face": face,
+                    "identity": entry.identity,
+                }
+            )
+    if wanted:
+        result.notes.append(f"{len(wanted)} frames with boxes could not be decoded: {sorted(wanted)[:10]}")
+    if result.counts["crops"] == 0:
+        return VideoResult.skipped(entry.name, "no crop could be taken (no decodable frame with a face)")
+    return result
+
+
+def run(config: Config, paths: Paths) -> dict[str, Any]:
+    """Crops of every listed video of the part into ``paths.out``, plus ``paths.out/index.csv``."""
+    metadata = load_metadata(paths.part_dir)
+    report = StageReport("crops", metadata.part)
+    for name, reason in metadata.refused.items():
+        report.refuse(name, reason)
+    with report.outputs(paths.out, paths.report) as tmp:
+        tasks = [
+            (
+                e.name,
+                CropsTask(
+                    entry=e,
+                    video=metadata.video_path(e.name),
+                    boxes=paths.boxes / f"{Path(e.source).stem}.json",
+                    out=tmp / e.stem,
+                    config=config,
+                ),
+            )
+            for e in metadata.entries.values()
+        ]
+        rows: list[dict[str, Any]] = []
+        for (_, task), result in zip(
+            tasks, map_videos(crop_video, tasks, config.workers, f"crops {metadata.part}"), strict=True
+        ):
+            report.add(result)
+            rows.extend(result.records)
+            if result.status == SKIPPED:  # a video skipped midway leaves no orphan crops behind
+                shutil.rmtree(task.out, ignore_errors=True)
+        write_bytes_atomic(tmp / INDEX_NAME, index_csv(rows))
+    summary = report.summary
+    logger.info("crops %s: %d crops from %d videos", metadata.part, len(rows), summary["videos_done"])
+    return summary

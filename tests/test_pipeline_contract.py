@@ -232,3 +232,16 @@ def test_every_stage_module_has_the_one_stage_contract(name: str) -> None:
 def test_every_stage_script_runs_a_stage_module() -> None:
     scripts = {p.stem for p in (ROOT / "stages").glob("*.py")}
     assert scripts == set(STAGE_MODULES)
+
+
+def test_a_stages_work_in_progress_is_invisible_to_dvc() -> None:
+    """atomic_dir's side folders (a killed run's `.partial`, a swap's `.previous`) sit beside outputs
+    inside folders other stages depend on (data/crops for folds): DVC must not hash them."""
+    import os
+
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        for name in (".dfdc_train_part_0.partial", ".dfdc_train_part_0.previous"):
+            assert repo.dvcignore.is_ignored_dir(os.path.join(ROOT, "data", "crops", name)), name
+        assert not repo.dvcignore.is_ignored_dir(os.path.join(ROOT, "data", "crops", "dfdc_train_part_0"))

@@ -1,6 +1,7 @@
 """DVC stage train: one model with one seed (train.seed, or --seed for an ensemble member).
 
-Also runs under `torchrun --nproc_per_node N -P stages/train.py ...` (DDP).
+Also runs under `PYTHONSAFEPATH=1 torchrun --nproc_per_node N stages/train.py ...` (DDP; PYTHONSAFEPATH
+keeps stages/ off sys.path, as `python -P` does for the DVC command).
 """
 
 from pathlib import Path

@@ -164,14 +164,32 @@ def test_reports_are_git_tracked_metrics(stages: dict) -> None:
         assert metrics and all(not o.use_cache for o in metrics), f"{name}: report must be a cache: false metric"
 
 
+@pytest.mark.parametrize("safe_path", [True, False], ids=["python -P", "python"])
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "stages").glob("*.py")))
-def test_stage_script_help(script: str) -> None:
-    # -P, as dvc.yaml runs them: stages/evaluate.py and stages/triton.py share names with installed packages
-    # (HF evaluate, OpenAI triton, which torch imports), and -P keeps stages/ off sys.path
-    command = [sys.executable, "-P", str(ROOT / "stages" / script), "--help"]
+def test_stage_script_help(script: str, safe_path: bool) -> None:
+    """Each script starts, as dvc.yaml runs it (``python -P``) and as a user might (``python``):
+    stages/evaluate.py and stages/triton.py share names with installed packages (HF evaluate, the triton
+    torch imports), and deepfake.core.command keeps stages/ off sys.path either way."""
+    command = [sys.executable, *(["-P"] if safe_path else []), str(ROOT / "stages" / script), "--help"]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "--params" in result.stdout
+
+
+def test_a_plain_python_stage_script_still_imports_the_real_triton_and_evaluate(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import deepfake.core.command, importlib.util, sys\n"
+        "print(importlib.util.find_spec('triton').origin, importlib.util.find_spec('evaluate').origin)\n"
+    )
+    staged = ROOT / "stages" / "_probe_for_test.py"
+    staged.write_text(probe.read_text())
+    try:
+        result = subprocess.run([sys.executable, str(staged)], capture_output=True, text=True)
+    finally:
+        staged.unlink()
+    assert result.returncode == 0, result.stderr
+    assert str(ROOT / "stages") not in result.stdout, result.stdout
 
 
 def test_cli_help() -> None:

@@ -1,7 +1,7 @@
 """What every command shares: the stage scripts' parser, logging, and the exit status of a failure.
 
-Stage scripts (``stages/*.py``) import this module, not ``deepfake.cli``, so a stage depends on the
-code it runs and nothing else (``dvc.yaml`` lists exactly that; a contract test checks it).
+Stage scripts (``stages/*.py``) import this module first, not ``deepfake.cli``, so a stage depends
+on the code it runs and nothing else (``dvc.yaml`` lists exactly that; a contract test checks it).
 """
 
 from __future__ import annotations
@@ -20,6 +20,22 @@ from deepfake.core.errors import (
     is_environment_fault,
 )
 from deepfake.core.params import Params, load_params
+
+
+def _keep_the_stages_folder_off_sys_path() -> None:
+    """``python stages/x.py`` puts ``stages/`` first on sys.path, where the scripts named as their stages
+    (``evaluate.py``, ``triton.py``) would shadow installed packages (HF evaluate; triton, which torch
+    imports). dvc.yaml runs ``python -P``; this makes a plain ``python stages/x.py`` just as safe. It runs
+    when a stage script imports this module, before anything imports torch."""
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if sys.flags.safe_path or not script or not sys.path:
+        return
+    folder = Path(script).resolve().parent
+    if folder.name == "stages" and Path(sys.path[0] or ".").resolve() == folder:
+        del sys.path[0]
+
+
+_keep_the_stages_folder_off_sys_path()
 
 # Errors about the user's input or configuration: reported in one line (exit 2), not as a traceback.
 # Only UserError and its subclasses (ParamsError, InputError: MetadataError, VideoError, BoxesFileError,

@@ -282,3 +282,16 @@ def test_scientific_notation_is_a_number_as_dvc_writes_it(tmp_path: Path) -> Non
     (tmp_path / "params.yaml").write_text(text)
     params = load_params(tmp_path / "params.yaml")
     assert params.train.lr == 1e-3 and params.export.tolerance == 1e-4
+
+
+def test_the_schemas_choices_are_the_codes_registries() -> None:
+    """core cannot import the higher layers, so the schema spells their choices out; this keeps them equal."""
+    import typing
+
+    from deepfake.backends.base import BACKENDS
+    from deepfake.core.params import InputFilter, ModelParams, PredictParams
+    from deepfake.modeling.models import INPUT_FILTERS, list_models
+
+    assert typing.get_args(PredictParams.model_fields["backend"].annotation) == BACKENDS
+    assert typing.get_args(InputFilter) == INPUT_FILTERS
+    assert set(ModelParams.model_fields) == set(list_models())

@@ -370,7 +370,7 @@ class ExportParams(_Section):
 
 
 class QuantizeParams(_Section):
-    config: Literal["XINT8", "XINT8_ADAROUND", "XINT8_ADAQUANT"]  # stages.quantize.QUARK_CONFIGS
+    config: Literal["XINT8", "XINT8_ADAROUND", "XINT8_ADAQUANT"]  # Quark default configs for the DPU
     calib_crops: PositiveInt
     seed: Seed
     batch_size: PositiveInt
@@ -411,7 +411,7 @@ class CompileDpuParams(_Section):
 class PredictParams(_Section):
     frames: PositiveInt
     batch_size: PositiveInt
-    backend: Literal["torch", "onnx", "onnx-int8", "tensorrt", "triton", "vart"]  # apps.predict.BACKENDS
+    backend: Literal["torch", "onnx", "onnx-int8", "tensorrt", "triton", "vart"]  # backends.base.BACKENDS
 
 
 _PART_NUMBER = re.compile(r"\d+$")  # modeling.splits.part_number

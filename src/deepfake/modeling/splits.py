@@ -24,7 +24,6 @@ import pandas as pd
 from deepfake.core.errors import InputError, ParamsError
 from deepfake.core.errors import LeakageError as LeakageError  # re-exported: a group would straddle folds
 
-STRATEGIES = ("original", "part")
 _PART_NUMBER = re.compile(r"(\d+)$")
 
 

@@ -32,7 +32,6 @@ from deepfake.modeling.store import INPUT_NAME, ModelStore
 
 logger = logging.getLogger(__name__)
 
-QUARK_CONFIGS = ("XINT8", "XINT8_ADAROUND", "XINT8_ADAQUANT")
 
 # DPUCVDX8H operator support (AMD PG403 "DPUCVDX8H Feature Support", Table 1): convolution,
 # depthwise and transposed convolution, max/average pooling, ReLU / LeakyReLU / ReLU6 /

@@ -1,11 +1,14 @@
-"""Tests for the built-in DFDC-format sample (deepfake.stages.sample)."""
+"""Tests for the built-in sample (deepfake.stages.sample): the DFDC parts, the other layouts, and the
+manipulations (deepfake.media.manipulations)."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
+import re
 import shutil
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,39 +18,72 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from deepfake.core.errors import InputError, ParamsError
-from deepfake.stages.sample import (
-    LANDMARKS_FILE,
+from deepfake.core.params import load_params
+from deepfake.media.manipulations import (
+    DRIVE_CHANNELS,
     TEMPLATE,
+    TextureStyle,
+    expression_drive,
+    reenact_face,
+    reenact_reach,
+    retexture_face,
+    to_template,
+)
+from deepfake.stages import sample
+from deepfake.stages.sample import (
+    DATASETS,
+    LANDMARKS_FILE,
+    RenderKey,
     SampleConfig,
     annotate_faces,
     build_sample,
     faces_dir,
+    layout_datasets,
     leave_profile,
     load_annotations,
     plan_sample,
     render_fake,
     render_generator_face,
+    render_manipulation,
     render_real,
     swap_face,
 )
-from tests.conftest import as_params, tiny_params
+from tests.conftest import PARAMS_YAML, as_params, tiny_params
 
 PARTS = ("dfdc_train_part_0", "dfdc_train_part_1")
 PHOTOS = sorted(p.name for p in faces_dir().iterdir() if p.suffix in (".jpg", ".png"))
+STEMS = {Path(photo).stem for photo in PHOTOS}
 CONFIG = SampleConfig(
-    seed=7, parts=PARTS, frames=8, fps=15, width=320, height=180, fakes_per_real=1, identity_groups=3, generator_size=40
+    seed=7,
+    parts=PARTS,
+    frames=8,
+    fps=15,
+    width=320,
+    height=180,
+    fakes_per_real=1,
+    identity_groups=5,
+    generator_size=40,
+    hq_generator_size=64,
+    test_groups=2,
+    val_groups=1,
+    datasets=DATASETS,
 )
 PARAMS = {
     "seed": 2026,
     "parts": list(PARTS),
+    "datasets": list(DATASETS),
     "frames": 64,
     "fps": 15,
     "width": 640,
     "height": 360,
     "fakes_per_real": 2,
-    "identity_groups": 4,
+    "identity_groups": 5,
+    "test_groups": 2,
+    "val_groups": 1,
     "generator_size": 40,
+    "hq_generator_size": 96,
 }
+FOLDERS = (*PARTS, *DATASETS, "identities")
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +103,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 
 @pytest.fixture(scope="module")
-def clips(annotations: dict) -> dict:
-    return {clip.name: clip for clip in plan_sample(CONFIG, annotations)}
+def plan(annotations: dict) -> sample.SamplePlan:
+    return plan_sample(CONFIG, annotations)
+
+
+@pytest.fixture(scope="module")
+def clips(plan: sample.SamplePlan) -> dict:
+    return {clip.name: clip for clip in plan.clips}
 
 
 def _metadata(root: Path) -> dict[str, dict]:
@@ -100,6 +141,21 @@ def _donor_landmarks(annotations: dict, photo: str) -> np.ndarray:
     return np.asarray(entry["faces"][entry["subject"]]["landmarks"])
 
 
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _identities(root: Path, dataset: str) -> dict[str, str]:
+    with open(root / "identities" / f"{dataset}.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["path", "identity"]
+    return {path: identity for path, identity in rows[1:]}
+
+
+def _videos(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*.mp4")}
+
+
 # ----------------------------------------------------------------------------- config
 
 
@@ -113,7 +169,9 @@ def _sample_raw(root: Path, **sample: object) -> dict:
 def test_config_from_params(tmp_path: Path) -> None:
     config = SampleConfig.from_params(as_params(_sample_raw(tmp_path)))
     assert config.parts == PARTS and config.frames == 64 and config.fakes_per_real == 2
-    assert config == SampleConfig(**{**PARAMS, "parts": PARTS})
+    assert config == SampleConfig(**{**PARAMS, "parts": PARTS, "datasets": DATASETS})
+    assert config.folders == FOLDERS
+    assert replace(config, datasets=()).folders == PARTS  # no extra layouts, no identities folder
     raw = _sample_raw(tmp_path)
     del raw["sample"]["fps"]
     with pytest.raises(ParamsError, match=r"sample\.fps: missing"):
@@ -129,20 +187,38 @@ def test_config_from_params(tmp_path: Path) -> None:
         {"parts": []},
         {"parts": ["a", "a"]},
         {"parts": ["../x"]},
+        {"parts": ["ffpp"]},
+        {"parts": ["identities"]},
         {"fakes_per_real": 0},
         {"identity_groups": 0},
+        {"identity_groups": 3},  # 2 test + 1 val groups leave none for train
+        {"test_groups": 4},
+        {"val_groups": -1},
         {"generator_size": 8},
+        {"hq_generator_size": 40},  # must beat generator_size
+        {"datasets": ["ffpp", "ffpp"]},
+        {"datasets": ["faceforensics"]},
         {"seed": "1"},
     ]
     for bad in bad_values:
         (key,) = bad
-        with pytest.raises(ParamsError, match=rf"sample\.{key}"):
+        blamed = "test_groups" if key == "identity_groups" and bad[key] else key
+        with pytest.raises(ParamsError, match=rf"sample\.({key}|{blamed})"):
             as_params(_sample_raw(tmp_path, **bad))
         if key != "parts" or isinstance(bad[key], list):  # SampleConfig itself checks its values too
             values = {**PARAMS, **bad}
-            values["parts"] = tuple(values["parts"])
+            values["parts"], values["datasets"] = tuple(values["parts"]), tuple(values["datasets"])
             with pytest.raises(ParamsError):
                 SampleConfig(**values)
+    # No extra layouts is allowed: the DFDC parts alone.
+    assert SampleConfig.from_params(as_params(_sample_raw(tmp_path, datasets=[]))).datasets == ()
+
+
+def test_params_yaml_sample_is_the_issue_12_shape() -> None:
+    config = SampleConfig.from_params(load_params(PARAMS_YAML))
+    assert config.identity_groups == 5 and (config.test_groups, config.val_groups) == (2, 1)
+    assert set(config.datasets) == set(DATASETS) and config.hq_generator_size > config.generator_size
+    assert (config.frames, config.width, config.height) == (64, 640, 360)
 
 
 def test_missing_landmarks_names_the_fix(tmp_path: Path) -> None:
@@ -174,10 +250,17 @@ def test_layout_and_metadata(built: tuple[Path, dict]) -> None:
             assert entry["identity"] in {Path(photo).stem for photo in PHOTOS}  # whose face it shows
     assert (reals, fakes) == (9, 9 * CONFIG.fakes_per_real)
     assert [len([e for e in m.values() if e["label"] == "REAL"]) for m in metadata.values()] == [5, 4]
-    assert summary["videos"] == reals + fakes
     labels = {part: [e["label"] for e in m.values()] for part, m in metadata.items()}
     assert summary["parts"] == {p: {"real": ls.count("REAL"), "fake": ls.count("FAKE")} for p, ls in labels.items()}
-    assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    assert sorted(p.name for p in root.iterdir()) == sorted(FOLDERS)  # no temporary leftovers (.partial, renders)
+    assert summary["videos"] == sum(len(_videos(root / name)) for name in FOLDERS) - summary["masks"]
+
+
+def test_fakes_per_real_is_capped_by_the_group(annotations: dict) -> None:
+    plan = plan_sample(replace(CONFIG, fakes_per_real=2), annotations)
+    for clip in plan.clips:
+        group = plan.groups[plan.group_of(clip.person)]
+        assert len(clip.fakes) == min(2, len(group)) and {f.donor for f in clip.fakes} <= set(group)
 
 
 def test_videos_readable_with_configured_size(built: tuple[Path, dict]) -> None:
@@ -203,7 +286,8 @@ def test_byte_identical_for_same_seed(built: tuple[Path, dict], tmp_path: Path) 
     assert _hashes(tmp_path / "again") == _hashes(root)
     other = SampleConfig(**{**CONFIG.__dict__, "seed": CONFIG.seed + 1})
     build_sample(tmp_path / "other", other)
-    assert set(_hashes(tmp_path / "other").values()).isdisjoint(_hashes(root).values())
+    videos = {k: v for k, v in _hashes(root).items() if k.endswith(".mp4")}
+    assert set(_hashes(tmp_path / "other").values()).isdisjoint(videos.values())
 
 
 def test_rebuild_replaces_parts(built: tuple[Path, dict], tmp_path: Path) -> None:
@@ -244,7 +328,7 @@ def test_donors_stay_within_identity_groups(clips: dict, annotations: dict) -> N
     sizes = Counter(find(person) for person in annotations).values()
     assert len(sizes) >= CONFIG.identity_groups and max(sizes) <= -(-len(annotations) // CONFIG.identity_groups)
     with pytest.raises(ParamsError, match="identity groups"):
-        plan_sample(replace(CONFIG, identity_groups=5, fakes_per_real=2), annotations)
+        plan_sample(replace(CONFIG, identity_groups=5, fakes_per_real=3), annotations)
 
 
 def test_generator_face_is_aligned_and_detail_poor(clips: dict, photos: dict, annotations: dict) -> None:
@@ -266,14 +350,14 @@ def test_generator_face_is_aligned_and_detail_poor(clips: dict, photos: dict, an
 
 
 def test_swap_face_changes_only_the_mask(clips: dict, photos: dict, annotations: dict) -> None:
-    clip = next(c for c in clips.values() if c.role == "plain")
+    clip = next(c for c in clips.values() if c.role == "plain" and c.fakes[0].donor != c.person)  # not a self-swap
     frame = render_real(photos[clip.person], clip)[3]
     donor = clip.fakes[0].donor
     fake, mask = swap_face(frame, clip.landmarks[3], photos[donor], _donor_landmarks(annotations, donor))
     assert fake.shape == frame.shape and fake.dtype == np.uint8
     assert np.array_equal(fake[mask == 0], frame[mask == 0])
     core = mask > 0.9
-    assert core.sum() > 500
+    assert core.sum() > 300
     assert np.abs(fake[core].astype(int) - frame[core]).mean() > 10  # a visible change
     # SSIM's difference map localises the swap on the subject's face.
     ssim = structural_similarity(
@@ -300,6 +384,481 @@ def test_fake_equals_real_while_face_is_away(clips: dict, photos: dict, annotati
     fake = render_fake(real, clip, photos[donor], _donor_landmarks(annotations, donor), CONFIG.generator_size)
     for i, (r, f) in enumerate(zip(real, fake, strict=True)):
         assert np.array_equal(r, f) == (not clip.visible[i])
+
+
+# ----------------------------------------------------------------------------- the other manipulations
+
+
+def _plain_frame(clips: dict, photos: dict, index: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    clip = next(c for c in clips.values() if c.role == "plain")
+    return render_real(photos[clip.person], clip)[index], clip.landmarks[index]
+
+
+def _template_y(landmarks: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Template-space y of the pixels in a bool map (0 at the top of ArcFace's 112 x 112 crop)."""
+    ys, xs = np.nonzero(where)
+    inverse = to_template(landmarks)
+    return xs * inverse[1, 0] + ys * inverse[1, 1] + inverse[1, 2]
+
+
+def _detail(frame: np.ndarray, where: np.ndarray) -> float:
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F)[where].var())
+
+
+def test_reenactment_moves_the_face_and_keeps_its_texture(clips: dict, photos: dict) -> None:
+    frame, landmarks = _plain_frame(clips, photos)
+    drive = np.array([1.0, 0.8, 1.0, 0.6])
+    fake, mask = reenact_face(frame, landmarks, drive)
+    assert fake.shape == frame.shape and fake.dtype == np.uint8 and mask.dtype == np.float32
+    changed = np.any(fake != frame, axis=2)
+    assert changed.sum() > 100
+    assert not changed[mask == 0].any()  # only inside its mask
+    assert not changed[~reenact_reach(frame.shape, landmarks)].any()  # the texture outside the warp is untouched
+    # The mask is the face from the eyes to the chin; the moved pixels are the eyelids, mouth and jaw.
+    rows = _template_y(landmarks, changed)
+    assert rows.min() > 30 and rows.max() < 130
+    assert (rows > TEMPLATE[2, 1]).sum() > (rows < TEMPLATE[2, 1]).sum()  # mostly the mouth and jaw
+    # Identity and texture kept: the same colours (moved lips shift a mean by a level or two), a face
+    # that is still the same face.
+    inside = mask > 0.5
+    assert np.abs(fake[inside].astype(float).mean(axis=0) - frame[inside].mean(axis=0)).max() < 2.5
+    ys, xs = np.nonzero(inside)
+    box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    grey = [cv2.cvtColor(f[box], cv2.COLOR_BGR2GRAY) for f in (frame, fake)]
+    assert structural_similarity(*grey, data_range=255) > 0.8
+    # Deterministic; a neutral drive moves nothing (the mask is still the face).
+    assert np.array_equal(reenact_face(frame, landmarks, drive)[0], fake)
+    same, neutral = reenact_face(frame, landmarks, np.zeros(len(DRIVE_CHANNELS)))
+    assert np.array_equal(same, frame) and np.array_equal(neutral, mask)
+    away, none = reenact_face(frame, np.add(landmarks, [10 * frame.shape[1], 0]), drive)
+    assert np.array_equal(away, frame) and not none.any()
+
+
+def test_expression_drive_follows_the_source_and_the_seed(clips: dict) -> None:
+    plain = [c for c in clips.values() if c.role == "plain"]
+    source = plain[0].landmarks
+    drive = expression_drive(source, np.random.default_rng(1), CONFIG.fps)
+    assert drive.shape == (CONFIG.frames, len(DRIVE_CHANNELS)) and np.abs(drive).max() <= 1.0
+    assert drive[:, 0].min() >= 0 and drive[:, 2].min() >= 0  # the mouth opens, eyes close: never negative
+    assert np.array_equal(drive, expression_drive(source, np.random.default_rng(1), CONFIG.fps))
+    assert not np.array_equal(drive, expression_drive(source, np.random.default_rng(2), CONFIG.fps))
+    other = expression_drive(plain[1].landmarks, np.random.default_rng(1), CONFIG.fps)
+    assert not np.allclose(drive[:, [0, 1, 3]], other[:, [0, 1, 3]])  # another source moves differently
+    still = expression_drive(np.repeat(source[:1], CONFIG.frames, axis=0), np.random.default_rng(1), CONFIG.fps)
+    assert np.ptp(still[:, [0, 1, 3]], axis=0).max() == 0  # a still source holds its expression (blinks aside)
+
+
+def test_retexture_changes_only_the_lower_face(clips: dict, photos: dict) -> None:
+    frame, landmarks = _plain_frame(clips, photos)
+    style = TextureStyle.draw(np.random.default_rng(3))
+    assert style == TextureStyle.draw(np.random.default_rng(3)) != TextureStyle.draw(np.random.default_rng(4))
+    fake, mask = retexture_face(frame, landmarks, style)
+    changed = np.any(fake != frame, axis=2)
+    assert changed.sum() > 100 and not changed[mask == 0].any()
+    assert _template_y(landmarks, mask > 0).min() > TEMPLATE[2, 1]  # below the nose tip: eyes and nose untouched
+    assert np.array_equal(retexture_face(frame, landmarks, style)[0], fake)
+    # Re-rendered, not recoloured: less fine detail, a tone shift of a few grey levels at most.
+    core = mask > 0.9
+    assert _detail(fake, core) < 0.8 * _detail(frame, core)
+    shift = np.abs(fake[core].astype(float).mean(axis=0) - frame[core].mean(axis=0))
+    assert shift.max() < 5.0
+    away, none = retexture_face(frame, np.add(landmarks, [10 * frame.shape[1], 0]), style)
+    assert np.array_equal(away, frame) and not none.any()
+
+
+def test_the_improved_generator_is_sharper(annotations: dict, photos: dict) -> None:
+    # One frame at the stage's 640 x 360 (not a clip): the generator sizes matter at full size.
+    config = replace(CONFIG, width=640, height=360)
+    plan = plan_sample(config, annotations)
+    clip = next(c for c in plan.clips if c.role == "plain")
+    frame = cv2.warpAffine(photos[clip.person], clip.transforms[3], clip.size, borderMode=cv2.BORDER_REPLICATE)
+    donor = plan.partner(clip.person) or clip.person
+    landmarks = _donor_landmarks(annotations, donor)
+    low, high = (
+        swap_face(frame, clip.landmarks[3], *render_generator_face(photos[donor], landmarks, size))
+        for size in (config.generator_size, config.hq_generator_size)
+    )
+    core = low[1] > 0.9
+    assert np.array_equal(low[1], high[1]) and core.sum() > 1000
+    assert _detail(high[0], core) > 1.3 * _detail(low[0], core)
+
+
+def test_every_manipulation_is_seeded_and_masked(plan: sample.SamplePlan, photos: dict, annotations: dict) -> None:
+    target, source = plan.pairs[0]
+    real = render_real(photos[target], plan.clip(target))
+    for kind, size in (("swap", CONFIG.generator_size), ("reenact", 0), ("retexture", 0)):
+        key = RenderKey(kind, target, source, size)
+        frames, masks = render_manipulation(real, key, plan, photos, annotations, CONFIG)
+        again, _ = render_manipulation(real, key, plan, photos, annotations, CONFIG)
+        assert all(np.array_equal(a, b) for a, b in zip(frames, again, strict=True)), kind
+        for r, f, m in zip(real, frames, masks, strict=True):
+            assert not np.any(f != r, axis=2)[m == 0].any(), kind
+        assert all(m.any() for m in masks), kind
+    other = replace(CONFIG, seed=CONFIG.seed + 1)
+    styles = [
+        TextureStyle.draw(sample._manipulation_rng(c, RenderKey("retexture", target, source), plan.people))
+        for c in (CONFIG, other)
+    ]
+    assert styles[0] != styles[1]
+
+
+# ----------------------------------------------------------------------------- the other layouts
+
+
+def test_ffpp_layout(built: tuple[Path, dict], plan: sample.SamplePlan) -> None:
+    out, summary = built
+    root = out / "ffpp"
+    ids = sorted(p.stem for p in (root / "original_sequences/youtube/c23/videos").iterdir())
+    assert ids == [f"{k:03d}" for k in range(2 * len(plan.pairs))] and len(plan.pairs) == 4
+    splits = {split: json.loads((root / "splits" / f"{split}.json").read_text()) for split in ("train", "val", "test")}
+    pairs = [tuple(pair) for listed in splits.values() for pair in listed]
+    assert all(len(pair) == 2 and all(re.fullmatch(r"\d{3}", i) for i in pair) for pair in pairs)
+    assert sorted(i for pair in pairs for i in pair) == ids  # the splits cover every pair, each id once
+    assert all(splits.values())  # a pair in each of train, val and test
+    names = sorted(f"{t}_{s}.mp4" for a, b in pairs for t, s in ((a, b), (b, a)))  # both directions
+    methods = ["Deepfakes", "Face2Face", "NeuralTextures"]
+    assert sorted(p.name for p in (root / "manipulated_sequences").iterdir()) == methods
+    for method in methods:
+        for kind in ("c23", "masks"):
+            assert (
+                sorted(p.name for p in (root / "manipulated_sequences" / method / kind / "videos").iterdir()) == names
+            )
+        video, mask = (
+            _read_frames(root / "manipulated_sequences" / method / k / "videos" / names[0]) for k in ("c23", "masks")
+        )
+        assert len(video) == len(mask) == CONFIG.frames and video[0].shape == mask[0].shape
+        grey = np.stack([cv2.cvtColor(m, cv2.COLOR_BGR2GRAY) for m in mask])
+        assert 0.005 < (grey > 127).mean() < 0.5  # white where manipulated, black elsewhere
+        assert ((grey < 40) | (grey > 215)).mean() > 0.97
+    # Whose face: Deepfakes shows the source, Face2Face and NeuralTextures the target.
+    identity = _identities(out, "ffpp")
+    person = {i: identity[f"original_sequences/youtube/c23/videos/{i}.mp4"] for i in ids}
+    for name in names:
+        target, source = name[:-4].split("_")
+        for method in methods:
+            shown = identity[f"manipulated_sequences/{method}/c23/videos/{name}"]
+            assert shown == person[source if method == "Deepfakes" else target]
+    assert set(identity) == {p for p in _videos(root) if "/masks/" not in p}
+    counts = summary["datasets"]["ffpp"]
+    assert (counts["real"], counts["fake"], counts["masks"]) == (8, 24, 24)
+    assert counts["methods"] == dict.fromkeys(methods, 8)
+
+
+def test_celebdf_layout(built: tuple[Path, dict]) -> None:
+    out, summary = built
+    root = out / "celebdf"
+    real = [p.name for p in (root / "Celeb-real").iterdir()]
+    youtube = [p.name for p in (root / "YouTube-real").iterdir()]
+    synthesis = [p.name for p in (root / "Celeb-synthesis").iterdir()]
+    assert real and youtube and synthesis
+    assert all(re.fullmatch(r"id\d+_0000\.mp4", n) for n in real)
+    assert all(re.fullmatch(r"\d{5}\.mp4", n) for n in youtube)
+    real_ids = {n.split("_")[0] for n in real}
+    for name in synthesis:
+        target, source = re.fullmatch(r"(id\d+)_(id\d+)_0000\.mp4", name).groups()
+        assert target != source and {target, source} <= real_ids and f"{source}_{target}_0000.mp4" in synthesis
+    identity = _identities(out, "celebdf")
+    assert set(identity) == _videos(root)
+    # YouTube-real shows people who are not in Celeb-real.
+    assert not {identity[f"YouTube-real/{n}"] for n in youtube} & {identity[f"Celeb-real/{n}"] for n in real}
+    # The inverted convention: 1 = real, 0 = fake.
+    lines = (root / "List_of_testing_videos.txt").read_text().splitlines()
+    assert lines
+    for line in lines:
+        label, path = line.split(" ")
+        assert (root / path).is_file()
+        assert label == ("0" if path.startswith("Celeb-synthesis/") else "1")
+    assert {line[0] for line in lines} == {"0", "1"}
+    assert summary["datasets"]["celebdf"]["methods"] == {"Celeb-synthesis": len(synthesis)}
+
+
+def test_dfdc_test_layout(built: tuple[Path, dict]) -> None:
+    out, _ = built
+    root = out / "dfdc_test"
+    with open(root / "labels.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["filename", "label"]
+    labels = dict(rows[1:])
+    assert set(labels) == _videos(root) and sorted(p.name for p in root.iterdir()) == sorted([*labels, "labels.csv"])
+    assert set(labels.values()) == {"0", "1"}
+    # 1 = fake: the same bytes as a DFDC part's or FF++'s swap (no originals listed), 0 = a DFDC part's REAL.
+    known = {}
+    for part, entries in _metadata(out).items():
+        known.update({_sha(out / part / name): entry["label"] for name, entry in entries.items()})
+    known.update({_sha(p): "FAKE" for p in (out / "ffpp/manipulated_sequences/Deepfakes/c23/videos").iterdir()})
+    for name, label in labels.items():
+        assert re.fullmatch(r"[a-z]{10}\.mp4", name)
+        assert known[_sha(root / name)] == ("FAKE" if label == "1" else "REAL")
+
+
+def test_dfdcp_layout(built: tuple[Path, dict]) -> None:
+    out, _ = built
+    root = out / "dfdcp"
+    dataset = json.loads((root / "dataset.json").read_text())
+    assert set(dataset) == _videos(root)  # keyed by the videos' real relative paths
+    for path, entry in dataset.items():
+        assert set(entry) == {"label", "set"} and entry["set"] in ("train", "test")
+        fake = re.fullmatch(r"method_([AB])/videos/(\d{7})/\2_\1/(\d{7})_\2_\1_001\.mp4", path)
+        real = re.fullmatch(r"original_videos/videos/(\d{7})/\1_A_001\.mp4", path)
+        assert bool(fake) != bool(real), path
+        assert entry["label"] == ("fake" if fake else "real")
+        if fake:  # the target's original is there, in the same set
+            target = fake.group(2)
+            assert dataset[f"original_videos/videos/{target}/{target}_A_001.mp4"]["set"] == entry["set"]
+    assert {e["set"] for e in dataset.values()} == {"train", "test"}
+    assert set(_identities(out, "dfdcp")) == set(dataset)
+
+
+def test_deeperforensics_layout(built: tuple[Path, dict]) -> None:
+    out, _ = built
+    root = out / "deeperforensics"
+    names = sorted(p.name for p in (root / "manipulated_videos/end_to_end").iterdir())
+    assert sorted(p.name for p in root.iterdir()) == ["lists", "manipulated_videos"]  # its reals are not shipped
+    ffpp_ids = {p.stem for p in (out / "ffpp/original_sequences/youtube/c23/videos").iterdir()}
+    ffpp_identity = _identities(out, "ffpp")
+    identity = _identities(out, "deeperforensics")
+    for name in names:
+        target, actor = re.fullmatch(r"(\d{3})_([MW]\d{3})\.mp4", name).groups()
+        assert target in ffpp_ids  # the real is FF++'s youtube c23 target
+        shown = identity[f"manipulated_videos/end_to_end/{name}"]
+        assert shown != ffpp_identity[f"original_sequences/youtube/c23/videos/{target}.mp4"]  # the actor's face
+        assert actor[1:] == f"{[Path(p).stem for p in PHOTOS].index(shown):03d}"  # the actor id names the donor
+    listed = {
+        split: (root / "lists/splits" / f"{split}.txt").read_text().splitlines() for split in ("train", "val", "test")
+    }
+    assert sorted(n for names_ in listed.values() for n in names_) == names  # every fake, in one list
+    assert len(names) == len(ffpp_ids)
+    # Its reals are FF++'s (reached through ffpp_root): labelled as the same people there.
+    borrowed = {p: i for p, i in identity.items() if p.startswith("../")}
+    assert borrowed == {f"../ffpp/{p}": i for p, i in ffpp_identity.items() if p.startswith("original_sequences/")}
+    assert all((root / p).is_file() for p in borrowed)
+
+
+def _official_splits(out: Path) -> dict[str, dict[str, set[str]]]:
+    """identity -> layout -> the official splits that layout puts that person's videos in."""
+    found: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    ffpp = _identities(out, "ffpp")
+    split_of_id = {
+        i: split
+        for split in ("train", "val", "test")
+        for pair in json.loads((out / "ffpp/splits" / f"{split}.json").read_text())
+        for i in pair
+    }
+    for path, identity in ffpp.items():
+        found[identity]["ffpp"].add(split_of_id[Path(path).stem.split("_")[0]])
+    tested = {line.split(" ")[1] for line in (out / "celebdf/List_of_testing_videos.txt").read_text().splitlines()}
+    for path, identity in _identities(out, "celebdf").items():
+        found[identity]["celebdf"].add("test" if path in tested else "train")
+    dataset = json.loads((out / "dfdcp/dataset.json").read_text())
+    for path, identity in _identities(out, "dfdcp").items():
+        found[identity]["dfdcp"].add(dataset[path]["set"])
+    lists = {
+        name: split
+        for split in ("train", "val", "test")
+        for name in (out / "deeperforensics/lists/splits" / f"{split}.txt").read_text().splitlines()
+    }
+    for path, identity in _identities(out, "deeperforensics").items():
+        if not path.startswith("../"):  # its reals are FF++'s
+            found[identity]["deeperforensics"].add(lists[Path(path).name])
+    for identity in _identities(out, "dfdc_test").values():
+        found[identity]["dfdc_test"].add("test")
+    return found
+
+
+def test_people_keep_one_split_in_every_layout(built: tuple[Path, dict], plan: sample.SamplePlan) -> None:
+    out, summary = built
+    assert Counter(plan.group_splits) == {"test": 2, "val": 1, "train": 2}
+    assert sorted(len(group) for group in plan.groups) == [1, 2, 2, 2, 2]  # 9 photos: one person alone
+    for identity, layouts in _official_splits(out).items():
+        person = next(p for p in plan.people if Path(p).stem == identity)
+        expected = plan.split_of(person)
+        assert all(splits == {expected} for splits in layouts.values()), (identity, dict(layouts))
+        if expected == "val":  # layouts without a val split leave val people out rather than call them train
+            assert not {"celebdf", "dfdcp", "dfdc_test"} & set(layouts)
+    assert {split: set(people) for split, people in summary["people"].items()} == {
+        split: {Path(p).stem for p in plan.people_in(split)} for split in ("train", "val", "test")
+    }
+
+
+def test_copies_are_byte_identical(built: tuple[Path, dict]) -> None:
+    out, _ = built
+    reals: dict[str, set[str]] = defaultdict(set)  # identity -> hashes of its real clip wherever it appears
+    fakes: dict[tuple[str, str, str], set[str]] = defaultdict(set)  # (generator, target, shown) -> hashes
+    for part, entries in _metadata(out).items():
+        for name, entry in entries.items():
+            if entry["label"] == "REAL":
+                reals[entry["identity"]].add(_sha(out / part / name))
+            else:
+                target = entries[entry["original"]]["identity"]
+                if target != entry["identity"]:  # self-swaps are DFDC's own
+                    fakes["swap", target, entry["identity"]].add(_sha(out / part / name))
+    ffpp = _identities(out, "ffpp")
+    for path, identity in ffpp.items():
+        sha = _sha(out / "ffpp" / path)
+        if path.startswith("original_sequences"):
+            reals[identity].add(sha)
+        elif "/Deepfakes/" in path:
+            target = ffpp[f"original_sequences/youtube/c23/videos/{Path(path).stem.split('_')[0]}.mp4"]
+            fakes["swap", target, identity].add(sha)
+    for path, identity in _identities(out, "deeperforensics").items():
+        if path.startswith("../"):
+            continue
+        target = ffpp[f"original_sequences/youtube/c23/videos/{Path(path).stem.split('_')[0]}.mp4"]
+        fakes["hq", target, identity].add(_sha(out / "deeperforensics" / path))
+    celebdf = _identities(out, "celebdf")
+    for path, identity in celebdf.items():
+        sha = _sha(out / "celebdf" / path)
+        if path.startswith("Celeb-synthesis/"):
+            target = celebdf[f"Celeb-real/{Path(path).name.split('_')[0]}_0000.mp4"]
+            fakes["hq", target, identity].add(sha)
+        else:
+            reals[identity].add(sha)
+    dfdcp = _identities(out, "dfdcp")
+    for path, identity in dfdcp.items():
+        sha = _sha(out / "dfdcp" / path)
+        if path.startswith("original_videos/"):
+            reals[identity].add(sha)
+        else:
+            target_id = path.split("/")[2]
+            target = dfdcp[f"original_videos/videos/{target_id}/{target_id}_A_001.mp4"]
+            fakes["swap" if path.startswith("method_A/") else "hq", target, identity].add(sha)
+    with open(out / "dfdc_test/labels.csv", newline="") as fh:
+        labels = {row["filename"]: row["label"] for row in csv.DictReader(fh)}
+    swaps = {h for (generator, _, _), hashes in fakes.items() if generator == "swap" for h in hashes}
+    for path, identity in _identities(out, "dfdc_test").items():
+        sha = _sha(out / "dfdc_test" / path)
+        if labels[path] == "0":
+            reals[identity].add(sha)
+        else:
+            assert sha in swaps
+    assert len(reals) == 9 and all(len(hashes) == 1 for hashes in reals.values()), reals
+    assert fakes and all(len(hashes) == 1 for hashes in fakes.values()), fakes
+    # The improved generator is a different render of the same pair.
+    for (generator, target, shown), hashes in fakes.items():
+        if generator == "hq" and ("swap", target, shown) in fakes:
+            assert hashes != fakes["swap", target, shown]
+
+
+def test_summary_counts_every_dataset(built: tuple[Path, dict]) -> None:
+    out, summary = built
+    assert sorted(summary["datasets"]) == sorted([*PARTS, *DATASETS])
+    for name, counts in summary["datasets"].items():
+        videos = {p for p in _videos(out / name) if "/masks/" not in p}
+        assert counts["real"] + counts["fake"] == len(videos), name
+        assert sum(counts["methods"].values()) == counts["fake"]
+        assert sum(s["real"] + s["fake"] for s in counts["splits"].values()) == len(videos)
+        if name in DATASETS:  # DeeperForensics' map also names the FF++ reals it borrows
+            assert summary["identities"][name] == len(videos) + (8 if name == "deeperforensics" else 0)
+    assert summary["datasets"]["deeperforensics"]["real"] == 0
+    assert summary["renders"]["real"] == 9 and summary["renders"]["mask"] == summary["masks"] == 24
+
+
+LAYOUT_OPTIONS = {  # what params.yaml would say for each fixture (no hidden defaults)
+    "dfdc_train_part_0": ("dfdc", {}),
+    "dfdc_train_part_1": ("dfdc", {}),
+    "ffpp": ("ffpp", {"compression": "c23"}),
+    "celebdf": ("celebdf", {}),
+    "dfdc_test": ("dfdc_test", {"split": "test"}),
+    "dfdcp": ("dfdcp", {}),
+    "deeperforensics": ("deeperforensics", {"variants": ["end_to_end"]}),
+}
+
+
+def test_every_fixture_ingests_cleanly_with_its_layouts_adapter(built: tuple[Path, dict]) -> None:
+    """The adapters against the sample's fixtures: nothing refused, every video indexed with the label,
+    method and split the summary counts, and one person label per clip across all layouts."""
+    from deepfake.media.layouts import ingest
+
+    out, summary = built
+    identity_of_path: dict[str, set[str]] = {}
+    for name, (layout, options) in LAYOUT_OPTIONS.items():
+        options = dict(options)
+        if name in DATASETS:
+            options["identities"] = str(out / "identities" / f"{name}.csv")
+        if layout == "deeperforensics":
+            options["ffpp_root"] = str(out / "ffpp")
+        index = ingest(name, layout, out / name, options)
+        assert index.problems == (), (name, [str(p) for p in index.problems])
+        counts = summary["datasets"][name]
+        rows = [r for r in index.rows if r.label == "FAKE" or layout != "deeperforensics"]
+        assert sum(r.label == "REAL" for r in rows) == counts["real"], name
+        assert sum(r.label == "FAKE" for r in rows) == counts["fake"], name
+        methods = {m: sum(r.method == m for r in rows if r.label == "FAKE") for m in counts["methods"]}
+        if layout not in ("dfdc", "dfdc_test"):  # DFDC names no method
+            assert methods == counts["methods"], name
+        assert all(r.identity for r in index.rows), name
+        for row in index.rows:
+            resolved = str((out / name / row.path).resolve())
+            identity_of_path.setdefault(resolved, set()).add(row.identity)
+        if layout == "ffpp":
+            assert all(r.mask for r in index.rows if r.label == "FAKE")
+    # a clip copied into several layouts is the same person in each
+    assert all(len(labels) == 1 for labels in identity_of_path.values())
+
+
+def test_a_failing_dataset_keeps_its_previous_version(
+    built: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "out"
+    shutil.copytree(built[0], root)
+    (root / "celebdf" / "Celeb-real" / "id0_0000.mp4").write_bytes(b"previous")
+    before = _hashes(root)
+    copy = shutil.copyfile
+
+    def full_disk(src: object, dst: object, *args: object, **kwargs: object) -> object:
+        if ".celebdf.partial" in str(dst) and "Celeb-synthesis" in str(dst):
+            raise OSError(28, "No space left on device")
+        return copy(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(sample.shutil, "copyfile", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        build_sample(root, CONFIG)
+    # celebdf is the previous one, whole; the folders before it were rewritten (the same bytes).
+    assert _hashes(root) == before
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no partial folder, no render cache
+
+
+def test_plan_layouts_name_every_rendered_file(plan: sample.SamplePlan) -> None:
+    layouts = {layout.name: layout for layout in layout_datasets(plan, CONFIG)}
+    assert tuple(layouts) == FOLDERS
+    for layout in layouts.values():
+        assert not set(layout.videos) & set(layout.masks) & set(layout.texts)
+        assert all(not Path(p).is_absolute() and ".." not in Path(p).parts for p in [*layout.videos, *layout.texts])
+    identities = layouts["identities"].texts
+    assert sorted(identities) == sorted(f"{name}.csv" for name in DATASETS)
+
+
+@pytest.mark.slow
+def test_full_size_sample_from_params_yaml(tmp_path: Path) -> None:
+    """The stage's own config: every video decodes at 64 frames, and MTCNN finds the face in each kind of fake."""
+    from facenet_pytorch import MTCNN
+
+    config = SampleConfig.from_params(load_params(PARAMS_YAML))
+    summary = build_sample(tmp_path, config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(config.folders)
+    sizes = ((config.width, config.height), (config.height, config.width))
+    for video in sorted(tmp_path.rglob("*.mp4")):
+        capture = cv2.VideoCapture(str(video))
+        size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        capture.release()
+        assert count == config.frames and size in sizes, video
+    assert summary["videos"] + summary["masks"] == len(list(tmp_path.rglob("*.mp4")))
+    detector = MTCNN(keep_all=True, post_process=False, device="cpu", thresholds=[0.6, 0.7, 0.7])
+    checked = [
+        *(
+            tmp_path / "ffpp/manipulated_sequences" / m / "c23/videos"
+            for m in ("Deepfakes", "Face2Face", "NeuralTextures")
+        ),
+        tmp_path / "celebdf/Celeb-synthesis",
+        tmp_path / "deeperforensics/manipulated_videos/end_to_end",
+    ]
+    for folder in checked:
+        for video in sorted(folder.glob("*.mp4"))[:2]:
+            frame = _read_frames(video)[2]
+            boxes, probs = detector.detect(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            assert boxes is not None and float(np.max(probs)) > 0.9, video
 
 
 # ----------------------------------------------------------------------------- detector checks

@@ -1,36 +1,124 @@
-"""A tiny built-in dataset in the exact DFDC layout, made from the packaged face photos.
+"""A tiny built-in sample in every supported dataset layout, made from the packaged face photos.
 
-Each photo becomes one REAL clip (the still animated with a smooth pan, zoom, small rotation
-and lighting drift); each FAKE clip is its original with a donor's face swapped in, frame by
-frame, the way a face-swap autoencoder's output is pasted: the donor's face is rendered as an
-aligned face of ``generator_size`` pixels (DF-128-style generators output 64-256 px faces that
-DFDC pasted into 1080p frames, 3-5x upscaled), then warped onto the target with a similarity
-transform, LAB colour transfer and a feathered mask.
+Each photo is one person and becomes one REAL clip (the still animated with a smooth pan, zoom,
+small rotation and lighting drift). Fakes are made from those clips by three manipulation families
+(:mod:`deepfake.media.manipulations`): a face swap (the donor's face rendered by a face-swap
+generator at ``generator_size`` pixels, or ``hq_generator_size`` for the improved generators of
+Celeb-DF and DeeperForensics, then warped, colour-matched and feathered in), an expression
+reenactment (Face2Face) and a re-rendered lower-face texture (NeuralTextures).
 
-People are split into ``identity_groups``; a fake's donor comes from its original's group (the
-person themself included: a self-swap). metadata.json labels every video with the ``identity``
-whose face it shows, so the folds stage can keep each group in one fold (DFDC's own metadata has
-no such label; the key is optional).
+People, groups and splits
+-------------------------
+People are split at random (from ``seed``) into ``identity_groups`` groups; with the 9 photos and
+5 groups that is four groups of two and one person alone. Within a group people are paired in
+order (a, b), (c, d), ...; a pair is one FF++ pair, and every fake of the extra layouts is made
+within its pair (b's face swapped onto a's clip, b's motion driving a's expressions), so no face
+leaves its group. Whole groups are assigned to the official splits, again from ``seed``: in a random
+order, groups with a person left unpaired first (they hold Celeb-DF's YouTube-real people, which
+its test list includes; it also keeps a pair in val), the first ``test_groups`` go to test, the next
+``val_groups`` to val, the rest to train: with the defaults, test = one pair + the person alone,
+val = one pair, train = two pairs. Every layout's official split follows that assignment, so
+a person is in one split everywhere: FF++'s ``splits/*.json``, DeeperForensics'
+``lists/splits/*.txt``, Celeb-DF's test list and DFDCP's ``set``. Celeb-DF and DFDCP have no val
+split (whatever is not test counts as train there), so they leave the val groups' people out rather
+than call them train; the DFDC public test set holds the test groups' people only. The DFDC
+training parts hold everyone, with DFDC's own ``split: train``, as the real ones do.
 
-Generation is pure NumPy + OpenCV driven by ``numpy.random.default_rng(seed)``, so the same
-config gives byte-identical files on the same software stack. The face detector (MTCNN) runs
-only in :func:`write_annotations`, whose output ``landmarks.json`` ships with the photos.
+Layouts written under ``out_root`` (each folder complete or not at all):
+
+- ``<part>/`` for each of ``parts`` (DFDC training parts): every person's clip plus up to
+  ``fakes_per_real`` swaps whose donors come from the person's group, the person included (a
+  self-swap); ``metadata.json`` with ``original: null`` on REALs and the optional ``identity`` key.
+- ``ffpp/`` (FaceForensics++ c23): ``original_sequences/youtube/c23/videos/NNN.mp4`` for each
+  paired person, ``manipulated_sequences/<method>/{c23,masks}/videos/<target>_<source>.mp4`` for
+  both directions of every pair and the methods ``Deepfakes`` (the face swap), ``Face2Face`` and
+  ``NeuralTextures`` (the held-out method), and ``splits/{train,val,test}.json``. People without a
+  pair are not in FF++.
+- ``celebdf/`` (Celeb-DF v2): ``Celeb-real/id<k>_0000.mp4`` (paired people),
+  ``YouTube-real/NNNNN.mp4`` (people without a pair), ``Celeb-synthesis/id<t>_id<s>_0000.mp4`` (the
+  higher-quality swap) and ``List_of_testing_videos.txt`` (``1`` = REAL, ``0`` = FAKE).
+- ``dfdc_test/`` (DFDC public test): the test people's clips and swaps under new DFDC-style names,
+  ``labels.csv`` (``filename,label``, 1 = fake), no originals.
+- ``dfdcp/`` (DFDC preview): ``original_videos/videos/<id>/``, ``method_A`` (the swap) and
+  ``method_B`` (the higher-quality swap) ``/videos/<id>/<id>_<A|B>/``, ``dataset.json``.
+- ``deeperforensics/``: ``manipulated_videos/end_to_end/<ffpp id>_<actor>.mp4`` (the higher-quality
+  swap of the pair partner, the "actor", onto the FF++ target) and ``lists/splits/*.txt``; its reals
+  are FF++'s and are not shipped.
+- ``identities/<dataset>.csv`` (``path,identity``) for each extra layout: who each video shows
+  (the photo stem, as DFDC's ``identity`` key), so folds can keep a person in one fold across
+  datasets. A swap shows its donor; a reenactment or re-texture shows its target. DeeperForensics'
+  also labels its FF++ reals, by the path its index gives them (``../ffpp/...``, via ``ffpp_root``).
+
+Each REAL clip and each (clip, manipulation) fake is rendered once and its bytes copied wherever it
+appears: DFDC's partner swaps are FF++'s Deepfakes, DFDCP's method_A and DFDC test's fakes; the
+higher-quality swaps are Celeb-DF's synthesis, DFDCP's method_B and DeeperForensics' videos.
+
+Generation is pure NumPy + OpenCV driven by ``numpy.random.default_rng(seed)`` (each manipulation
+by a generator seeded from ``seed`` and its people), so the same config gives byte-identical files
+on the same software stack. The face detector (MTCNN) runs only in :func:`write_annotations`,
+whose output ``landmarks.json`` ships with the photos.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import math
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 
 from deepfake.core.errors import InputError, ParamsError
-from deepfake.core.fileio import atomic_dir, atomic_path, write_json_atomic
+from deepfake.core.fileio import atomic_dir, atomic_path, json_bytes, write_json_atomic
+from deepfake.media.manipulations import (
+    TEMPLATE,
+    TextureStyle,
+    apply_affine,
+    expression_drive,
+    reenact_face,
+    render_generator_face,
+    retexture_face,
+    swap_face,
+)
+
+__all__ = [
+    "DATASETS",
+    "LANDMARKS_FILE",
+    "TEMPLATE",
+    "ClipPlan",
+    "Config",
+    "DatasetLayout",
+    "Entry",
+    "FakePlan",
+    "Paths",
+    "RenderKey",
+    "SampleConfig",
+    "SamplePlan",
+    "annotate_faces",
+    "build_sample",
+    "faces_dir",
+    "identity_of",
+    "layout_datasets",
+    "leave_profile",
+    "load_annotations",
+    "plan_sample",
+    "render_fake",
+    "render_generator_face",
+    "render_manipulation",
+    "render_real",
+    "run",
+    "swap_face",
+    "write_annotations",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +128,25 @@ FOURCC = "mp4v"
 MIN_FRAMES = 8
 MIN_SIDE = 64
 MIN_GENERATOR_SIZE = 16
+
+# The extra layouts the sample can write, each into out_root/<name> (params sample.datasets).
+DATASETS = ("ffpp", "celebdf", "dfdc_test", "dfdcp", "deeperforensics")
+IDENTITIES = "identities"  # out_root/identities/<dataset>.csv
+SPLITS = ("train", "val", "test")
+FFPP_METHODS = ("Deepfakes", "Face2Face", "NeuralTextures")
+FFPP_COMPRESSION = "c23"
+# DeeperForensics names its actors M/W + a number; the letter of each photo's person.
+ACTOR_LETTER = {
+    "astronaut.jpg": "W",
+    "grace_hopper.jpg": "W",
+    "t1_person0.jpg": "W",
+    "t1_person1.jpg": "W",
+    "t1_person2.jpg": "M",
+    "t1_person3.jpg": "M",
+    "t1_person4.jpg": "M",
+    "t1_person5.jpg": "W",
+    "tom_hanks.png": "M",
+}
 
 # Fixed roles, so the special clips never depend on the seed.
 TWO_FACE_PHOTO = "t1_person2.jpg"  # two full faces; both stay in view, only the subject is swapped
@@ -62,18 +169,6 @@ MARGIN = 0.03  # of the shorter side, kept between a face that must stay in view
 # The leaving clip: the face is fully off the canvas for t in [LEAVE_START, LEAVE_END] (t = i / frames).
 LEAVE_START, LEAVE_END, LEAVE_RAMP = 0.35, 0.55, 0.15
 
-# ArcFace's 5-point template (eyes, nose tip, mouth corners) in a 112 x 112 crop; the mask ellipse
-# below is drawn in the same coordinates, so it follows each face's landmarks.
-TEMPLATE_SIDE = 112
-TEMPLATE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
-)
-# Covers the brows and a band of forehead (y 24, below most hairlines and cap brims) down to below
-# the lips (y 104), cheek to cheek.
-MASK_CENTRE, MASK_AXES, MASK_POINTS = (56.0, 64.0), (35.0, 40.0), 72
-FEATHER = 0.25  # feather radius as a fraction of the mask's half width
-COLOUR_RATIO = (0.1, 4.0)  # clamp on std ratios: grey photos have (almost) no chroma spread
-
 
 # ----------------------------------------------------------------------------- configuration
 
@@ -91,10 +186,15 @@ class SampleConfig:
     fakes_per_real: int
     identity_groups: int
     generator_size: int
+    hq_generator_size: int
+    test_groups: int
+    val_groups: int
+    datasets: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        if isinstance(self.parts, list):
-            object.__setattr__(self, "parts", tuple(self.parts))
+        for name in ("parts", "datasets"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         _check_int("seed", self.seed, 0)
         _check_int("frames", self.frames, MIN_FRAMES)
         _check_int("fps", self.fps, 1)
@@ -103,11 +203,20 @@ class SampleConfig:
         _check_int("fakes_per_real", self.fakes_per_real, 1)
         _check_int("identity_groups", self.identity_groups, 1)
         _check_int("generator_size", self.generator_size, MIN_GENERATOR_SIZE)
+        _check_int("hq_generator_size", self.hq_generator_size, self.generator_size + 1)
+        _check_int("test_groups", self.test_groups, 0)
+        _check_int("val_groups", self.val_groups, 0)
         if self.width % 2 or self.height % 2:
             raise ParamsError(f"sample width and height must be even (mp4v), got {self.width}x{self.height}")
         if self.width <= self.height:
             raise ParamsError(f"sample width must exceed height (landscape), got {self.width}x{self.height}")
+        if self.test_groups + self.val_groups >= self.identity_groups:
+            raise ParamsError(
+                f"sample.test_groups ({self.test_groups}) + sample.val_groups ({self.val_groups}) must leave at "
+                f"least one of the {self.identity_groups} identity groups for train"
+            )
         _check_parts(self.parts)
+        _check_datasets(self.datasets, self.parts)
 
     @classmethod
     def from_params(cls, params: Any) -> SampleConfig:
@@ -123,7 +232,16 @@ class SampleConfig:
             fakes_per_real=sect.fakes_per_real,
             identity_groups=sect.identity_groups,
             generator_size=sect.generator_size,
+            hq_generator_size=sect.hq_generator_size,
+            test_groups=sect.test_groups,
+            val_groups=sect.val_groups,
+            datasets=tuple(sect.datasets),
         )
+
+    @property
+    def folders(self) -> tuple[str, ...]:
+        """Every folder the sample writes under its output root (the DVC stage's outs)."""
+        return (*self.parts, *self.datasets, *((IDENTITIES,) if self.datasets else ()))
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
@@ -141,6 +259,17 @@ def _check_parts(parts: tuple[str, ...]) -> None:
             raise ParamsError(f"sample.parts: {part!r} is not a plain folder name")
     if len(set(parts)) != len(parts):
         raise ParamsError(f"sample.parts has duplicates: {list(parts)}")
+
+
+def _check_datasets(datasets: tuple[str, ...], parts: tuple[str, ...]) -> None:
+    unknown = [d for d in datasets if d not in DATASETS]
+    if unknown:
+        raise ParamsError(f"sample.datasets: unknown {unknown}; choose from {list(DATASETS)}")
+    if len(set(datasets)) != len(datasets):
+        raise ParamsError(f"sample.datasets has duplicates: {list(datasets)}")
+    clash = sorted(set(parts) & {*datasets, IDENTITIES})
+    if clash:
+        raise ParamsError(f"sample.parts {clash} clash with the folders of sample.datasets")
 
 
 # ----------------------------------------------------------------------------- annotations
@@ -245,26 +374,6 @@ def _subject(annotations: dict, photo: str) -> dict:
 # ----------------------------------------------------------------------------- geometry
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (rotation, uniform scale, translation) mapping src to dst, as a 2x3."""
-    src = np.asarray(src, dtype=np.float64).reshape(-1, 2)
-    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
-    mu_src, mu_dst = src.mean(axis=0), dst.mean(axis=0)
-    src_c, dst_c = src - mu_src, dst - mu_dst
-    u, s, vt = np.linalg.svd(dst_c.T @ src_c / len(src))
-    d = np.array([1.0, -1.0 if np.linalg.det(u) * np.linalg.det(vt) < 0 else 1.0])
-    rotation = u @ np.diag(d) @ vt
-    scale = float((s * d).sum() / (src_c**2).sum(axis=1).mean())
-    shift = mu_dst - scale * rotation @ mu_src
-    return np.hstack([scale * rotation, shift[:, None]])
-
-
-def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Map (..., 2) points through a 2x3 affine matrix."""
-    points = np.asarray(points, dtype=np.float64)
-    return points @ matrix[:, :2].T + matrix[:, 2]
-
-
 def _similarity(scale: float, angle: float, anchor: np.ndarray, target: np.ndarray) -> np.ndarray:
     """2x3 matrix that scales and rotates (radians) about ``anchor`` and moves it to ``target``."""
     c, s = math.cos(angle) * scale, math.sin(angle) * scale
@@ -277,119 +386,6 @@ def _box_corners(box: list[float]) -> np.ndarray:
     return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=np.float64)
 
 
-# ----------------------------------------------------------------------------- face swap
-
-
-def face_mask(shape: tuple[int, int], landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hard (uint8 0/255) and feathered (float32 0..1) face masks of a frame, from 5 landmarks.
-
-    The feathered mask is zero wherever the hard one is: it is eroded before it is blurred.
-    """
-    hard = np.zeros(shape[:2], dtype=np.uint8)
-    soft = np.zeros(shape[:2], dtype=np.float32)
-    found = _mask_roi(shape, landmarks)
-    if found is not None:
-        (x0, y0, x1, y1), hard_roi, soft_roi = found
-        hard[y0:y1, x0:x1], soft[y0:y1, x0:x1] = hard_roi, soft_roi
-    return hard, soft
-
-
-def _mask_roi(shape: tuple[int, ...], landmarks: np.ndarray) -> tuple[tuple[int, ...], np.ndarray, np.ndarray] | None:
-    """The mask's bounding box in the frame plus its hard and soft masks there; None when off-frame."""
-    to_frame = umeyama(TEMPLATE, landmarks)
-    angles = np.linspace(0.0, 2.0 * np.pi, MASK_POINTS, endpoint=False)
-    ellipse = np.stack(
-        [MASK_CENTRE[0] + MASK_AXES[0] * np.cos(angles), MASK_CENTRE[1] + MASK_AXES[1] * np.sin(angles)],
-        axis=1,
-    )
-    polygon = apply_affine(to_frame, ellipse)
-    scale = float(np.hypot(*to_frame[:, 0]))
-    radius = max(1, round(FEATHER * MASK_AXES[0] * scale))
-    height, width = shape[:2]
-    x0 = max(0, math.floor(polygon[:, 0].min()) - 2)
-    y0 = max(0, math.floor(polygon[:, 1].min()) - 2)
-    x1 = min(width, math.ceil(polygon[:, 0].max()) + 3)
-    y1 = min(height, math.ceil(polygon[:, 1].max()) + 3)
-    if x1 <= x0 or y1 <= y0:
-        return None
-    hard = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-    # 4 fractional bits: sub-pixel polygon edges, still integer (deterministic) rasterisation.
-    points = np.rint((polygon - [x0, y0]) * 16.0).astype(np.int32)
-    cv2.fillPoly(hard, [points], 255, lineType=cv2.LINE_8, shift=4)
-    if not hard.any():
-        return None
-    # A square erosion of radius r then a (2r+1)-wide blur keeps the feather inside the hard mask.
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))
-    eroded = cv2.erode(hard, kernel, borderType=cv2.BORDER_REPLICATE)
-    soft = cv2.GaussianBlur(eroded.astype(np.float32) / 255.0, (2 * radius + 1, 2 * radius + 1), radius / 2.0)
-    soft[hard == 0] = 0.0
-    return (x0, y0, x1, y1), hard, soft
-
-
-def _match_colour(source: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """``source`` (BGR uint8) with its LAB mean/std inside ``region`` moved to ``target``'s.
-
-    Returns float32 BGR in 0..1.
-    """
-    src = cv2.cvtColor(source.astype(np.float32) / 255.0, cv2.COLOR_BGR2LAB)
-    dst = cv2.cvtColor(target.astype(np.float32) / 255.0, cv2.COLOR_BGR2LAB)
-    inside = region.astype(bool)
-    src_px, dst_px = src[inside].astype(np.float64), dst[inside].astype(np.float64)
-    src_mean, dst_mean = src_px.mean(axis=0), dst_px.mean(axis=0)
-    # +1 keeps a grey photo's near-zero chroma spread from exploding the ratio.
-    ratio = np.clip((dst_px.std(axis=0) + 1.0) / (src_px.std(axis=0) + 1.0), *COLOUR_RATIO)
-    moved = ((src - src_mean) * ratio + dst_mean).astype(np.float32)
-    return np.clip(cv2.cvtColor(moved, cv2.COLOR_LAB2BGR), 0.0, 1.0)
-
-
-def render_generator_face(
-    donor_image: np.ndarray, donor_landmarks: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The donor's face as a face-swap generator outputs it: aligned to the 5-point template in a
-    ``size`` x ``size`` image. Returns (face, its landmarks). Upscaling it into a larger target face
-    leaves the soft, detail-poor look that face-swap videos show."""
-    points = np.asarray(donor_landmarks, dtype=np.float64).reshape(5, 2)
-    template = TEMPLATE * (size / TEMPLATE_SIDE)
-    scale = float(np.hypot(*umeyama(points, template)[:, 0]))
-    if scale < 1.0:  # shrink with area averaging first: a bilinear warp alone would alias
-        shrunk = (max(1, round(donor_image.shape[1] * scale)), max(1, round(donor_image.shape[0] * scale)))
-        points = points * (shrunk[0] / donor_image.shape[1], shrunk[1] / donor_image.shape[0])
-        donor_image = cv2.resize(donor_image, shrunk, interpolation=cv2.INTER_AREA)
-    face = cv2.warpAffine(
-        donor_image, umeyama(points, template), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
-    return face, template
-
-
-def swap_face(
-    frame: np.ndarray, target_landmarks: np.ndarray, donor_image: np.ndarray, donor_landmarks: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Swap the donor's face onto the face at ``target_landmarks``; return (new frame, soft mask).
-
-    Pixels where the returned mask is 0 are exactly the input frame's.
-    """
-    out = frame.copy()
-    mask = np.zeros(frame.shape[:2], dtype=np.float32)
-    target = np.asarray(target_landmarks, dtype=np.float64).reshape(5, 2)
-    found = _mask_roi(frame.shape, target)
-    if found is None:
-        return out, mask
-    (x0, y0, x1, y1), hard, soft = found
-    warp = umeyama(donor_landmarks, target)
-    warp[:, 2] -= (x0, y0)  # draw straight into the region of interest
-    donor = cv2.warpAffine(
-        donor_image, warp, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
-    region = frame[y0:y1, x0:x1]
-    matched = _match_colour(donor, region, hard)
-    alpha = soft[..., None]
-    blended = region.astype(np.float32) / 255.0 * (1.0 - alpha) + matched * alpha
-    blended = np.clip(np.rint(blended * 255.0), 0, 255).astype(np.uint8)
-    out[y0:y1, x0:x1] = np.where(alpha > 0, blended, region)
-    mask[y0:y1, x0:x1] = soft
-    return out, mask
-
-
 # ----------------------------------------------------------------------------- clip plans
 
 
@@ -399,11 +395,6 @@ class FakePlan:
 
     name: str
     donor: str
-
-
-def identity_of(photo: str) -> str:
-    """The metadata identity label of the person in ``photo`` (its file stem)."""
-    return Path(photo).stem
 
 
 @dataclass(frozen=True)
@@ -561,8 +552,44 @@ def _role(photo: str) -> str:
     return {TWO_FACE_PHOTO: "two_faces", LEAVING_PHOTO: "leaves_frame", PORTRAIT_PHOTO: "portrait"}.get(photo, "plain")
 
 
-def plan_sample(config: SampleConfig, annotations: dict, faces: Path | None = None) -> list[ClipPlan]:
-    """Every clip's name, part, motion, landmarks and donors, drawn from ``config.seed`` only."""
+@dataclass(frozen=True)
+class SamplePlan:
+    """Who is who: every person's clip, identity group, pair, official split and ids in each layout."""
+
+    people: tuple[str, ...]  # photo file names, sorted
+    clips: tuple[ClipPlan, ...]  # one per person, in ``people`` order
+    groups: tuple[tuple[str, ...], ...]  # identity groups (members in draw order)
+    group_splits: tuple[str, ...]  # the official split of each group
+    pairs: tuple[tuple[str, str], ...]  # FF++ pairs: consecutive members of a group
+    ffpp_ids: dict[str, str] = field(repr=False)  # paired person -> "000", ...
+    celebdf_ids: dict[str, str] = field(repr=False)  # paired person outside val -> "id<k>"
+    youtube_ids: dict[str, str] = field(repr=False)  # unpaired person outside val -> "00000", ...
+    dfdcp_ids: dict[str, str] = field(repr=False)  # person outside val -> 7 digits
+    dfdc_test_names: dict[str, tuple[str, str | None]] = field(repr=False)  # test person -> (real, fake)
+
+    def clip(self, person: str) -> ClipPlan:
+        return self.clips[self.people.index(person)]
+
+    def group_of(self, person: str) -> int:
+        return next(k for k, members in enumerate(self.groups) if person in members)
+
+    def split_of(self, person: str) -> str:
+        return self.group_splits[self.group_of(person)]
+
+    def partner(self, person: str) -> str | None:
+        """The other member of the person's pair, or None for a person without one."""
+        for a, b in self.pairs:
+            if person in (a, b):
+                return b if person == a else a
+        return None
+
+    def people_in(self, *splits: str) -> list[str]:
+        return [p for p in self.people if self.split_of(p) in splits]
+
+
+def plan_sample(config: SampleConfig, annotations: dict, faces: Path | None = None) -> SamplePlan:
+    """Every clip's name, part, motion, landmarks and donors, and every layout's people and names,
+    drawn from ``config.seed`` only."""
     faces = Path(faces) if faces is not None else faces_dir()
     people = sorted(annotations)  # sorted: the RNG is consumed in a fixed order
     for photo in (TWO_FACE_PHOTO, LEAVING_PHOTO, PORTRAIT_PHOTO):
@@ -572,17 +599,20 @@ def plan_sample(config: SampleConfig, annotations: dict, faces: Path | None = No
         raise ParamsError(f"{len(config.parts)} parts but only {len(people)} people to spread over them")
     if config.identity_groups > len(people):
         raise ParamsError(f"identity_groups={config.identity_groups} but only {len(people)} people")
-    smallest = len(people) // config.identity_groups
-    if config.fakes_per_real > smallest:
+    largest = -(-len(people) // config.identity_groups)
+    if config.fakes_per_real > largest:
         raise ParamsError(
-            f"fakes_per_real={config.fakes_per_real} but the smallest of {config.identity_groups} identity groups "
-            f"of {len(people)} people has only {smallest} donors per person (the person included: a self-swap)"
+            f"fakes_per_real={config.fakes_per_real} but the largest of {config.identity_groups} identity groups "
+            f"of {len(people)} people has only {largest} donors per person (the person included: a self-swap)"
         )
     rng = np.random.default_rng(config.seed)
     groups = np.array_split(rng.permutation(len(people)), len(config.parts))
     part_of = {people[int(j)]: config.parts[k] for k, group in enumerate(groups) for j in group}
-    identity_groups = np.array_split(rng.permutation(len(people)), config.identity_groups)
-    group_of = {people[int(j)]: k for k, group in enumerate(identity_groups) for j in group}
+    members = tuple(
+        tuple(people[int(j)] for j in group)
+        for group in np.array_split(rng.permutation(len(people)), config.identity_groups)
+    )
+    group_of = {person: k for k, group in enumerate(members) for person in group}
     taken: set[str] = set()
     clips = []
     for photo in people:
@@ -590,12 +620,59 @@ def plan_sample(config: SampleConfig, annotations: dict, faces: Path | None = No
         # Donors from the same identity group only: with folds keeping a group together, no face
         # seen in a training fake belongs to a person whose real clip is validated or tested on.
         # The person is a candidate too: a self-swap keeps the identity and changes only the
-        # rendering (generator resolution, colour, blend), as reenactment-style methods do.
+        # rendering (generator resolution, colour, blend), as reenactment-style methods do. A
+        # person in a group smaller than fakes_per_real gets one fake per member.
         candidates = [p for p in people if group_of[p] == group_of[photo]]
-        donors = rng.choice(candidates, size=config.fakes_per_real, replace=False)
+        count = min(config.fakes_per_real, len(candidates))
+        donors = rng.choice(candidates, size=count, replace=False)
         fakes = tuple(FakePlan(_draw_name(rng, taken), str(donor)) for donor in donors)
         clips.append(replace(clip, fakes=fakes))
-    return clips
+    # Whole groups to the official splits: the first test_groups of a random order to test, the
+    # next val_groups to val, the rest to train. Groups with a person left unpaired come first:
+    # they hold Celeb-DF's YouTube-real people, which its test list includes, and val keeps pairs.
+    unpaired = [len(group) % 2 for group in members]
+    order = sorted((int(k) for k in rng.permutation(config.identity_groups)), key=lambda k: -unpaired[k])
+    rank = {group: i for i, group in enumerate(order)}
+    group_splits = tuple(
+        "test"
+        if rank[k] < config.test_groups
+        else "val"
+        if rank[k] < config.test_groups + config.val_groups
+        else "train"
+        for k in range(config.identity_groups)
+    )
+    pairs = tuple((group[i], group[i + 1]) for group in members for i in range(0, len(group) - 1, 2))
+    paired = [person for pair in pairs for person in pair]
+    split_of = {person: group_splits[group_of[person]] for person in people}
+    no_val = [p for p in people if split_of[p] != "val"]  # Celeb-DF and DFDCP have no val split
+    ffpp_ids = _numbered(rng, paired, "{:03d}")
+    celebdf_ids = _numbered(rng, [p for p in paired if p in no_val], "id{}")
+    youtube_ids = _numbered(rng, [p for p in no_val if p not in paired], "{:05d}")
+    dfdcp_numbers = rng.choice(900_000, size=len(no_val), replace=False) + 1_000_000
+    dfdcp_ids = {person: str(int(n)) for person, n in zip(no_val, dfdcp_numbers, strict=True)}
+    dfdc_test_names = {
+        person: (_draw_name(rng, taken), _draw_name(rng, taken) if person in paired else None)
+        for person in people
+        if split_of[person] == "test"
+    }
+    return SamplePlan(
+        people=tuple(people),
+        clips=tuple(clips),
+        groups=members,
+        group_splits=group_splits,
+        pairs=pairs,
+        ffpp_ids=ffpp_ids,
+        celebdf_ids=celebdf_ids,
+        youtube_ids=youtube_ids,
+        dfdcp_ids=dfdcp_ids,
+        dfdc_test_names=dfdc_test_names,
+    )
+
+
+def _numbered(rng: np.random.Generator, people: list[str], pattern: str) -> dict[str, str]:
+    """Number ``people`` 0, 1, ... in a random order, formatted by ``pattern``."""
+    order = rng.permutation(len(people))
+    return {people[int(j)]: pattern.format(k) for k, j in enumerate(order)}
 
 
 def _plan_clip(
@@ -698,58 +775,440 @@ def _verify_video(path: Path, frames: int, size: tuple[int, int]) -> None:
         raise OSError(f"{path} reads back as {count} frames of {got}, expected {frames} of {size}")
 
 
-def _write_part(
-    folder: Path, part: str, clips: list[ClipPlan], photos: dict, annotations: dict, config: SampleConfig
-) -> dict:
-    """Render and write one part's videos into ``folder``; return its metadata."""
-    fps = config.fps
-    metadata: dict[str, dict] = {}
-    for clip in clips:
-        if clip.part != part:
-            continue
-        real = render_real(photos[clip.person], clip)
-        _write_video(folder / clip.name, real, fps)
-        metadata[clip.name] = {
-            "label": "REAL",
-            "split": "train",
-            "original": None,
-            "identity": identity_of(clip.person),
+class RenderKey(NamedTuple):
+    """One video to render once: a person's real clip, or one manipulation of it."""
+
+    kind: str  # "real", "swap", "reenact" or "retexture"
+    target: str  # the photo whose clip it is
+    source: str = ""  # swap: the donor; reenact: the driver; retexture: the pair partner
+    size: int = 0  # swap: the generator's face size
+
+
+KINDS = ("real", "swap", "reenact", "retexture")
+FFPP_KINDS = {"Deepfakes": "swap", "Face2Face": "reenact", "NeuralTextures": "retexture"}
+
+
+def _manipulation_rng(config: SampleConfig, key: RenderKey, people: tuple[str, ...]) -> np.random.Generator:
+    """The generator of one manipulation: from the seed and its people, whatever the render order."""
+    source = people.index(key.source) if key.source else len(people)
+    return np.random.default_rng([config.seed, KINDS.index(key.kind), people.index(key.target), source, key.size])
+
+
+def render_manipulation(
+    real: list[np.ndarray],
+    key: RenderKey,
+    plan: SamplePlan,
+    photos: dict[str, np.ndarray],
+    annotations: dict,
+    config: SampleConfig,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The frames (BGR uint8) and soft masks (float32 0..1) of the fake ``key`` of the clip ``real``."""
+    clip = plan.clip(key.target)
+    empty = np.zeros(clip.size[::-1], dtype=np.float32)
+    if key.kind == "swap":
+        donor_landmarks = np.asarray(_subject(annotations, key.source)["landmarks"])
+        face, face_landmarks = render_generator_face(photos[key.source], donor_landmarks, key.size)
+
+        def one(frame: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
+            return swap_face(frame, clip.landmarks[i], face, face_landmarks)
+
+    elif key.kind == "reenact":
+        drive = expression_drive(
+            plan.clip(key.source).landmarks, _manipulation_rng(config, key, plan.people), config.fps
+        )
+
+        def one(frame: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
+            return reenact_face(frame, clip.landmarks[i], drive[i])
+
+    elif key.kind == "retexture":
+        style = TextureStyle.draw(_manipulation_rng(config, key, plan.people))
+
+        def one(frame: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
+            return retexture_face(frame, clip.landmarks[i], style)
+
+    else:
+        raise ValueError(f"not a manipulation: {key}")
+    frames, masks = [], []
+    for i, frame in enumerate(real):
+        fake, mask = one(frame, i) if clip.visible[i] else (frame.copy(), empty)
+        frames.append(fake)
+        masks.append(mask)
+    return frames, masks
+
+
+# ----------------------------------------------------------------------------- layouts
+
+
+class Entry(NamedTuple):
+    """One video of a layout, as the real dataset labels it (vocabulary translated)."""
+
+    path: str  # relative to the dataset root
+    label: str  # REAL or FAKE
+    method: str  # FAKE: the layout's method name, "" when the layout does not say
+    split: str  # the split its people belong to (train, val, test)
+    identity: str  # whose face it shows
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    """One output folder: which render goes where, the list files, and every video's labels."""
+
+    name: str
+    videos: dict[str, RenderKey]  # relative path -> render
+    masks: dict[str, RenderKey]  # relative path -> the fake whose mask it is
+    texts: dict[str, bytes]  # relative path -> metadata / list file
+    entries: tuple[Entry, ...] = ()
+    # identities of videos the dataset uses from a declared extra root (path with ..), not shipped here
+    borrowed: tuple[tuple[str, str], ...] = ()
+
+    def counts(self) -> dict[str, Any]:
+        """real/fake totals, fakes per method, real/fake per split."""
+        fakes = [e for e in self.entries if e.label == "FAKE"]
+        splits: dict[str, dict[str, int]] = {}
+        for entry in self.entries:
+            row = splits.setdefault(entry.split or "none", {"real": 0, "fake": 0})
+            row["real" if entry.label == "REAL" else "fake"] += 1
+        return {
+            "real": len(self.entries) - len(fakes),
+            "fake": len(fakes),
+            "methods": dict(sorted(Counter(e.method or "unknown" for e in fakes).items())),
+            "splits": dict(sorted(splits.items())),
+            "masks": len(self.masks),
         }
-        for fake in clip.fakes:
-            donor_landmarks = np.asarray(_subject(annotations, fake.donor)["landmarks"])
-            frames = render_fake(real, clip, photos[fake.donor], donor_landmarks, config.generator_size)
-            _write_video(folder / fake.name, frames, fps)
-            metadata[fake.name] = {
-                "label": "FAKE",
+
+
+def identity_of(photo: str) -> str:
+    """The identity label of the person in ``photo`` (its file stem), as in metadata.json and identities/*.csv."""
+    return Path(photo).stem
+
+
+def _real(person: str) -> RenderKey:
+    return RenderKey("real", person)
+
+
+def _swap(target: str, donor: str, size: int) -> RenderKey:
+    return RenderKey("swap", target, donor, size)
+
+
+def _ffpp_key(method: str, target: str, source: str, config: SampleConfig) -> RenderKey:
+    kind = FFPP_KINDS[method]
+    return RenderKey(kind, target, source, config.generator_size if kind == "swap" else 0)
+
+
+def _shows(key: RenderKey) -> str:
+    """Whose face a render shows: a swap its donor, anything else its target."""
+    return identity_of(key.source if key.kind == "swap" else key.target)
+
+
+def _lines(lines: list[str]) -> bytes:
+    return "".join(f"{line}\n" for line in lines).encode("utf-8")
+
+
+def _csv(header: list[str], rows: list[list[Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _layout_parts(plan: SamplePlan, config: SampleConfig) -> list[DatasetLayout]:
+    """The DFDC training parts: videos + metadata.json (null originals on REALs, identity on all)."""
+    layouts = []
+    for part in config.parts:
+        videos: dict[str, RenderKey] = {}
+        metadata: dict[str, dict] = {}
+        for clip in plan.clips:
+            if clip.part != part:
+                continue
+            videos[clip.name] = _real(clip.person)
+            metadata[clip.name] = {
+                "label": "REAL",
                 "split": "train",
-                "original": clip.name,
-                "identity": identity_of(fake.donor),
+                "original": None,
+                "identity": identity_of(clip.person),
             }
-        logger.debug("%s: %s (%s) + %d fake(s)", part, clip.name, clip.person, len(clip.fakes))
-    return metadata
+            for fake in clip.fakes:
+                videos[fake.name] = _swap(clip.person, fake.donor, config.generator_size)
+                metadata[fake.name] = {
+                    "label": "FAKE",
+                    "split": "train",
+                    "original": clip.name,
+                    "identity": identity_of(fake.donor),
+                }
+        entries = [Entry(name, e["label"], "", e["split"], e["identity"]) for name, e in sorted(metadata.items())]
+        layouts.append(DatasetLayout(part, videos, {}, {"metadata.json": json_bytes(metadata)}, tuple(entries)))
+    return layouts
+
+
+def _layout_ffpp(plan: SamplePlan, config: SampleConfig) -> DatasetLayout:
+    ids = plan.ffpp_ids
+    videos: dict[str, RenderKey] = {}
+    masks: dict[str, RenderKey] = {}
+    entries = []
+    for person in sorted(ids, key=ids.__getitem__):
+        path = f"original_sequences/youtube/{FFPP_COMPRESSION}/videos/{ids[person]}.mp4"
+        videos[path] = _real(person)
+        entries.append(Entry(path, "REAL", "", plan.split_of(person), identity_of(person)))
+    for a, b in plan.pairs:
+        for target, source in ((a, b), (b, a)):  # FF++ ships both directions of a pair
+            name = f"{ids[target]}_{ids[source]}.mp4"
+            for method in FFPP_METHODS:
+                key = _ffpp_key(method, target, source, config)
+                path = f"manipulated_sequences/{method}/{FFPP_COMPRESSION}/videos/{name}"
+                videos[path] = key
+                masks[f"manipulated_sequences/{method}/masks/videos/{name}"] = key
+                entries.append(Entry(path, "FAKE", method, plan.split_of(target), _shows(key)))
+    texts = {}
+    for split in SPLITS:
+        pairs = sorted(sorted([ids[a], ids[b]]) for a, b in plan.pairs if plan.split_of(a) == split)
+        texts[f"splits/{split}.json"] = (json.dumps(pairs, indent=2) + "\n").encode("utf-8")
+    return DatasetLayout("ffpp", videos, masks, texts, tuple(sorted(entries)))
+
+
+def _layout_celebdf(plan: SamplePlan, config: SampleConfig) -> DatasetLayout:
+    ids = plan.celebdf_ids
+    videos: dict[str, RenderKey] = {}
+    entries = []
+
+    def split(person: str) -> str:  # Celeb-DF lists its test videos; everything else is train
+        return "test" if plan.split_of(person) == "test" else "train"
+
+    for person, celeb_id in ids.items():
+        path = f"Celeb-real/{celeb_id}_0000.mp4"
+        videos[path] = _real(person)
+        entries.append(Entry(path, "REAL", "", split(person), identity_of(person)))
+    for person, number in plan.youtube_ids.items():
+        path = f"YouTube-real/{number}.mp4"
+        videos[path] = _real(person)
+        entries.append(Entry(path, "REAL", "", split(person), identity_of(person)))
+    for a, b in plan.pairs:
+        if a not in ids:  # a val pair: Celeb-DF has no val split
+            continue
+        for target, source in ((a, b), (b, a)):
+            key = _swap(target, source, config.hq_generator_size)
+            path = f"Celeb-synthesis/{ids[target]}_{ids[source]}_0000.mp4"
+            videos[path] = key
+            entries.append(Entry(path, "FAKE", "Celeb-synthesis", split(target), _shows(key)))
+    entries.sort()
+    # Celeb-DF's inverted convention: 1 = real, 0 = fake.
+    listed = [f"{1 if e.label == 'REAL' else 0} {e.path}" for e in entries if e.split == "test"]
+    return DatasetLayout("celebdf", videos, {}, {"List_of_testing_videos.txt": _lines(listed)}, tuple(entries))
+
+
+def _layout_dfdc_test(plan: SamplePlan, config: SampleConfig) -> DatasetLayout:
+    videos: dict[str, RenderKey] = {}
+    entries = []
+    for person, (real_name, fake_name) in plan.dfdc_test_names.items():
+        videos[real_name] = _real(person)
+        entries.append(Entry(real_name, "REAL", "", "test", identity_of(person)))
+        partner = plan.partner(person)
+        if fake_name is not None and partner is not None:
+            key = _swap(person, partner, config.generator_size)
+            videos[fake_name] = key
+            entries.append(Entry(fake_name, "FAKE", "", "test", _shows(key)))
+    entries.sort()
+    labels = _csv(["filename", "label"], [[e.path, 1 if e.label == "FAKE" else 0] for e in entries])
+    return DatasetLayout("dfdc_test", videos, {}, {"labels.csv": labels}, tuple(entries))
+
+
+def _layout_dfdcp(plan: SamplePlan, config: SampleConfig) -> DatasetLayout:
+    ids = plan.dfdcp_ids
+    videos: dict[str, RenderKey] = {}
+    entries = []
+    for person, pid in ids.items():
+        split = plan.split_of(person)  # train or test: val people are left out
+        path = f"original_videos/videos/{pid}/{pid}_A_001.mp4"
+        videos[path] = _real(person)
+        entries.append(Entry(path, "REAL", "", split, identity_of(person)))
+        partner = plan.partner(person)
+        if partner is None:
+            continue
+        for method, size in (("A", config.generator_size), ("B", config.hq_generator_size)):
+            key = _swap(person, partner, size)
+            path = f"method_{method}/videos/{pid}/{pid}_{method}/{ids[partner]}_{pid}_{method}_001.mp4"
+            videos[path] = key
+            entries.append(Entry(path, "FAKE", f"method_{method}", split, _shows(key)))
+    entries.sort()
+    dataset = {e.path: {"label": e.label.lower(), "set": e.split} for e in entries}
+    return DatasetLayout("dfdcp", videos, {}, {"dataset.json": json_bytes(dataset)}, tuple(entries))
+
+
+def _actor(person: str, people: tuple[str, ...]) -> str:
+    if person not in ACTOR_LETTER:
+        raise InputError(f"{person}: add its DeeperForensics actor letter (M/W) to ACTOR_LETTER in {__name__}")
+    return f"{ACTOR_LETTER[person]}{people.index(person):03d}"
+
+
+def _layout_deeperforensics(plan: SamplePlan, config: SampleConfig) -> DatasetLayout:
+    videos: dict[str, RenderKey] = {}
+    entries = []
+    for person, ffpp_id in plan.ffpp_ids.items():
+        partner = plan.partner(person)
+        assert partner is not None  # FF++ ids go to paired people only
+        key = _swap(person, partner, config.hq_generator_size)
+        path = f"manipulated_videos/end_to_end/{ffpp_id}_{_actor(partner, plan.people)}.mp4"
+        videos[path] = key
+        entries.append(Entry(path, "FAKE", "end_to_end", plan.split_of(person), _shows(key)))
+    entries.sort()
+    texts = {
+        f"lists/splits/{split}.txt": _lines([Path(e.path).name for e in entries if e.split == split])
+        for split in SPLITS
+    }
+    # Its reals are the FF++ targets, which the index reaches through ffpp_root (../ffpp beside it):
+    # label them too, so the same clip is the same person in both datasets.
+    borrowed = tuple(
+        (f"../ffpp/original_sequences/youtube/{FFPP_COMPRESSION}/videos/{ffpp_id}.mp4", identity_of(person))
+        for person, ffpp_id in sorted(plan.ffpp_ids.items(), key=lambda item: item[1])
+        if "ffpp" in config.datasets
+    )
+    return DatasetLayout("deeperforensics", videos, {}, texts, tuple(entries), borrowed)
+
+
+LAYOUTS = {
+    "ffpp": _layout_ffpp,
+    "celebdf": _layout_celebdf,
+    "dfdc_test": _layout_dfdc_test,
+    "dfdcp": _layout_dfdcp,
+    "deeperforensics": _layout_deeperforensics,
+}
+
+
+def layout_datasets(plan: SamplePlan, config: SampleConfig) -> list[DatasetLayout]:
+    """Every output folder of the sample (``config.folders``), planned but not rendered."""
+    layouts = _layout_parts(plan, config)
+    extra = [LAYOUTS[name](plan, config) for name in config.datasets]
+    if extra:
+        texts = {
+            f"{layout.name}.csv": _csv(
+                ["path", "identity"],
+                sorted([[e.path, e.identity] for e in layout.entries] + list(map(list, layout.borrowed))),
+            )
+            for layout in extra
+        }
+        extra.append(DatasetLayout(IDENTITIES, {}, {}, texts))
+    return layouts + extra
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _cache_name(key: RenderKey, people: tuple[str, ...], mask: bool = False) -> str:
+    source = people.index(key.source) if key.source else "-"
+    return f"{key.kind}_{people.index(key.target)}_{source}_{key.size}{'_mask' if mask else ''}.mp4"
+
+
+@contextmanager
+def _render_cache(out_root: Path) -> Iterator[Path]:
+    """A scratch folder for the renders, beside the outputs (copies stay on one file system).
+
+    Its name is fixed, so a run killed midway leaves at most one, which the next run clears.
+    """
+    cache = out_root / ".sample-renders.partial"
+    if cache.exists():
+        shutil.rmtree(cache)
+    cache.mkdir(parents=True)
+    try:
+        yield cache
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def _mask_video_frames(masks: list[np.ndarray]) -> list[np.ndarray]:
+    """FF++'s mask videos: white where the frame was manipulated, black elsewhere."""
+    return [cv2.cvtColor(np.where(m > 0, 255, 0).astype(np.uint8), cv2.COLOR_GRAY2BGR) for m in masks]
+
+
+def _render_all(
+    cache: Path,
+    layouts: list[DatasetLayout],
+    plan: SamplePlan,
+    photos: dict[str, np.ndarray],
+    annotations: dict,
+    config: SampleConfig,
+) -> dict[str, int]:
+    """Render every video (and mask) the layouts need, each once, into ``cache``."""
+    videos = {key for layout in layouts for key in layout.videos.values()}
+    masks = {key for layout in layouts for key in layout.masks.values()}
+    done = Counter()
+    for person in plan.people:
+        keys = sorted(k for k in videos | masks if k.target == person)
+        if not keys:
+            continue
+        clip = plan.clip(person)
+        real = render_real(photos[person], clip)
+        for key in keys:
+            if key.kind == "real":
+                _write_video(cache / _cache_name(key, plan.people), real, config.fps)
+                done["real"] += 1
+                continue
+            frames, soft = render_manipulation(real, key, plan, photos, annotations, config)
+            if key in videos:
+                _write_video(cache / _cache_name(key, plan.people), frames, config.fps)
+                done[key.kind] += 1
+            if key in masks:
+                _write_video(cache / _cache_name(key, plan.people, mask=True), _mask_video_frames(soft), config.fps)
+                done["mask"] += 1
+        logger.debug("rendered %s: %s", person, [tuple(k) for k in keys])
+    return dict(sorted(done.items()))
+
+
+def _write_layout(out_root: Path, layout: DatasetLayout, cache: Path, people: tuple[str, ...]) -> int:
+    """Copy the layout's renders and write its list files into ``out_root/<name>``, all or nothing;
+    return its size in bytes."""
+    # Built beside its final place, then swapped in: a crash never leaves a half-written dataset.
+    with atomic_dir(out_root / layout.name) as tmp:
+        copies = [(path, _cache_name(key, people)) for path, key in layout.videos.items()]
+        copies += [(path, _cache_name(key, people, mask=True)) for path, key in layout.masks.items()]
+        for path, name in copies:
+            (tmp / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cache / name, tmp / path)
+        for path, data in layout.texts.items():
+            (tmp / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / path).write_bytes(data)
+        return sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
 
 
 def build_sample(out_root: Path, config: SampleConfig, faces: Path | None = None) -> dict:
-    """Write the sample under ``out_root/<part>/`` (videos + metadata.json); return a summary."""
+    """Write the sample's folders (``config.folders``) under ``out_root``; return a summary."""
     faces = Path(faces) if faces is not None else faces_dir()
     out_root = Path(out_root)
     annotations = load_annotations(faces)
-    clips = plan_sample(config, annotations, faces)
-    photos = {photo: _read_photo(faces / photo) for photo in sorted(annotations)}
-    summary: dict[str, Any] = {"parts": {}, "videos": 0, "bytes": 0, "frames": config.frames, "roles": {}}
+    plan = plan_sample(config, annotations, faces)
+    layouts = layout_datasets(plan, config)
+    photos = {photo: _read_photo(faces / photo) for photo in plan.people}
+    summary: dict[str, Any] = {
+        "parts": {},
+        "datasets": {},
+        "identities": {},
+        "videos": 0,
+        "masks": 0,
+        "bytes": 0,
+        "frames": config.frames,
+        "people": {split: [identity_of(p) for p in plan.people_in(split)] for split in SPLITS},
+        "roles": {clip.role: f"{clip.part}/{clip.name}" for clip in plan.clips if clip.role != "plain"},
+    }
     out_root.mkdir(parents=True, exist_ok=True)
-    for part in config.parts:
-        # Built beside its final place, then swapped in: a crash never leaves a half-written part.
-        with atomic_dir(out_root / part) as tmp:
-            metadata = _write_part(tmp, part, clips, photos, annotations, config)
-            write_json_atomic(tmp / "metadata.json", metadata)
-            size = sum(p.stat().st_size for p in tmp.iterdir())
-        labels = [entry["label"] for entry in metadata.values()]
-        summary["parts"][part] = {"real": labels.count("REAL"), "fake": labels.count("FAKE")}
-        summary["videos"] += len(metadata)
-        summary["bytes"] += size
-        logger.info("%s: %d real, %d fake videos", part, labels.count("REAL"), labels.count("FAKE"))
-    summary["roles"] = {clip.role: f"{clip.part}/{clip.name}" for clip in clips if clip.role != "plain"}
+    with _render_cache(out_root) as cache:
+        summary["renders"] = _render_all(cache, layouts, plan, photos, annotations, config)
+        for layout in layouts:
+            summary["bytes"] += _write_layout(out_root, layout, cache, plan.people)
+            if layout.name == IDENTITIES:
+                summary["identities"] = {Path(p).stem: data.count(b"\n") - 1 for p, data in layout.texts.items()}
+                continue
+            counts = layout.counts()
+            summary["datasets"][layout.name] = counts
+            summary["videos"] += len(layout.videos)
+            summary["masks"] += len(layout.masks)
+            if layout.name in config.parts:
+                summary["parts"][layout.name] = {"real": counts["real"], "fake": counts["fake"]}
+            logger.info(
+                "%s: %d real, %d fake videos%s",
+                layout.name,
+                counts["real"],
+                counts["fake"],
+                f", {len(layout.masks)} masks" if layout.masks else "",
+            )
     return summary
 
 
@@ -760,9 +1219,9 @@ Config = SampleConfig
 
 @dataclass(frozen=True)
 class Paths:
-    out: Path  # receives one folder per sample part
+    out: Path  # receives one folder per sample part and per extra dataset (SampleConfig.folders)
 
 
 def run(config: SampleConfig, paths: Paths) -> dict:
-    """The sample stage: write the sample parts under ``paths.out``."""
+    """The sample stage: write the sample's folders under ``paths.out``."""
     return build_sample(paths.out, config)

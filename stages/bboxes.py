@@ -1,4 +1,4 @@
-"""DVC stage bboxes: MTCNN face boxes for the REAL videos of one DFDC part."""
+"""DVC stage bboxes: MTCNN face boxes for the videos of one dataset that have no original to borrow them from."""
 
 from pathlib import Path
 
@@ -8,11 +8,16 @@ from deepfake.stages import bboxes
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--part-dir", type=Path, required=True, help="the DFDC part folder (videos + metadata.json)")
+    parser.add_argument("--dataset", required=True, help="the dataset (a key of data.datasets)")
+    parser.add_argument("--index", type=Path, required=True, help="its canonical index (data/index/<dataset>.csv)")
+    parser.add_argument("--root", type=Path, required=True, help="its root folder")
     parser.add_argument("--out", type=Path, required=True, help="folder for <video>.json box files")
     parser.add_argument("--report", type=Path, required=True, help="stage report JSON")
     args, params = parse_stage_args(parser, argv)
-    bboxes.run(bboxes.Config.from_params(params), bboxes.Paths(args.part_dir, args.out, args.report))
+    paths = bboxes.Paths(
+        args.dataset, args.index, args.root, args.out, args.report, params.data.extra_roots(args.dataset)
+    )
+    bboxes.run(bboxes.Config.from_params(params), paths)
 
 
 if __name__ == "__main__":

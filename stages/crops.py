@@ -1,4 +1,4 @@
-"""DVC stage crops: face crops of every video of one part (fakes are cut with their original's boxes)."""
+"""DVC stage crops: face crops of every video of one dataset (fakes are cut with their original's boxes)."""
 
 from pathlib import Path
 
@@ -8,12 +8,17 @@ from deepfake.stages import crops
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--part-dir", type=Path, required=True, help="the DFDC part folder (videos + metadata.json)")
-    parser.add_argument("--boxes", type=Path, required=True, help="the bboxes stage's folder for this part")
+    parser.add_argument("--dataset", required=True, help="the dataset (a key of data.datasets)")
+    parser.add_argument("--index", type=Path, required=True, help="its canonical index (data/index/<dataset>.csv)")
+    parser.add_argument("--root", type=Path, required=True, help="its root folder")
+    parser.add_argument("--boxes", type=Path, required=True, help="the bboxes stage's folder for this dataset")
     parser.add_argument("--out", type=Path, required=True, help="folder for <video>/<frame>_<face>.png and index.csv")
     parser.add_argument("--report", type=Path, required=True, help="stage report JSON")
     args, params = parse_stage_args(parser, argv)
-    crops.run(crops.Config.from_params(params), crops.Paths(args.part_dir, args.boxes, args.out, args.report))
+    paths = crops.Paths(
+        args.dataset, args.index, args.root, args.boxes, args.out, args.report, params.data.extra_roots(args.dataset)
+    )
+    crops.run(crops.Config.from_params(params), paths)
 
 
 if __name__ == "__main__":

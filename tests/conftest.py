@@ -17,7 +17,7 @@ import yaml
 from deepfake.core.params import Params, validate_params
 from deepfake.modeling.data import DataRoots
 from deepfake.modeling.store import ModelStore, members
-from deepfake.stages import bboxes, crops, diffs, export, folds, landmarks, quantize
+from deepfake.stages import bboxes, crops, diffs, export, folds, ingest, landmarks, quantize
 from deepfake.stages.train import TrainConfig, fit
 
 FACES = Path(__file__).resolve().parents[1] / "src" / "deepfake" / "assets" / "faces"
@@ -29,7 +29,8 @@ PARAMS_YAML = Path(__file__).resolve().parents[1] / "params.yaml"
 
 # The unit tests' params: the real params.yaml, shrunk. Only these keys differ from it.
 SHRINK = {
-    "data.parts": ["dfdc_train_part_0"],
+    "train.datasets": ["dfdc_train_part_0"],
+    "evaluate.testsets": {"dfdc": ["dfdc_train_part_0"]},
     "video.frame_stride": 4,
     "bboxes.batch_size": 4,
     "bboxes.thresholds": [0.6, 0.7, 0.7],
@@ -70,12 +71,14 @@ def set_key(raw: dict, dotted: str, value: object) -> None:
 
 
 def tiny_params(root: Path, **changes: object) -> dict:
-    """params.yaml as a dict, shrunk for unit tests (``SHRINK``), with ``data.root`` = ``root``.
+    """params.yaml as a dict, shrunk for unit tests (``SHRINK``), with one dataset: the DFDC part
+    ``root/dfdc_train_part_0``.
 
     ``changes`` use ``__`` for dots: ``tiny_params(root, train__epochs=1)``.
     """
     raw = yaml.safe_load(PARAMS_YAML.read_text())
-    for dotted, value in {"data.root": str(root), **SHRINK}.items():
+    datasets = {"dfdc_train_part_0": {"layout": "dfdc", "root": str(Path(root) / "dfdc_train_part_0")}}
+    for dotted, value in {"data.datasets": datasets, **SHRINK}.items():
         set_key(raw, dotted, value)
     for key, value in changes.items():
         set_key(raw, key.replace("__", "."), value)
@@ -162,20 +165,34 @@ def hostile_part(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_hostile_part(tmp_path_factory.mktemp("raw"))
 
 
+def ingest_part(part_dir: Path, out: Path, layout: str = "dfdc") -> Path:
+    """The ingest stage on a dataset folder (a DFDC part by default); returns its canonical index."""
+    index = out / f"{part_dir.name}.csv"
+    config = ingest.Config(dataset=part_dir.name, layout=layout)
+    ingest.run(config, ingest.Paths(part_dir, index, out / f"{part_dir.name}.ingest.json"))
+    return index
+
+
 @pytest.fixture(scope="session")
 def processed(hostile_part: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Run every preprocessing stage once on the hostile part."""
+    """Run ingest and every preprocessing stage once on the hostile part."""
     out = tmp_path_factory.mktemp("processed")
     params = as_params(tiny_params(hostile_part.parent))
     part = hostile_part.name
     reports = out / "reports"
     result = {"out": out, "part": part}
+    result["ingest"] = ingest.run(
+        ingest.Config.from_params(params, part), ingest.Paths(hostile_part, out / "index.csv", reports / "ingest.json")
+    )
+    index = out / "index.csv"
+    result["index"] = index
     result["bboxes"] = bboxes.run(
-        bboxes.Config.from_params(params), bboxes.Paths(hostile_part, out / "bboxes" / part, reports / "bboxes.json")
+        bboxes.Config.from_params(params),
+        bboxes.Paths(part, index, hostile_part, out / "bboxes" / part, reports / "bboxes.json"),
     )
     result["crops"] = crops.run(
         crops.Config.from_params(params),
-        crops.Paths(hostile_part, out / "bboxes" / part, out / "crops" / part, reports / "crops.json"),
+        crops.Paths(part, index, hostile_part, out / "bboxes" / part, out / "crops" / part, reports / "crops.json"),
     )
     result["landmarks"] = landmarks.run(
         landmarks.Config.from_params(params),

@@ -129,28 +129,36 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
 def test_repro_produces_every_output(repo: tuple[Path, dict[str, str]]) -> None:
     path, _ = repo
     params = yaml.safe_load((path / "params.yaml").read_text())
-    for part in params["data"]["parts"]:
-        assert (path / "data/raw" / part / "metadata.json").is_file()
-        assert list((path / "data/bboxes" / part).glob("*.json"))
-        assert (path / "data/crops" / part / "index.csv").is_file()
-        assert list((path / "data/landmarks" / part).rglob("*.npy"))
-        assert list((path / "data/masks" / part).rglob("*.png"))
+    layouts = {spec["layout"] for spec in params["data"]["datasets"].values()}
+    assert {"dfdc", "ffpp", "celebdf"} <= layouts  # DFDC parts plus FF++ and Celeb-DF, end to end
+    for dataset in params["data"]["datasets"]:
+        assert (path / "data/index" / f"{dataset}.csv").is_file()
+        assert list((path / "data/bboxes" / dataset).glob("*.json"))
+        assert (path / "data/crops" / dataset / "index.csv").is_file()
+        assert list((path / "data/landmarks" / dataset).rglob("*.npy"))
+        assert list((path / "data/masks" / dataset).rglob("*.png"))
+        assert (path / f"metrics/ingest/{dataset}.json").is_file()
         for stage in ("bboxes", "crops", "landmarks", "diffs"):
-            assert (path / f"metrics/preprocess/{stage}/{part}.json").is_file()
+            assert (path / f"metrics/preprocess/{stage}/{dataset}.json").is_file()
     for model in params["models"]:
         assert (path / "models/train" / model / "best.pt").is_file()
         assert (path / "plots/train" / f"{model}.png").is_file()
         assert (path / "metrics/train" / model / "metrics.json").is_file()
         for seed in params["ensemble"]["seeds"]:
             assert (path / "models/train/ensemble" / f"{model}-{seed}" / "best.pt").is_file()
-    report = json.loads((path / "metrics/evaluate.json").read_text())
-    assert set(report["models"]) == {
-        *params["models"],
-        *(f"{m}-{s}" for m in params["models"] for s in params["ensemble"]["seeds"]),
-    }
-    assert (path / "plots/evaluate/roc.png").is_file()
+    members = {*params["models"], *(f"{m}-{s}" for m in params["models"] for s in params["ensemble"]["seeds"])}
+    for testset in params["evaluate"]["testsets"]:
+        report = json.loads((path / f"metrics/evaluate/{testset}.json").read_text())
+        assert set(report["models"]) == members
+        assert list((path / "plots/evaluate" / testset).glob("*.png"))
+    matrix = json.loads((path / "metrics/matrix.json").read_text())
+    assert set(params["evaluate"]["testsets"]) <= {key for row in matrix.values() for key in row}
+    assert (path / "metrics/matrix.md").is_file() and (path / "plots/matrix.png").is_file()
+    # FF++ ships mask videos: its fakes' segmentation targets come from them, not from SSIM
+    diffs = json.loads((path / "metrics/preprocess/diffs/ffpp.json").read_text())
+    assert diffs["masks_from_video"] > 0
     folds = (path / "data/folds.csv").read_text().splitlines()
-    assert folds[0].startswith("video,file,label,original,part,frame,face,identity,fold")
+    assert folds[0].startswith("video,file,label,original,part,frame,face,identity,method,compression,split,fold")
     assert len(folds) > 100
 
 
@@ -259,14 +267,18 @@ def test_killed_stage_leaves_old_output_and_rerun_matches(repo: tuple[Path, dict
     """SIGKILL bboxes midway: the previous output stays whole; a rerun gives identical bytes."""
     path, env = repo
     before = out_hashes(path)
-    part = yaml.safe_load((path / "params.yaml").read_text())["data"]["parts"][0]
+    part = next(iter(yaml.safe_load((path / "params.yaml").read_text())["data"]["datasets"]))
     out = path / "data/bboxes" / part
     partial = out.parent / f".{part}.partial"
     old_files = sorted(p.name for p in out.iterdir())
     cmd = [
         sys.executable,
         "stages/bboxes.py",
-        "--part-dir",
+        "--dataset",
+        part,
+        "--index",
+        f"data/index/{part}.csv",
+        "--root",
         f"data/raw/{part}",
         "--out",
         str(out.relative_to(path)),
@@ -387,7 +399,7 @@ def test_a_tampered_file_on_the_remote_is_refused(repo: tuple[Path, dict[str, st
 def test_exp_run_with_another_seed_changes_models_and_metrics(repo: tuple[Path, dict[str, str]]) -> None:
     """`dvc exp run -S train.seed=...` retrains train@<model> only; exp show / metrics diff / plots diff work.
 
-    The experiment stops at evaluate (a target) to keep CI in budget: export, quantize and triton were
+    The experiment stops at the matrix (a target) to keep CI in budget: export, quantize and triton were
     reproduced once by the fixture, and the seed changes nothing else about them.
 
     Runs last: it leaves the experiment's results in the workspace.
@@ -396,8 +408,8 @@ def test_exp_run_with_another_seed_changes_models_and_metrics(repo: tuple[Path, 
     params = yaml.safe_load((path / "params.yaml").read_text())
     git_commit(path, env, "sample run")
     before = out_hashes(path)
-    # up to evaluate: the deployment stages downstream were already run by the fixture's repro
-    output = run(["dvc", "exp", "run", "-n", "seed777", "-S", "train.seed=777", "evaluate"], path, env)
+    # up to the matrix: the deployment stages downstream were already run by the fixture's repro
+    output = run(["dvc", "exp", "run", "-n", "seed777", "-S", "train.seed=777", "matrix"], path, env)
     after = out_hashes(path)
     for model in params["models"]:
         assert f"train@{model}" in output
@@ -406,6 +418,7 @@ def test_exp_run_with_another_seed_changes_models_and_metrics(repo: tuple[Path, 
             assert after[f"models/train/ensemble/{model}-{seed}"] == before[f"models/train/ensemble/{model}-{seed}"]
     shown = json.loads(run(["dvc", "exp", "show", "--json"], path, env))
     assert "seed777" in json.dumps(shown)
-    assert "evaluate.json" in run(["dvc", "metrics", "diff", "HEAD"], path, env)
+    diff = run(["dvc", "metrics", "diff", "HEAD"], path, env)
+    assert "metrics/matrix.json" in diff and "metrics/evaluate/" in diff
     run(["dvc", "plots", "diff", "HEAD", "-o", str(path / "plots-diff")], path, env)
     assert (path / "plots-diff" / "index.html").is_file()

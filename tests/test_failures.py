@@ -305,8 +305,9 @@ def test_the_crops_stage_never_reads_an_escaping_file(tmp_path: Path) -> None:
     write_boxes(boxes, "a")
     write_boxes(boxes, "link")
     summary = run_crops(part, boxes, tmp_path / "crops" / "part", tmp_path / "reports" / "crops.json")
-    assert [r["entry"] for r in summary["metadata_refused"]] == ["link.mp4"]
-    assert "outside the part folder" in summary["metadata_refused"][0]["reason"]
+    ingest_report = json.loads((tmp_path / "index" / "part.ingest.json").read_text())
+    [refused] = ingest_report["refused"]
+    assert refused.startswith("metadata.json:") and "link.mp4" in refused and "outside" in refused
     assert summary["videos_total"] == 1 and summary["videos_done"] == 1
     assert sorted(p.name for p in (tmp_path / "crops" / "part").iterdir()) == ["a", "index.csv"]
 
@@ -347,9 +348,11 @@ def tiny_part(tmp_path: Path, videos: int = 3) -> Path:
 
 def run_crops(part: Path, boxes: Path, out: Path, report: Path, workers: int = 1) -> dict[str, Any]:
     from deepfake.stages import crops
+    from tests.conftest import ingest_part
 
     config = crops.Config(sampling=SAMPLING, margin=0.3, workers=workers)
-    return crops.run(config, crops.Paths(part_dir=part, boxes=boxes, out=out, report=report))
+    index = ingest_part(part, part.parent.parent / "index")
+    return crops.run(config, crops.Paths(part.name, index, part, boxes=boxes, out=out, report=report))
 
 
 class StubDetector:
@@ -365,10 +368,12 @@ class StubDetector:
 def run_bboxes(part: Path, out: Path, report: Path) -> dict[str, Any]:
     from deepfake.media.faces import Detection, DetectorConfig
     from deepfake.stages import bboxes
+    from tests.conftest import ingest_part
 
     detector = DetectorConfig(thresholds=(0.6, 0.7, 0.7), min_face_size=20, device="cpu")
     config = bboxes.Config(SAMPLING, Detection(detector, 4, 1.0, ((100000.0, 1.0),)), workers=1, torch_threads=1)
-    return bboxes.run(config, bboxes.Paths(part_dir=part, out=out, report=report))
+    index = ingest_part(part, part.parent.parent / "index")
+    return bboxes.run(config, bboxes.Paths(part.name, index, part, out=out, report=report))
 
 
 def fail_on_call(number: int, real: Callable[..., Any]) -> Callable[..., Any]:

@@ -22,7 +22,7 @@ from deepfake.backends.base import create_backend
 from deepfake.media.faces import FaceDetector
 from deepfake.media.video import FrameSampling, VideoError, iter_sampled_frames, probe
 from deepfake.stages import bboxes, crops
-from tests.conftest import as_params, face_frames, set_key, tamper, tiny_params
+from tests.conftest import as_params, face_frames, ingest_part, set_key, tamper, tiny_params
 
 LIE = 2**31 - 1  # what a hostile header claims as its frame count
 GIANT = 16000  # pixels per side a hostile header claims: 256 Mpx, over 1 GB per decoded BGR frame
@@ -87,8 +87,10 @@ def test_an_endless_header_reads_the_real_frames_and_stops(lying_part: Path) -> 
 
 def test_stages_skip_the_giant_and_process_the_endless(lying_part: Path, tmp_path: Path) -> None:
     params = as_params(tiny_params(lying_part.parent))
+    index = ingest_part(lying_part, tmp_path / "index")
+    paths = {"dataset": lying_part.name, "index": index, "root": lying_part}
     report = bboxes.run(
-        bboxes.Config.from_params(params), bboxes.Paths(lying_part, tmp_path / "bboxes", tmp_path / "b.json")
+        bboxes.Config.from_params(params), bboxes.Paths(**paths, out=tmp_path / "bboxes", report=tmp_path / "b.json")
     )
     reasons = {s["video"]: s["reason"] for s in report["skipped"]}
     assert set(reasons) == {"giant.mp4"} and "max_pixels" in reasons["giant.mp4"]
@@ -96,7 +98,7 @@ def test_stages_skip_the_giant_and_process_the_endless(lying_part: Path, tmp_pat
     assert sorted(int(k) for k in boxes["frames"]) == [0, 4, 8, 12]
     report = crops.run(
         crops.Config.from_params(params),
-        crops.Paths(lying_part, tmp_path / "bboxes", tmp_path / "crops", tmp_path / "c.json"),
+        crops.Paths(**paths, boxes=tmp_path / "bboxes", out=tmp_path / "crops", report=tmp_path / "c.json"),
     )
     index = pd.read_csv(tmp_path / "crops" / "index.csv")
     assert set(index["video"]) == {"endless.mp4", "fakeendless.mp4"}

@@ -153,7 +153,12 @@ def test_out_of_range_message_shows_the_value(raw: dict[str, Any]) -> None:
         ("sample.parts", [], "at least 1 item"),
         ("sample.width", 641, "must be even"),
         ("sample.width", 300, "must exceed sample.height"),
-        ("data.parts", ["../escape"], "plain folder name"),
+        ("data.datasets", {"../escape": {"layout": "dfdc", "root": "x"}}, "plain folder name"),
+        ("data.datasets.ffpp.layout", "faceforensics", "'dfdc', 'dfdc_test'"),
+        ("data.datasets.ffpp.compression", "c99", "'raw', 'c23' or 'c40'"),
+        ("data.datasets", {}, "at least 1 item"),
+        ("train.datasets", ["nope"], "'nope' is not a key of data.datasets"),
+        ("evaluate.testsets.dfdc", ["dfdc_train_part_0", "nope"], "'nope' is not a key of data.datasets"),
         ("ensemble.seeds", [555, 555], "duplicate entries 555"),
         ("model.uynet.decoder_channels", [64, 32], "needs 5 entries"),
         ("model.uynet.depth", 6, "less than or equal to 5"),
@@ -215,13 +220,19 @@ def test_folds_must_exist_for_the_strategy(raw: dict[str, Any]) -> None:
     n_splits = raw["folds"]["n_splits"]
     [line] = problems(variant(raw, ("train.val_fold", n_splits)))
     assert line.startswith(f"params.yaml: train.val_fold: must be below folds.n_splits={n_splits}")
-    # 'part' numbers its folds 0 .. part_splits - 1
+    # 'part' numbers its folds 0 .. part_splits - 1 (and needs DFDC parts only: a number in every name)
     part_splits = raw["folds"]["part_splits"]
-    validate_params(variant(raw, ("folds.strategy", "part"), ("train.val_fold", part_splits - 1)))
-    [line] = problems(variant(raw, ("folds.strategy", "part"), ("train.holdout_fold", part_splits)))
+    parts = {k: v for k, v in raw["data"]["datasets"].items() if v["layout"] == "dfdc"}
+    dfdc_only = variant(raw, ("data.datasets", parts), ("train.datasets", list(parts)))
+    dfdc_only["evaluate"]["testsets"] = {"dfdc": list(parts)}
+    validate_params(variant(dfdc_only, ("folds.strategy", "part"), ("train.val_fold", part_splits - 1)))
+    [line] = problems(variant(dfdc_only, ("folds.strategy", "part"), ("train.holdout_fold", part_splits)))
     assert line.startswith(f"params.yaml: train.holdout_fold: must be below folds.part_splits={part_splits}")
-    [line] = problems(variant(raw, ("folds.strategy", "part"), ("data.parts", ["dfdc_train_part_0", "extra"])))
-    assert line.startswith("params.yaml: data.parts[1]: 'extra' has no trailing number")
+    datasets = {name: raw["data"]["datasets"]["dfdc_train_part_0"] for name in ("dfdc_train_part_0", "extra")}
+    changed = variant(raw, ("folds.strategy", "part"), ("data.datasets", datasets), ("train.datasets", ["extra"]))
+    changed["evaluate"]["testsets"] = {"dfdc": ["dfdc_train_part_0"]}
+    [line] = problems(changed)
+    assert line.startswith("params.yaml: data.datasets.extra: has no trailing number")
 
 
 def test_cross_section_checks(raw: dict[str, Any]) -> None:

@@ -76,8 +76,11 @@ def params() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-def test_expected_stages_exist_per_part(stages: dict, params: dict) -> None:
-    expected = {"sample", "folds"} | {f"{s}@{p}" for s in PREPROCESSING for p in params["data"]["parts"]}
+def test_expected_stages_exist_per_dataset_and_test_set(stages: dict, params: dict) -> None:
+    datasets, testsets = params["data"]["datasets"], params["evaluate"]["testsets"]
+    expected = {"sample", "folds", "matrix"}
+    expected |= {f"{s}@{d}" for s in ("ingest", *PREPROCESSING) for d in datasets}
+    expected |= {f"evaluate@{t}" for t in testsets}
     assert expected <= set(stages)
 
 
@@ -151,9 +154,13 @@ def test_stage_params_exist_in_params_yaml(stages: dict, params: dict) -> None:
                     node = node[part]
 
 
-def test_sample_outputs_match_sample_parts(stages: dict, params: dict) -> None:
+def test_the_sample_writes_every_configured_dataset_root(stages: dict, params: dict) -> None:
     outs = {str(o.def_path) for o in stages["sample"].outs}
-    assert outs == {f"data/raw/{part}" for part in params["sample"]["parts"]}
+    assert {f"data/raw/{part}" for part in params["sample"]["parts"]} <= outs
+    for name, spec in params["data"]["datasets"].items():
+        assert spec["root"] in outs, f"data.datasets.{name}.root is not a sample output"
+        if "identities" in spec:
+            assert any(spec["identities"].startswith(out + "/") for out in outs), name
 
 
 def test_reports_are_git_tracked_metrics(stages: dict) -> None:
@@ -230,8 +237,8 @@ STAGE_MODULES = sorted(p.stem for p in (SRC / "deepfake" / "stages").glob("*.py"
 
 @pytest.mark.parametrize("name", STAGE_MODULES)
 def test_every_stage_module_has_the_one_stage_contract(name: str) -> None:
-    """``Config.from_params(params)`` (train also takes the model and seed), a ``Paths`` dataclass and
-    ``run(config, paths) -> report``; built here from the real params.yaml."""
+    """``Config.from_params(params)`` (train also takes the model and seed, ingest the dataset, evaluate the
+    test set), a ``Paths`` dataclass and ``run(config, paths) -> report``; built here from the real params.yaml."""
     import dataclasses
     import importlib
     import inspect
@@ -240,9 +247,14 @@ def test_every_stage_module_has_the_one_stage_contract(name: str) -> None:
 
     module = importlib.import_module(f"deepfake.stages.{name}")
     params = load_params(ROOT / "params.yaml")
-    config = (
-        module.Config.from_params(params, params.models[0]) if name == "train" else module.Config.from_params(params)
-    )
+    if name == "train":
+        config = module.Config.from_params(params, params.models[0])
+    elif name == "ingest":
+        config = module.Config.from_params(params, next(iter(params.data.datasets)))
+    elif name == "evaluate":
+        config = module.Config.from_params(params, next(iter(params.evaluate.testsets)))
+    else:
+        config = module.Config.from_params(params)
     assert dataclasses.is_dataclass(config) and dataclasses.is_dataclass(module.Paths)
     assert list(inspect.signature(module.run).parameters) == ["config", "paths"]
 

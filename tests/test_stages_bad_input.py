@@ -16,21 +16,26 @@ def skipped(report: dict) -> dict[str, str]:
     return {s["video"]: s["reason"] for s in report["skipped"]}
 
 
-def test_metadata_refusals_are_recorded(processed: dict) -> None:
-    for stage in ("bboxes", "crops"):
-        refused = {r["entry"]: r["reason"] for r in processed[stage]["metadata_refused"]}
-        assert set(refused) == {"../escape.mp4", "badlabel.mp4", "orphan.mp4"}
-        assert "plain .mp4" in refused["../escape.mp4"]
-        assert "ghost.mp4" in refused["orphan.mp4"]
+def test_metadata_refusals_are_recorded_by_ingest_and_never_reach_the_stages(processed: dict) -> None:
+    refused = processed["ingest"]["refused"]
+    assert len(refused) == 5 == processed["ingest"]["refused_count"]
+    assert all(line.startswith("metadata.json:") for line in refused)  # the file and line, relative to the root
+    assert any("plain .mp4" in line for line in refused)  # ../escape.mp4
+    assert any("'MAYBE'" in line for line in refused)  # badlabel.mp4
+    assert any("ghost.mp4" in line for line in refused)  # orphan.mp4
+    assert any("missing.mp4 is missing" in line for line in refused)  # a listed video that is not there
+    index = pd.read_csv(processed["index"], keep_default_na=False)
+    refused_names = {"../escape.mp4", "badlabel.mp4", "orphan.mp4", "missing.mp4", "fakemissing.mp4"}
+    assert refused_names.isdisjoint(index["video"])  # fakemissing.mp4: its source was refused
+    assert len(index) == 14 - len(refused_names)
 
 
 def test_bboxes_skips_bad_reals_and_keeps_good_ones(processed: dict) -> None:
     report = processed["bboxes"]
     reasons = skipped(report)
-    assert set(reasons) == {"noface.mp4", "zero.mp4", "truncated.mp4", "missing.mp4"}
+    assert set(reasons) == {"noface.mp4", "zero.mp4", "truncated.mp4"}  # missing.mp4: refused by ingest
     assert "no face" in reasons["noface.mp4"]
     assert "empty file" in reasons["zero.mp4"]
-    assert "not found" in reasons["missing.mp4"]
     assert report["videos_done"] == 2
     boxes_dir = processed["out"] / "bboxes" / processed["part"]
     assert sorted(p.name for p in boxes_dir.iterdir()) == ["reala.json", "realb.json"]
@@ -47,7 +52,6 @@ def test_bboxes_skips_bad_reals_and_keeps_good_ones(processed: dict) -> None:
 def test_crops_cover_fakes_and_skip_what_cannot_be_cropped(processed: dict) -> None:
     reasons = skipped(processed["crops"])
     assert "no boxes" in reasons["fakenoface.mp4"]
-    assert "original missing.mp4" in reasons["fakemissing.mp4"]
     assert "notvideo.mp4" in reasons and "cannot be opened" in reasons["notvideo.mp4"]
     assert {"reala.mp4", "fakea.mp4", "realb.mp4", "fakeb.mp4"}.isdisjoint(reasons)
     index = pd.read_csv(processed["out"] / "crops" / processed["part"] / "index.csv")
@@ -110,14 +114,15 @@ def tree_hashes(root: Path) -> dict[str, str]:
 def test_parallel_workers_give_the_same_bytes_as_serial(processed: dict, hostile_part: Path, tmp_path: Path) -> None:
     params = as_params(tiny_params(hostile_part.parent, bboxes__workers=2, crops__workers=2))
     part = processed["part"]
+    paths = {"dataset": part, "index": processed["index"], "root": hostile_part}
     report = bboxes.run(
-        bboxes.Config.from_params(params), bboxes.Paths(hostile_part, tmp_path / "bboxes", tmp_path / "b.json")
+        bboxes.Config.from_params(params), bboxes.Paths(**paths, out=tmp_path / "bboxes", report=tmp_path / "b.json")
     )
     assert tree_hashes(tmp_path / "bboxes") == tree_hashes(processed["out"] / "bboxes" / part)
     assert skipped(report) == skipped(processed["bboxes"])
     crops.run(
         crops.Config.from_params(params),
-        crops.Paths(hostile_part, tmp_path / "bboxes", tmp_path / "crops", tmp_path / "c.json"),
+        crops.Paths(**paths, boxes=tmp_path / "bboxes", out=tmp_path / "crops", report=tmp_path / "c.json"),
     )
     assert tree_hashes(tmp_path / "crops") == tree_hashes(processed["out"] / "crops" / part)
 
@@ -128,7 +133,7 @@ def test_malformed_metadata_stops_the_stage_naming_the_file(tmp_path: Path) -> N
 
     import yaml
 
-    part = tmp_path / "raw" / "dfdc_train_part_9"
+    part = tmp_path / "raw" / "dfdc_train_part_0"
     part.mkdir(parents=True)
     (part / "metadata.json").write_text('{"a.mp4": {"label": "REAL"')
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(tmp_path / "raw")))
@@ -136,10 +141,12 @@ def test_malformed_metadata_stops_the_stage_naming_the_file(tmp_path: Path) -> N
     result = subprocess.run(
         [
             sys.executable,
-            str(root / "stages/bboxes.py"),
+            str(root / "stages/ingest.py"),
             "--params",
             str(tmp_path / "params.yaml"),
-            "--part-dir",
+            "--dataset",
+            part.name,
+            "--root",
             str(part),
             "--out",
             str(tmp_path / "out"),
@@ -153,6 +160,6 @@ def test_malformed_metadata_stops_the_stage_naming_the_file(tmp_path: Path) -> N
     assert "Traceback" not in result.stderr
     # exactly one line: error: <Class>: <message naming the file>
     [line] = result.stderr.splitlines()
-    assert line.startswith(f"error: MetadataError: {part}/metadata.json: not valid JSON")
+    assert line.startswith("error: ") and f"{part}/metadata.json" in line and "not valid JSON" in line
     assert not (tmp_path / "out").exists()
     assert not (tmp_path / "r.json").exists()

@@ -73,7 +73,7 @@ def _cmd_bench_predict(args: argparse.Namespace) -> int:
     from deepfake.apps.predict import collect_videos
 
     params = load_params(args.params)
-    videos = collect_videos(args.inputs or [Path(params.data.root) / params.data.parts[0]])
+    videos = collect_videos(args.inputs or [Path(next(iter(params.data.datasets.values())).root)])
     run_predict_bench(params, videos[: args.videos], args.models, args.backend or list(BACKENDS), args.url)
     return 0
 
@@ -100,7 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(func=_cmd_sample)
 
     bench = commands.add_parser("bench", help="print preprocessing throughput on a dataset (default: the sample)")
-    bench.add_argument("--data-root", type=Path, default=None, help="default: data.root from params")
+    bench.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="folder holding the DFDC parts by name (default: each dataset's root in params)",
+    )
     bench.add_argument("--videos", type=int, default=None, help="at most this many REAL videos per part")
     bench.set_defaults(func=_cmd_bench)
 

@@ -47,8 +47,12 @@ def _decode_sampled(path: Path, sampling: FrameSampling) -> int:
 
 def run_preprocess_bench(params: Any, data_root: Path | None = None, videos: int | None = None) -> dict:
     """Time decoding, the bboxes stage and the crops stage per REAL video; print and return the figures."""
-    root = Path(data_root or params.data.root)
-    parts = list(params.data.parts)
+    # the DFDC-layout datasets (their metadata.json is read directly: no ingest needed for a benchmark)
+    parts = {
+        name: Path(data_root) / name if data_root else Path(spec.root)
+        for name, spec in params.data.datasets.items()
+        if spec.layout == "dfdc"
+    }
     box_config = replace(bboxes.Config.from_params(params), workers=1)
     crop_config = replace(crops.Config.from_params(params), workers=1)
     sampling = box_config.sampling
@@ -59,8 +63,8 @@ def run_preprocess_bench(params: Any, data_root: Path | None = None, videos: int
     with tempfile.TemporaryDirectory() as scratch:
         scratch_dir = Path(scratch)
         warm = True
-        for part in parts:
-            metadata = load_metadata(root / part)
+        for folder in parts.values():
+            metadata = load_metadata(folder)
             for entry in metadata.reals[:videos]:
                 path = metadata.video_path(entry.name)
                 box_task = bboxes.BboxesTask(path, scratch_dir / f"{entry.stem}.json", box_config)
@@ -80,7 +84,7 @@ def run_preprocess_bench(params: Any, data_root: Path | None = None, videos: int
                 totals["s_crops"] += seconds
                 totals["videos"] += 1
     if not totals["videos"]:
-        raise InputError(f"no REAL video found under {root} for parts {parts}")
+        raise InputError(f"no REAL video found in the DFDC-layout datasets {sorted(parts)}")
     figures = {
         "machine": machine_summary(),
         "videos": int(totals["videos"]),
@@ -94,7 +98,9 @@ def run_preprocess_bench(params: Any, data_root: Path | None = None, videos: int
         "crops_s_per_video": totals["s_crops"] / totals["videos"],
     }
     print(f"machine: {figures['machine']}")
-    print(f"{figures['videos']} REAL videos under {root}, every {sampling.stride}th frame sampled")
+    print(
+        f"{figures['videos']} REAL videos in {len(parts)} DFDC-layout datasets, every {sampling.stride}th frame sampled"
+    )
     for key, value in figures.items():
         if isinstance(value, float):
             print(f"  {key:32s} {value:10.2f}")

@@ -51,6 +51,7 @@ __all__ = [
     "ConfidentParams",
     "CropsParams",
     "DataParams",
+    "DatasetParams",
     "DiffsParams",
     "EnsembleParams",
     "EvaluateParams",
@@ -163,26 +164,66 @@ class _Section(BaseModel):
 # ---- one model per section of params.yaml ---------------------------------------------------------
 
 
+# mirror deepfake.media.layouts.LAYOUTS (core cannot import media); a test keeps them equal
+LAYOUT_NAMES = ("dfdc", "dfdc_test", "dfdcp", "ffpp", "celebdf", "deeperforensics")
+Layout = Literal["dfdc", "dfdc_test", "dfdcp", "ffpp", "celebdf", "deeperforensics"]
+MethodList = Annotated[list[NonEmptyStr], AfterValidator(_unique)]
+
+
+class DatasetParams(_Section):
+    """One dataset: its layout, its root folder and the layout's options (the adapter in
+    deepfake.media.layouts refuses an option its layout does not take)."""
+
+    layout: Layout
+    root: NonEmptyStr
+    compression: Literal["raw", "c23", "c40"] | None = None  # ffpp
+    methods: MethodList | None = None  # ffpp: manipulated_sequences/<method> folders to read (default: all)
+    splits: NonEmptyStr | None = None  # ffpp: folder of train/val/test.json (default <root>/splits)
+    variants: MethodList | None = None  # deeperforensics: manipulated_videos/<variant> folders
+    ffpp_root: NonEmptyStr | None = None  # deeperforensics: its reals are FF++'s youtube c23 videos
+    split: Literal["train", "val", "test"] | None = None  # dfdc_test: the split its videos belong to (default test)
+    identities: NonEmptyStr | None = None  # CSV path,identity: who each video shows, across datasets
+
+    def options(self) -> dict[str, Any]:
+        """The layout options that are set (layout and root left out)."""
+        return self.model_dump(mode="json", exclude_none=True, exclude={"layout", "root"})
+
+    @property
+    def extra_roots(self) -> tuple[str, ...]:
+        """Folders besides ``root`` that the dataset's videos may lie in."""
+        return (self.ffpp_root,) if self.ffpp_root else ()
+
+
 class DataParams(_Section):
-    root: NonEmptyStr  # folder holding the dfdc_train_part_N folders
-    parts: PartList  # one preprocessing stage each (dvc.yaml foreach)
+    # name -> dataset; one ingest and one stage of each preprocessing step per dataset (dvc.yaml foreach)
+    datasets: Annotated[dict[PartName, DatasetParams], Field(min_length=1)]
+
+    def extra_roots(self, name: str) -> tuple[Path, ...]:
+        """The folders besides its root that dataset ``name``'s videos may lie in (none if unknown)."""
+        spec = self.datasets.get(name)
+        return tuple(Path(root) for root in spec.extra_roots) if spec else ()
 
 
-# mirror stages/sample.py's MIN_FRAMES, MIN_SIDE and MIN_GENERATOR_SIZE (core cannot import stages);
-# SampleConfig checks them again
+# mirror stages/sample.py's MIN_FRAMES, MIN_SIDE, MIN_GENERATOR_SIZE and DATASETS (core cannot import
+# stages); SampleConfig checks them again
 SAMPLE_MIN_FRAMES, SAMPLE_MIN_SIDE, SAMPLE_MIN_GENERATOR_SIZE = 8, 64, 16
+SampleDataset = Literal["ffpp", "celebdf", "dfdc_test", "dfdcp", "deeperforensics"]
 
 
 class SampleParams(_Section):
     seed: Seed
-    parts: PartList
+    parts: PartList  # DFDC training parts
+    datasets: Annotated[list[SampleDataset], AfterValidator(_unique)]  # extra layouts (may be empty)
     frames: Annotated[int, Field(ge=SAMPLE_MIN_FRAMES)]
     fps: PositiveInt
     width: Annotated[int, Field(ge=SAMPLE_MIN_SIDE)]
     height: Annotated[int, Field(ge=SAMPLE_MIN_SIDE)]
-    fakes_per_real: PositiveInt
+    fakes_per_real: PositiveInt  # at most; capped by the identity group's size
     identity_groups: PositiveInt
+    test_groups: NonNegativeInt
+    val_groups: NonNegativeInt
     generator_size: Annotated[int, Field(ge=SAMPLE_MIN_GENERATOR_SIZE)]
+    hq_generator_size: Annotated[int, Field(ge=SAMPLE_MIN_GENERATOR_SIZE)]
 
     @model_validator(mode="after")
     def _landscape_even(self) -> SampleParams:
@@ -190,6 +231,24 @@ class SampleParams(_Section):
         problems = [(key, f"must be even (mp4v), got {value}") for key, value in sides if value % 2]
         if self.width <= self.height:
             problems.append(("width", f"must exceed sample.height (landscape), got {self.width}x{self.height}"))
+        if self.hq_generator_size <= self.generator_size:
+            problems.append(
+                (
+                    "hq_generator_size",
+                    f"must exceed sample.generator_size ({self.generator_size}), got {self.hq_generator_size}",
+                )
+            )
+        if self.test_groups + self.val_groups >= self.identity_groups:
+            problems.append(
+                (
+                    "test_groups",
+                    f"test_groups + val_groups ({self.test_groups} + {self.val_groups}) must leave at "
+                    f"least one of the {self.identity_groups} identity_groups for train",
+                )
+            )
+        clash = sorted(set(self.parts) & {*self.datasets, "identities"})
+        if clash:
+            problems.append(("parts", f"{clash} clash with the folders of sample.datasets"))
         _raise_problems(problems)
         return self
 
@@ -299,6 +358,8 @@ class ModelParams(_Section):
 
 class TrainParams(_Section):
     seed: Seed
+    datasets: PartList  # whose training folds train (keys of data.datasets)
+    holdout_methods: MethodList  # manipulation methods never trained on: the unseen-method test
     holdout_fold: NonNegativeInt
     val_fold: NonNegativeInt
     image_size: PositiveInt
@@ -356,11 +417,26 @@ class ConfidentParams(_Section):
     low_fraction: Probability
 
 
+_TESTSET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}")
+
+
+def _testset_name(name: str) -> str:
+    # A test set names a DVC stage (evaluate@<name>), a file (metrics/evaluate/<name>.json) and a matrix column.
+    if not _TESTSET_NAME.fullmatch(name):
+        raise ValueError("must be a plain name: letters, digits, '_', '.', '-' (not first), at most 100 characters")
+    return name
+
+
+TestsetName = Annotated[str, AfterValidator(_testset_name)]
+
+
 class EvaluateParams(_Section):
     aggregation: Literal["confident", "mean"]
     confident: ConfidentParams
     batch_size: PositiveInt
     device: AutoDevice
+    # test set -> the datasets whose holdout-fold rows it holds (one evaluate@<test set> stage each, in this order)
+    testsets: Annotated[dict[TestsetName, PartList], Field(min_length=1)]
 
 
 class ExportParams(_Section):
@@ -477,10 +553,20 @@ class Params(_Section):
         if train.optimizer == "sgd" and train.momentum <= 0:
             problems.append(("train.momentum", "must be > 0 with optimizer sgd (Nesterov)"))
         if folds.strategy == "part":
-            for index, part in enumerate(self.data.parts):
-                if not _PART_NUMBER.search(part):
+            for name in self.data.datasets:
+                if not _PART_NUMBER.search(name):
                     problems.append(
-                        (f"data.parts[{index}]", f"{part!r} has no trailing number, which folds.strategy part needs")
+                        (f"data.datasets.{name}", "has no trailing number, which folds.strategy part needs")
+                    )
+        for index, name in enumerate(train.datasets):
+            if name not in self.data.datasets:
+                problems.append((f"train.datasets[{index}]", f"{name!r} is not a key of data.datasets"))
+        testsets = getattr(self.evaluate, "testsets", None) or {}
+        for testset, names in testsets.items():
+            for index, name in enumerate(names):
+                if name not in self.data.datasets:
+                    problems.append(
+                        (f"evaluate.testsets.{testset}[{index}]", f"{name!r} is not a key of data.datasets")
                     )
         _raise_problems(problems)
         return self

@@ -45,8 +45,12 @@ class VideoEntry:
     label: str  # REAL or FAKE
     original: str | None  # for a FAKE: the REAL video it was made from
     split: str
-    part: str
+    part: str  # the dataset the video belongs to (a DFDC part is one dataset)
     identity: str = ""  # optional: whose face the video shows (a FAKE: the donor's); "" when unknown
+    path: str = ""  # canonical index: the file relative to the dataset root ("" = ``name`` in the folder)
+    method: str = ""  # manipulation method of a FAKE ("" when the layout does not say)
+    compression: str = ""
+    mask: str = ""  # manipulation-mask video relative to the dataset root (FF++), or ""
 
     @property
     def is_fake(self) -> bool:
@@ -58,16 +62,20 @@ class VideoEntry:
 
     @property
     def source(self) -> str:
-        """The real video whose face boxes this video uses (itself for a REAL)."""
+        """The real video whose face boxes this video uses: itself for a REAL, and for a FAKE
+        whose original the layout does not name (DFDC test, DFDC preview)."""
         return self.original if self.is_fake and self.original else self.name
 
 
 @dataclass(frozen=True)
 class PartMetadata:
-    part: str
-    folder: Path
+    """The videos of one dataset: a DFDC part's metadata.json, or a canonical index (``load_dataset``)."""
+
+    part: str  # the dataset's name
+    folder: Path  # the dataset root
     entries: dict[str, VideoEntry]  # by name, sorted
     refused: dict[str, str]  # entry name -> reason
+    extra_roots: tuple[Path, ...] = ()  # folders besides ``folder`` that indexed videos may lie in
 
     @property
     def reals(self) -> list[VideoEntry]:
@@ -77,9 +85,59 @@ class PartMetadata:
     def fakes(self) -> list[VideoEntry]:
         return [e for e in self.entries.values() if e.is_fake]
 
+    @property
+    def detected(self) -> list[VideoEntry]:
+        """The videos the face detector runs on: every REAL, and every FAKE without a named original."""
+        return [e for e in self.entries.values() if e.source == e.name]
+
     def video_path(self, name: str) -> Path:
-        """``folder / name``, checked again (see ``safe_join``): a link swapped in since loading is refused."""
-        return safe_join(self.folder, name)
+        """The video's file, checked again: a link swapped in since loading is refused."""
+        entry = self.entries[name]
+        if not entry.path:
+            return safe_join(self.folder, name)
+        return resolve_inside(self.folder, entry.path, self.extra_roots)
+
+    def mask_path(self, name: str) -> Path | None:
+        """The manipulation-mask video of a FAKE, when the dataset ships one (FF++)."""
+        entry = self.entries[name]
+        return resolve_inside(self.folder, entry.mask, self.extra_roots) if entry.mask else None
+
+
+def resolve_inside(root: Path, relative: str, extra_roots: tuple[Path, ...] = ()) -> Path:
+    """The file at ``relative`` under ``root``, refused (``MetadataError``) when, with ``..`` taken by name
+    and then every link followed, it lies outside ``root`` and every extra root (the ingest check)."""
+    from deepfake.media.layouts import path_problem  # lazy: the dfdc adapter imports this module
+
+    _, reason = path_problem(root, relative, extra_roots)
+    if reason:
+        raise MetadataError(f"refused in {root}: {reason}")
+    return root / relative  # as named: reports show the indexed name, not a link's target
+
+
+def load_dataset(index_csv: Path, root: Path, name: str, extra_roots: tuple[Path, ...] = ()) -> PartMetadata:
+    """A dataset's canonical index (written by the ingest stage) as the stages' view of its videos.
+
+    The index was validated when it was written; ``read_index_csv`` checks it again (columns,
+    vocabularies, originals naming REAL rows), and every path is checked again when opened.
+    """
+    from deepfake.media.layouts import read_index_csv  # lazy: the dfdc adapter imports this module
+
+    entries = {
+        row.video: VideoEntry(
+            name=row.video,
+            label=row.label,
+            original=row.original or None,
+            split=row.split,
+            part=name,
+            identity=row.identity,
+            path=row.path,
+            method=row.method,
+            compression=row.compression,
+            mask=row.mask,
+        )
+        for row in sorted(read_index_csv(Path(index_csv)), key=lambda r: r.video)
+    }
+    return PartMetadata(part=name, folder=Path(root), entries=entries, refused={}, extra_roots=tuple(extra_roots))
 
 
 def _is_plain_name(name: object) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,11 +49,28 @@ class ModelStagePaths:
 def read_folds(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"{path}: not found; run the folds stage (dvc repro folds)")
-    table = pd.read_csv(path, keep_default_na=False, dtype={"landmarks": str, "diff": str, "mask": str})
+    text = ("video", "file", "label", "original", "part", "identity", "method", "compression", "split")
+    table = pd.read_csv(
+        path, keep_default_na=False, dtype={**dict.fromkeys(text, str), "landmarks": str, "diff": str, "mask": str}
+    )
     missing = {"video", "file", "label", "original", "fold", "landmarks", "mask"} - set(table.columns)
     if missing:
         raise InputError(f"{path}: missing columns {sorted(missing)}")
     return table
+
+
+def select_training_data(table: pd.DataFrame, datasets: Sequence[str], holdout_methods: Sequence[str]) -> pd.DataFrame:
+    """Rows of ``datasets`` (all when empty) minus the fakes of ``holdout_methods`` (the unseen methods)."""
+    rows = table
+    if datasets:
+        known = set(table["part"])
+        missing = sorted(set(datasets) - known)
+        if missing:
+            raise InputError(f"train.datasets {missing} have no crops in the folds table (datasets: {sorted(known)})")
+        rows = rows[rows["part"].isin(list(datasets))]
+    if holdout_methods and "method" in rows.columns:
+        rows = rows[~((rows["label"] == "FAKE") & rows["method"].isin(list(holdout_methods)))]
+    return rows
 
 
 def select_folds(table: pd.DataFrame, folds: list[int], drop_unmasked_fakes: bool = True) -> pd.DataFrame:

@@ -46,19 +46,22 @@ def loss_curves(
     _save(fig, path)
 
 
-def roc_pr_confusion(curves: dict[str, dict[str, Any]], out_dir: Path) -> None:
-    """roc.png and pr.png with one line per model; confusion.png with one matrix per model."""
+def roc_pr_confusion(curves: dict[str, dict[str, Any]], out_dir: Path, where: str = "holdout") -> None:
+    """roc.png and pr.png with one line per model; confusion.png with one matrix per model.
+
+    ``where`` names the data in the titles (the test set).
+    """
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, c in curves.items():
         ax.plot(c["fpr"], c["tpr"], label=f"{name} (AUC {c['auc']:.3f})")
     ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC, video level (holdout)")
+    ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title=f"ROC, video level ({where})")
     ax.legend(fontsize=7)
     _save(fig, out_dir / "roc.png")
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, c in curves.items():
         ax.plot(c["recall"], c["precision"], label=f"{name} (AP {c['ap']:.3f})")
-    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, video level (holdout)")
+    ax.set(xlabel="recall", ylabel="precision", title=f"Precision-recall, video level ({where})")
     ax.legend(fontsize=7)
     _save(fig, out_dir / "pr.png")
     fig, axes = plt.subplots(1, len(curves), figsize=(2.6 * len(curves), 2.8), squeeze=False)
@@ -80,13 +83,42 @@ def roc_pr_confusion(curves: dict[str, dict[str, Any]], out_dir: Path) -> None:
     _save(fig, out_dir / "confusion.png")
 
 
-def comparison_bars(rows: list[dict[str, Any]], keys: tuple[str, ...], path: Path) -> None:
+def comparison_bars(rows: list[dict[str, Any]], keys: tuple[str, ...], path: Path, where: str = "holdout") -> None:
     """One group of bars per metric, one bar per model (TrustNet's model comparison)."""
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(keys) * max(1, len(rows)) / 3), 4))
     width = 0.8 / max(len(rows), 1)
     for i, row in enumerate(rows):
         ax.bar(np.arange(len(keys)) + i * width, [row.get(k, np.nan) for k in keys], width, label=row["model"])
     ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys)
-    ax.set_title("Model comparison, video level (holdout)")
+    ax.set_title(f"Model comparison, video level ({where})")
     ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def annotated_heatmap(
+    values: np.ndarray,
+    rows: list[str],
+    columns: list[str],
+    path: Path,
+    title: str,
+    separators: tuple[int, ...] = (),
+) -> None:
+    """A rows x columns grid of values in [0, 1] (the evaluation matrix's AUCs), each cell annotated.
+
+    NaN cells (no evaluation, or the metric undefined there) are grey and read "n/a"; a vertical line is
+    drawn before each column index in ``separators``. Same values, same PNG bytes.
+    """
+    grid = np.asarray(values, dtype=np.float64).reshape(len(rows), len(columns))
+    fig, ax = plt.subplots(figsize=(2.0 + 0.95 * max(len(columns), 1), 1.4 + 0.42 * max(len(rows), 1)))
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d9d9d9")
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+    for (i, j), value in np.ndenumerate(grid):
+        text, colour = ("n/a", "black") if np.isnan(value) else (f"{value:.3f}", "black" if value > 0.6 else "white")
+        ax.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)
+    for index in separators:
+        ax.axvline(index - 0.5, color="white", lw=3)
+    ax.set_xticks(np.arange(len(columns)), columns, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(np.arange(len(rows)), rows, fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
     _save(fig, path)

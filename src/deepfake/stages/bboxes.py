@@ -1,4 +1,5 @@
-"""Stage bboxes: MTCNN face boxes on the REAL videos of one part, on the sampled frames only."""
+"""Stage bboxes: MTCNN face boxes on the sampled frames of one dataset's REAL videos, and of its FAKE
+videos whose original the layout does not name (DFDC test, DFDC preview): those have no boxes to borrow."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 from deepfake.core.parallel import cached, map_videos
 from deepfake.core.report import SKIPPED, StageReport, VideoResult
 from deepfake.media.faces import Detection, FaceDetector, boxes_to_json, save_boxes
-from deepfake.media.metadata import load_metadata
+from deepfake.media.metadata import load_dataset
 from deepfake.media.video import FrameSampling, iter_sampled_frames, probe
 
 logger = logging.getLogger(__name__)
@@ -35,9 +36,12 @@ class Config:
 
 @dataclass(frozen=True)
 class Paths:
-    part_dir: Path  # a DFDC part: videos + metadata.json
+    dataset: str  # its name (data.datasets key)
+    index: Path  # its canonical index (the ingest stage's data/index/<dataset>.csv)
+    root: Path  # its root folder (index paths are relative to it)
     out: Path  # <video>.json box files
     report: Path
+    extra_roots: tuple[Path, ...] = ()  # folders besides root that videos may lie in (DeeperForensics' FF++ reals)
 
 
 @dataclass(frozen=True)
@@ -95,15 +99,15 @@ def detect_video(task: BboxesTask) -> VideoResult:
 
 
 def run(config: Config, paths: Paths) -> dict[str, Any]:
-    """Boxes for every REAL video of the part into ``paths.out/<video>.json``; returns the report."""
-    metadata = load_metadata(paths.part_dir)
+    """Boxes for every detected video of the dataset into ``paths.out/<video>.json``; returns the report."""
+    metadata = load_dataset(paths.index, paths.root, paths.dataset, paths.extra_roots)
     report = StageReport("bboxes", metadata.part)
     for name, reason in metadata.refused.items():
         report.refuse(name, reason)
     with report.outputs(paths.out, paths.report) as tmp:
         tasks = [
             (e.name, BboxesTask(video=metadata.video_path(e.name), out=tmp / f"{e.stem}.json", config=config))
-            for e in metadata.reals
+            for e in metadata.detected
         ]
         for result in map_videos(detect_video, tasks, config.workers, f"bboxes {metadata.part}", config.torch_threads):
             report.add(result)

@@ -1,4 +1,4 @@
-"""Stage crops: face crops of every video of one part; fakes reuse their original's boxes."""
+"""Stage crops: face crops of every video of one dataset; fakes reuse their original's boxes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from deepfake.core.report import SKIPPED, StageReport, VideoResult
 from deepfake.media.crop_index import INDEX_NAME, crop_name, index_csv
 from deepfake.media.face_input import crop_face
 from deepfake.media.faces import load_boxes
-from deepfake.media.metadata import VideoEntry, load_metadata
+from deepfake.media.metadata import VideoEntry, load_dataset
 from deepfake.media.video import FrameSampling, iter_sampled_frames
 
 logger = logging.getLogger(__name__)
@@ -33,10 +33,13 @@ class Config:
 
 @dataclass(frozen=True)
 class Paths:
-    part_dir: Path  # a DFDC part: videos + metadata.json
+    dataset: str  # its name (data.datasets key)
+    index: Path  # its canonical index (the ingest stage's data/index/<dataset>.csv)
+    root: Path  # its root folder (index paths are relative to it)
     boxes: Path  # the bboxes stage's folder for this part
     out: Path  # <video>/<frame>_<face>.png and index.csv
     report: Path
+    extra_roots: tuple[Path, ...] = ()  # folders besides root that videos may lie in (DeeperForensics' FF++ reals)
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,9 @@ def crop_video(task: CropsTask) -> VideoResult:
                     "frame": index,
                     "face": face,
                     "identity": entry.identity,
+                    "method": entry.method,
+                    "compression": entry.compression,
+                    "split": entry.split,
                 }
             )
     if wanted:
@@ -95,7 +101,7 @@ def crop_video(task: CropsTask) -> VideoResult:
 
 def run(config: Config, paths: Paths) -> dict[str, Any]:
     """Crops of every listed video of the part into ``paths.out``, plus ``paths.out/index.csv``."""
-    metadata = load_metadata(paths.part_dir)
+    metadata = load_dataset(paths.index, paths.root, paths.dataset, paths.extra_roots)
     report = StageReport("crops", metadata.part)
     for name, reason in metadata.refused.items():
         report.refuse(name, reason)

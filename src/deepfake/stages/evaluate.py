@@ -1,12 +1,23 @@
-"""Evaluation on the holdout fold: every trained model, each model type's seed ensemble, and all models.
+"""Evaluation of one test set (``evaluate@<testset>``): every trained model, each model type's seed
+ensemble and all models, on the holdout-fold rows of the test set's datasets.
 
-Frame level: one probability per crop. Video level: crops aggregated per video (``mean`` or DFDC-1st's
-``confident`` strategy). Ensembles average the members' crop probabilities before aggregating.
+A test set (``evaluate.testsets.<name>``) is a list of dataset names; its rows are the holdout fold's
+(``train.holdout_fold``) rows whose ``part`` (the dataset) is one of them. Two levels, each block labelled:
+
+- frame level: one probability per face crop;
+- video level: a video's crop probabilities aggregated into one (``evaluate.aggregation``: ``mean`` or
+  DFDC-1st's ``confident`` strategy). Ensembles average the members' crop probabilities first.
+
+Besides the whole test set, each manipulation method among its fakes (``method``; an empty one reads
+``unspecified``) is scored alone: that method's fakes against all the test set's reals. A metric that
+is undefined there (one class only: AUC, AP, EER, balanced log loss) is ``null`` in the JSON, with the
+reason beside it; the JSON never holds NaN.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from deepfake.core.device import resolve_device
-from deepfake.core.errors import InputError
-from deepfake.core.fileio import write_bytes_atomic, write_json_atomic
+from deepfake.core.errors import InputError, ParamsError
+from deepfake.core.fileio import write_json_atomic
 from deepfake.modeling.data import CropDataset, DataRoots, read_folds, select_folds
 from deepfake.modeling.metrics import precision_recall_curve, roc_curve
 from deepfake.modeling.scoring import Aggregation, predict_crops, score
@@ -25,11 +36,17 @@ from deepfake.modeling.store import Member, ModelStore, ensemble
 
 logger = logging.getLogger(__name__)
 
-COMPARISON_KEYS = ("auc", "ap", "accuracy", "log_loss", "balanced_log_loss", "eer", "ece")
+UNSPECIFIED = "unspecified"  # the method of a fake whose dataset does not say
+COMPARISON_KEYS = ("auc", "ap", "accuracy", "balanced_log_loss")
+TWO_CLASS_KEYS = ("auc", "ap", "eer", "balanced_log_loss")  # undefined without both classes (AP: without fakes)
 
 
 @dataclass(frozen=True)
 class Config:
+    testset: str
+    datasets: tuple[str, ...]  # the test set's datasets (values of the folds' ``part`` column)
+    train_datasets: tuple[str, ...]  # train.datasets: what the models were trained on (recorded, not used)
+    holdout_methods: tuple[str, ...]  # train.holdout_methods: methods never trained on (marked per method)
     aggregation: Aggregation
     batch_size: int
     holdout_fold: int
@@ -38,8 +55,18 @@ class Config:
     members: tuple[Member, ...]  # the ensemble: every model with train.seed and each ensemble seed
 
     @classmethod
-    def from_params(cls, params: Any) -> Config:
+    def from_params(cls, params: Any, testset: str) -> Config:
+        """The evaluation of test set ``testset`` (a key of ``evaluate.testsets``)."""
+        testsets = params.evaluate.testsets
+        if testset not in testsets:
+            raise ParamsError(
+                f"params.yaml: evaluate.testsets: no test set {testset!r} (test sets: {', '.join(testsets)})"
+            )
         return cls(
+            testset=testset,
+            datasets=tuple(testsets[testset]),
+            train_datasets=tuple(params.train.datasets),
+            holdout_methods=tuple(params.train.holdout_methods),
             aggregation=Aggregation.from_params(params),
             batch_size=params.evaluate.batch_size,
             holdout_fold=params.train.holdout_fold,
@@ -54,9 +81,58 @@ class Paths:
     folds: Path
     roots: DataRoots
     models: Path  # the models/ root (reads models/train)
-    metrics: Path
-    plots: Path
-    comparison: Path
+    metrics: Path  # metrics/evaluate/<testset>.json
+    plots: Path  # plots/evaluate/<testset>/
+
+
+# ---- selecting the test set's rows ------------------------------------------------------------------
+
+
+def select_testset(table: pd.DataFrame, config: Config, source: Path | str) -> pd.DataFrame:
+    """The holdout-fold rows of the test set's datasets, with ``method`` filled (``unspecified`` for a
+    fake whose method is empty, empty for a real) and ``video`` made unique across datasets
+    (``<dataset>/<video>``); an empty selection is an ``InputError`` naming the test set."""
+    if "part" not in table.columns:
+        raise InputError(f"{source}: missing column 'part' (the dataset of each row); rerun `dvc repro folds`")
+    holdout = select_folds(table, [config.holdout_fold], drop_unmasked_fakes=False)
+    parts = holdout["part"].astype(str)
+    rows = holdout[parts.isin(config.datasets)].reset_index(drop=True)
+    if rows.empty:
+        present = sorted(set(parts))
+        raise InputError(
+            f"{source}: test set {config.testset!r} (datasets {', '.join(config.datasets)}) has no rows in holdout "
+            f"fold {config.holdout_fold} (the fold holds {', '.join(present) if present else 'no rows'}); "
+            f"check evaluate.testsets.{config.testset} and rerun `dvc repro folds`"
+        )
+    part = rows["part"].astype(str)
+    method = rows["method"].astype(str) if "method" in rows.columns else pd.Series("", index=rows.index)
+    fake = rows["label"] == "FAKE"
+    method = method.where(~fake | (method != ""), UNSPECIFIED).where(fake, "")
+    return rows.assign(part=part, method=method, video=part + "/" + rows["video"].astype(str))
+
+
+# ---- metrics blocks ---------------------------------------------------------------------------------
+
+
+def _null_reason(metrics: dict[str, Any]) -> str | None:
+    if metrics["count"] and 0 < metrics["fakes"] < metrics["count"]:
+        return None
+    missing = "FAKE" if not metrics["fakes"] else "REAL"
+    undefined = [k for k in TWO_CLASS_KEYS if k != "ap" or missing == "FAKE"]
+    return f"no {missing} rows: {', '.join(undefined)} need both classes (null)"
+
+
+def _levels(rows: pd.DataFrame, probs: np.ndarray, aggregation: Aggregation) -> tuple[dict[str, Any], pd.DataFrame]:
+    """``{"frame": {...}, "video": {...}}``, each labelled with its level (and a reason where metrics are null)."""
+    metrics, videos = score(rows, probs, aggregation)
+    for level in ("frame", "video"):
+        block = metrics[level]
+        block["level"] = level
+        reason = _null_reason(block)
+        if reason:
+            block["null_reason"] = reason
+    metrics["video"]["aggregation"] = aggregation.method
+    return metrics, videos
 
 
 def _mask_scores(rows: pd.DataFrame, prediction: dict[str, Any]) -> dict[str, float]:
@@ -67,6 +143,38 @@ def _mask_scores(rows: pd.DataFrame, prediction: dict[str, Any]) -> dict[str, fl
         "fake_dice": float(prediction["dice"][fakes].mean()) if fakes.any() else float("nan"),
         "real_empty_rate": float(prediction["iou"][reals].mean()) if reals.any() else float("nan"),
     }
+
+
+def _by_method(rows: pd.DataFrame, prediction: dict[str, Any], config: Config) -> dict[str, dict[str, Any]]:
+    """Per method among the fakes: that method's fakes against every real of the test set."""
+    reals = (rows["label"] == "REAL").to_numpy()
+    out: dict[str, dict[str, Any]] = {}
+    for method in sorted(set(rows.loc[~reals, "method"])):
+        fakes = (rows["method"] == method).to_numpy()
+        entry: dict[str, Any] = {
+            "fake_crops": int(fakes.sum()),
+            "fake_videos": int(rows.loc[fakes, "video"].nunique()),
+            "held_out_from_training": method in config.holdout_methods,
+        }
+        if not reals.any():
+            reason = f"test set {config.testset!r} has no REAL rows to score the {method} fakes against"
+            out[method] = {**entry, "frame": None, "video": None, "reason": reason}
+            continue
+        keep = fakes | reals
+        subset = rows[keep].reset_index(drop=True)
+        metrics, _ = _levels(subset, prediction["prob"][keep], config.aggregation)
+        if "iou" in prediction:
+            metrics["mask"] = _mask_scores(subset, {k: prediction[k][keep] for k in ("iou", "dice")})
+        out[method] = {**entry, **metrics}
+    return out
+
+
+def _evaluation(rows: pd.DataFrame, prediction: dict[str, Any], config: Config) -> tuple[dict[str, Any], pd.DataFrame]:
+    metrics, videos = _levels(rows, prediction["prob"], config.aggregation)
+    if "iou" in prediction:
+        metrics["mask"] = _mask_scores(rows, prediction)
+    metrics["methods"] = _by_method(rows, prediction, config)
+    return metrics, videos
 
 
 def _curve(videos: pd.DataFrame, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -85,37 +193,66 @@ def _curve(videos: pd.DataFrame, metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def comparison_markdown(rows: list[dict[str, Any]]) -> str:
-    header = "| model | " + " | ".join(COMPARISON_KEYS) + " |\n|---|" + "---|" * len(COMPARISON_KEYS) + "\n"
-    lines = [f"| {r['model']} | " + " | ".join(f"{r[k]:.4f}" for k in COMPARISON_KEYS) + " |" for r in rows]
-    return "Video-level metrics on the holdout fold (from `dvc repro evaluate`).\n\n" + header + "\n".join(lines) + "\n"
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (JSON ``null``), recursively."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _describe(rows: pd.DataFrame, config: Config) -> dict[str, Any]:
+    fakes = rows[rows["label"] == "FAKE"]
+    found = set(rows["part"])
+    return {
+        "testset": config.testset,
+        "datasets": list(config.datasets),
+        "datasets_without_rows": [d for d in config.datasets if d not in found],
+        "train_datasets": list(config.train_datasets),
+        "holdout_methods": list(config.holdout_methods),
+        "holdout_fold": config.holdout_fold,
+        "aggregation": config.aggregation.method,
+        "levels": {
+            "frame": "one probability per face crop (every crop of the test set's holdout rows)",
+            "video": f"one probability per video: its crops' probabilities aggregated by evaluate.aggregation "
+            f"({config.aggregation.method}); ensembles average their members' crop probabilities first",
+            "methods": "per manipulation method: that method's fakes against all the test set's reals",
+        },
+        "crops": len(rows),
+        "videos": int(rows["video"].nunique()),
+        "fake_videos": int(fakes["video"].nunique()),
+        "real_videos": int(rows.loc[rows["label"] == "REAL", "video"].nunique()),
+        "methods": {
+            str(m): {"fake_crops": len(group), "fake_videos": int(group["video"].nunique())}
+            for m, group in fakes.groupby("method", sort=True)
+        },
+    }
 
 
 def run(config: Config, paths: Paths) -> dict[str, Any]:
-    """Every member and each ensemble on the holdout fold: metrics JSON, plots and the comparison table."""
+    """Every member and each ensemble on the test set: the metrics JSON and the plots."""
     started = time.perf_counter()
+    rows = select_testset(read_folds(paths.folds), config, paths.folds)
+    report = _describe(rows, config)
+    if report["datasets_without_rows"]:
+        logger.warning(
+            "evaluate@%s: no holdout rows for %s", config.testset, ", ".join(report["datasets_without_rows"])
+        )
     device = resolve_device(config.device)
-    rows = select_folds(read_folds(paths.folds), [config.holdout_fold], drop_unmasked_fakes=False)
-    if rows.empty:
-        raise InputError(f"{paths.folds}: holdout fold {config.holdout_fold} has no crops")
     dataset = CropDataset(rows, paths.roots, config.image_size)
     store = ModelStore(paths.models)
-    report: dict[str, Any] = {
-        "holdout_fold": config.holdout_fold,
-        "aggregation": config.aggregation.method,
-        "crops": len(rows),
-        "videos": int(rows["video"].nunique()),
-        "models": {},
-        "ensembles": {},
-    }
+    report.update(models={}, ensembles={}, rows=[])
     probs_by_member: dict[str, np.ndarray] = {}
     curves: dict[str, dict[str, Any]] = {}
     for member in config.members:
         prediction = predict_crops(store.load_torch(member, device), dataset, config.batch_size, device)
         probs_by_member[member.name] = prediction["prob"]
-        metrics, videos = score(rows, prediction["prob"], config.aggregation)
-        if "iou" in prediction:
-            metrics["mask"] = _mask_scores(rows, prediction)
+        metrics, videos = _evaluation(rows, prediction, config)
         report["models"][member.name] = metrics
         curves[member.name] = _curve(videos, metrics["video"])
     models = dict.fromkeys(m.model for m in config.members)  # in params order
@@ -124,17 +261,23 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
     for name, names in groups.items():
         if len(names) < 2:
             continue
-        metrics, videos = score(rows, np.mean([probs_by_member[n] for n in names], axis=0), config.aggregation)
+        probs = np.mean([probs_by_member[n] for n in names], axis=0)
+        metrics, videos = _evaluation(rows, {"prob": probs}, config)
         report["ensembles"][name] = {"members": names, **metrics}
         curves[name] = _curve(videos, metrics["video"])
+    report["rows"] = list(curves)  # members in params order, then the ensembles: the matrix's row order
     report["seconds"] = round(time.perf_counter() - started, 2)
+    report = strict_json(report)
     write_json_atomic(paths.metrics, report)
 
     from deepfake.modeling.plots import comparison_bars, roc_pr_confusion
 
-    table = [{"model": name, **(report["models"].get(name) or report["ensembles"][name])["video"]} for name in curves]
-    roc_pr_confusion(curves, paths.plots)
-    comparison_bars(table, ("auc", "ap", "accuracy", "balanced_log_loss"), paths.plots / "comparison.png")
-    write_bytes_atomic(paths.comparison, comparison_markdown(table).encode())
-    logger.info("evaluate: %s", {n: round(r["video"]["auc"], 3) for n, r in report["models"].items()})
+    where = f"test set {config.testset}, holdout"
+    table = [{"model": n, **(report["models"].get(n) or report["ensembles"][n])["video"]} for n in curves]
+    table = [{k: (np.nan if v is None else v) for k, v in row.items()} for row in table]
+    roc_pr_confusion(curves, paths.plots, where)
+    comparison_bars(table, COMPARISON_KEYS, paths.plots / "comparison.png", where)
+    logger.info(
+        "evaluate@%s: video AUC %s", config.testset, {n: r["video"]["auc"] for n, r in report["models"].items()}
+    )
     return report

@@ -1,4 +1,6 @@
-"""Stage folds: one row per crop with its fold, landmarks and diff/mask paths (the training index)."""
+"""Stage folds: one row per crop of every dataset with its fold, landmarks and diff/mask paths (the
+training and evaluation index). Official splits are kept: test -> holdout fold, val -> val fold
+(``deepfake.modeling.splits``)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import pandas as pd
 from deepfake.core.errors import LeakageError
 from deepfake.core.fileio import write_bytes_atomic, write_json_atomic
 from deepfake.media.crop_index import INDEX_COLUMNS, read_index
-from deepfake.modeling.splits import FoldsConfig, assign_folds, find_leaks, leak_units
+from deepfake.modeling.splits import FoldsConfig, assign_folds, find_leaks, leak_units, official_splits
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ def _existing(root: Path, relative: pd.Series) -> pd.Series:
 def build_table(
     crops_dir: Path, landmarks_dir: Path, diffs_dir: Path, masks_dir: Path, parts: list[str]
 ) -> pd.DataFrame:
-    """All parts' crop indexes joined with the per-crop landmark, diff and mask files that exist.
+    """All datasets' crop indexes joined with the per-crop landmark, diff and mask files that exist.
 
     Fakes take their original's landmarks (same frame, same face); paths are relative to each root.
     """
@@ -52,7 +54,7 @@ class Config:
 
     @classmethod
     def from_params(cls, params: Any) -> Config:
-        return cls(parts=tuple(params.data.parts), split=FoldsConfig.from_params(params))
+        return cls(parts=tuple(params.data.datasets), split=FoldsConfig.from_params(params))
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,13 @@ class Paths:
 
 
 def run(config: Config, paths: Paths) -> dict[str, Any]:
-    """Every part's crops with their folds, landmarks, diffs and masks into ``folds.csv``; returns the report."""
+    """Every dataset's crops with their folds, landmarks, diffs and masks into ``folds.csv``; returns the report."""
     started = time.perf_counter()
     table = build_table(paths.crops, paths.landmarks, paths.diffs, paths.masks, list(config.parts))
     split = config.split
     table["fold"] = assign_folds(table, split)
-    leaks = find_leaks(table, split.identity)
+    official = official_splits(table, split.identity) if split.strategy == "original" else None
+    leaks = find_leaks(table, split.identity, official.unfollowed_identities if official else ())
     if leaks:
         identity_leak = any(k.startswith("identity:") for k in leaks)
         hint = " (folds.identity: false accepts identity leaks)" if identity_leak else ""
@@ -87,10 +90,22 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
         }
         for fold, rows in table.groupby("fold")
     }
+    per_dataset = {
+        str(dataset): {
+            "crops": len(rows),
+            "videos": int(rows["video"].nunique()),
+            "crops_per_fold": {str(f): int(n) for f, n in rows["fold"].value_counts().sort_index().items()},
+            "official_split_crops": {
+                (s or "none"): int(n) for s, n in rows["split"].value_counts().sort_index().items()
+            },
+        }
+        for dataset, rows in table.groupby("part")
+    }
     report = {
         "stage": "folds",
         "strategy": split.strategy,
-        "holdout_fold": 0,
+        "holdout_fold": split.holdout_fold,
+        "val_fold": split.val_fold,
         "crops": len(table),
         "videos": int(table["video"].nunique()),
         "leaking_groups": len(leaks),
@@ -99,6 +114,9 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
         "crops_with_landmarks": int((table["landmarks"] != "").sum()),
         "fake_crops_with_mask": int((table["mask"] != "").sum()),
         "folds": per_fold,
+        "datasets": per_dataset,
+        "rows_moved_to_their_originals_split": official.moved_rows if official else 0,
+        "identities_split_by_official_protocol": list(official.unfollowed_identities) if official else [],
         "seconds": round(time.perf_counter() - started, 2),
     }
     write_json_atomic(paths.report, report)

@@ -35,7 +35,15 @@ from deepfake.core.device import resolve_device
 from deepfake.core.errors import InputError
 from deepfake.core.fileio import atomic_path
 from deepfake.modeling.augment import AugmentConfig
-from deepfake.modeling.data import CropDataset, DataRoots, epoch_indices, read_folds, select_folds, shard
+from deepfake.modeling.data import (
+    CropDataset,
+    DataRoots,
+    epoch_indices,
+    read_folds,
+    select_folds,
+    select_training_data,
+    shard,
+)
 from deepfake.modeling.losses import total_loss
 from deepfake.modeling.metrics import balanced_log_loss, log_loss, roc_auc
 from deepfake.modeling.models import create_model, read_checkpoint
@@ -70,6 +78,8 @@ class TrainConfig:
     device: str
     augment: AugmentConfig = field(repr=False, default=None)  # type: ignore[assignment]
     data_fingerprint: str = ""  # sizes of the files behind folds.csv (set by run_training)
+    datasets: tuple[str, ...] = ()  # train.datasets: whose rows train and validate (empty: every dataset)
+    holdout_methods: tuple[str, ...] = ()  # train.holdout_methods: fakes of these never train or validate
 
     @classmethod
     def from_params(cls, params: Any, model: str, seed: int | None = None) -> TrainConfig:
@@ -98,6 +108,8 @@ class TrainConfig:
             num_workers=sect.num_workers,
             device=sect.device,
             augment=AugmentConfig.from_params(params),
+            datasets=tuple(sect.datasets),
+            holdout_methods=tuple(sect.holdout_methods),
         )
 
     def fingerprint(self, folds_csv: Path) -> str:
@@ -230,8 +242,15 @@ def video_losses(rows: pd.DataFrame, probs: np.ndarray, fake_weight: float) -> d
 
 
 def training_rows(table: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
-    """The rows of every fold but the holdout and the validation fold."""
+    """The rows of every fold but the holdout and the validation fold, of the training datasets and methods."""
+    table = select_training_data(table, config.datasets, config.holdout_methods)
     return select_folds(table, sorted(set(table["fold"]) - {config.holdout_fold, config.val_fold}))
+
+
+def validation_rows(table: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
+    """The validation fold's rows of the training datasets and methods (they pick the checkpoint)."""
+    table = select_training_data(table, config.datasets, config.holdout_methods)
+    return select_folds(table, [config.val_fold], drop_unmasked_fakes=False)
 
 
 def _save(path: Path, payload: dict[str, Any]) -> None:
@@ -299,7 +318,7 @@ def fit(
     seed_everything(config.seed)
     table = read_folds(folds_csv)
     train_rows = training_rows(table, config)
-    val_rows = select_folds(table, [config.val_fold], drop_unmasked_fakes=False)
+    val_rows = validation_rows(table, config)
     if train_rows.empty or val_rows.empty:
         raise InputError(f"{folds_csv}: the training folds or validation fold {config.val_fold} hold no crops")
     train_set = CropDataset(train_rows, roots, config.image_size, config.augment, config.seed)

@@ -356,8 +356,9 @@ def test_published_models_pull_over_http_byte_identical_and_score_the_same(
     assert pulled and all(files_of(clone / out) == files_of(path / out) for out in pulled)
     data = [p for p in (clone / "data").rglob("*") if p.is_file() and p.name != ".gitignore"]
     assert data == []  # only the model targets came down, no data
-    part = yaml.safe_load((path / "params.yaml").read_text())["data"]["parts"][-1]
-    videos = sorted((path / "data/raw" / part).glob("*.mp4"))[:2]
+    datasets = yaml.safe_load((path / "params.yaml").read_text())["data"]["datasets"]
+    part = [spec["root"] for spec in datasets.values() if spec["layout"] == "dfdc"][-1]
+    videos = sorted((path / part).glob("*.mp4"))[:2]
     scores = []
     for where in (path, clone):
         out = tmp_path / where.name

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import av
+import av.error
 import cv2
 import numpy as np
 import pytest
@@ -156,27 +158,26 @@ def test_a_video_read_that_hits_an_environment_fault_is_not_a_skip(
         probe(path)
 
 
-def test_an_opencv_error_while_decoding_is_that_videos_input_error(
+def test_a_decoder_error_while_decoding_is_that_videos_input_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.conftest import write_video
 
-    path = write_video(tmp_path / "a.mp4", [np.zeros((SIZE[1], SIZE[0], 3), np.uint8)] * 4)
-    real = cv2.VideoCapture
+    path = write_video(tmp_path / "a.mp4", [np.zeros((SIZE[1], SIZE[0], 3), np.uint8)] * 8)
+    real = video_module._decode_packet
+    calls = []
 
-    class Failing:
-        def __init__(self, name: str) -> None:
-            self.capture = real(name)
+    def failing(stream: Any, packet: Any) -> list[Any]:
+        calls.append(packet)
+        if len(calls) == 3:  # mid-stream, after two packets decoded
+            raise av.error.InvalidDataError(errno.EINVAL, "decoder exploded")
+        return real(stream, packet)
 
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.capture, name)
-
-        def grab(self) -> bool:
-            raise cv2.error("decoder exploded")
-
-    monkeypatch.setattr(cv2, "VideoCapture", Failing)
-    with pytest.raises(VideoError, match="frame 0 cannot be decoded: decoder exploded"):
-        list(iter_sampled_frames(path, SAMPLING))
+    monkeypatch.setattr(video_module, "_decode_packet", failing)
+    seen: list[int] = []
+    with pytest.raises(VideoError, match=r"frame \d+ cannot be decoded \(mpeg4 in mov,mp4[^)]*\): decoder exploded"):
+        seen.extend(i for i, _ in iter_sampled_frames(path, FrameSampling(stride=1, max_frames=100, max_pixels=10**7)))
+    assert seen == list(range(len(seen))) and len(seen) <= 2
 
 
 def test_a_json_input_unreadable_for_the_environment_is_not_an_input_error(
@@ -370,7 +371,9 @@ def run_bboxes(part: Path, out: Path, report: Path) -> dict[str, Any]:
     from deepfake.stages import bboxes
     from tests.conftest import ingest_part
 
-    detector = DetectorConfig(thresholds=(0.6, 0.7, 0.7), min_face_size=20, device="cpu")
+    detector = DetectorConfig(
+        thresholds=(0.6, 0.7, 0.7), min_face_size=20, min_face_share=0.0, runtime="onnx", device="cpu"
+    )
     config = bboxes.Config(SAMPLING, Detection(detector, 4, 1.0, ((100000.0, 1.0),)), workers=1, torch_threads=1)
     index = ingest_part(part, part.parent.parent / "index")
     return bboxes.run(config, bboxes.Paths(part.name, index, part, out=out, report=report))
@@ -403,7 +406,7 @@ def test_disk_full_midway_through_crops_stops_the_stage_and_keeps_the_previous_o
     assert first["videos_done"] == 3 and first["crops"] == 9
     before, report_before = snapshot(out), report.read_bytes()
 
-    monkeypatch.setattr(crops, "write_png_atomic", fail_on_call(5, crops.write_png_atomic))  # in the 2nd video
+    monkeypatch.setattr(crops, "write_png", fail_on_call(5, crops.write_png))  # in the 2nd video
     with pytest.raises(OSError) as err:
         run_crops(part, boxes, out, report)
     assert err.value.errno == errno.ENOSPC

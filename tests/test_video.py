@@ -1,10 +1,26 @@
+import contextlib
+import errno
+import io
+import os
 from pathlib import Path
+from typing import Any
 
+import av
+import av.error
 import cv2
 import numpy as np
 import pytest
 
-from deepfake.media.video import FrameSampling, VideoError, iter_sampled_frames, probe, read_sampled_frames
+from deepfake.media import video as video_module
+from deepfake.media.video import (
+    FrameSampling,
+    SpanReader,
+    SpanSampling,
+    VideoError,
+    iter_sampled_frames,
+    probe,
+    read_sampled_frames,
+)
 from tests.conftest import write_video
 
 SAMPLING = FrameSampling(stride=3, max_frames=1000, max_pixels=10**7)
@@ -62,3 +78,207 @@ def test_truncated_stream_yields_the_frames_before_the_cut(tmp_path: Path) -> No
     indices = [i for i, _ in iter_sampled_frames(path, FrameSampling(stride=1, max_frames=100, max_pixels=10**7))]
     assert 0 < len(indices) < 12
     assert indices == list(range(len(indices)))
+
+
+# ------------------------------------------------------------------------------------- PyAV specifics
+
+
+def write_av(
+    path: Path,
+    frames: list[np.ndarray],
+    fps: int = 15,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    options: dict[str, str] | None = None,
+    fmt: str | None = None,
+) -> Path:
+    """Encode RGB ``frames`` with PyAV (``options``: encoder options, e.g. {"g": "10"} for the GOP length)."""
+    height, width = frames[0].shape[:2]
+    with av.open(str(path) if isinstance(path, Path) else path, "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=fps, options=options or {})
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def noisy_frames(n: int, size: tuple[int, int] = (128, 96)) -> list[np.ndarray]:
+    return [np.random.default_rng(i).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8) for i in range(n)]
+
+
+def long_video(path: Path, gop: int) -> Path:
+    """20 minutes at 1 fps, 32x32: dark for the first 100 s, bright after (the late face the bug report lost)."""
+    frames = [np.full((32, 32, 3), 40 if second < 100 else 200, np.uint8) for second in range(1200)]
+    return write_av(path, frames, fps=1, options={"g": str(gop), "preset": "ultrafast"})
+
+
+ALL = FrameSampling(stride=1, max_frames=1000, max_pixels=10**7)
+
+
+def test_a_name_that_is_not_utf8_decodes(tmp_path: Path) -> None:
+    path = tmp_path / os.fsdecode(b"caf\xe9.mp4")
+    write_av(tmp_path / "v.mp4", numbered_frames(6)).rename(path)
+    assert probe(path).codec == "h264"
+    assert list(read_sampled_frames(path, SAMPLING)) == [0, 3]
+    assert [f.index for f in SpanReader(path, SpanSampling(frames=3, max_decoded=100, max_pixels=10**7))] == [0, 2, 4]
+
+
+def test_a_name_ffmpeg_would_interpret_is_only_a_local_file(tmp_path: Path) -> None:
+    write_av(tmp_path / "a.mp4", numbered_frames(3))
+    write_av(tmp_path / "b.mp4", numbered_frames(5))
+    odd = tmp_path / "concat:a.mp4|b.mp4"
+    write_av(tmp_path / "c.mp4", numbered_frames(7)).rename(odd)
+    assert len(read_sampled_frames(odd, ALL)) == 7  # its own 7 frames, not 3 + 5
+
+
+def test_a_concat_list_named_mp4_is_refused(tmp_path: Path) -> None:
+    write_av(tmp_path / "a.mp4", numbered_frames(3))
+    (tmp_path / "list.mp4").write_text("ffconcat version 1.0\nfile a.mp4\n")
+    with pytest.raises(VideoError, match="cannot be opened as a video"):
+        read_sampled_frames(tmp_path / "list.mp4", ALL)
+
+
+@pytest.mark.parametrize(
+    "size, codec, suffix, pix_fmt",
+    [
+        ((2, 2), "libx264", "mp4", "yuv420p"),
+        ((8, 8), "libx264", "mp4", "yuv420p"),
+        ((8, 8), "mpeg4", "mp4", "yuv420p"),
+        ((2, 2), "rawvideo", "avi", "bgr24"),
+    ],
+)
+def test_tiny_videos_decode(tmp_path: Path, size: tuple[int, int], codec: str, suffix: str, pix_fmt: str) -> None:
+    path = write_av(tmp_path / f"v.{suffix}", numbered_frames(5, size), codec=codec, pix_fmt=pix_fmt)
+    frames = read_sampled_frames(path, ALL)
+    assert list(frames) == [0, 1, 2, 3, 4]
+    assert frames[4].shape == (size[1], size[0], 3)
+    assert abs(float(frames[4].mean()) - 40) < 6
+
+
+@pytest.mark.parametrize(("max_decoded", "method"), [(1200, "sequential"), (400, "seek"), (60, "seek")])
+def test_a_long_video_is_sampled_over_its_whole_duration(tmp_path: Path, max_decoded: int, method: str) -> None:
+    path = long_video(tmp_path / "long.mp4", gop=1200 if method == "sequential" else 10)
+    reader = SpanReader(path, SpanSampling(frames=16, max_decoded=max_decoded, max_pixels=10**7))
+    frames = list(reader)
+    coverage = reader.coverage
+    assert coverage["method"] == method and coverage["duration_s"] == pytest.approx(1200)
+    assert [f.index for f in frames] == [int(f.time_s) for f in frames]  # 1 fps: the index is the second
+    if max_decoded >= 400:
+        assert [f.time_s for f in frames] == [75.0 * k for k in range(16)]
+        assert coverage["note"] is None and coverage["last_s"] == 1125
+    else:  # 3 decoded frames per target: the nearest frame the share reaches, within a GOP before the target
+        assert all(75 * k - 10 < f.time_s <= 75 * k for k, f in enumerate(frames)) and coverage["note"]
+    assert all((f.image.mean() > 150) == (f.time_s >= 100) for f in frames)  # the late frames are seen
+    assert coverage["frames_sampled"] == len(frames) == 16 and coverage["first_s"] == 0
+    assert 16 <= coverage["frames_decoded"] <= max_decoded
+
+
+def test_a_huge_gop_cannot_blow_the_decode_bound(tmp_path: Path) -> None:
+    path = long_video(tmp_path / "long.mp4", gop=1200)  # one keyframe: every seek decodes from frame 0
+    reader = SpanReader(path, SpanSampling(frames=16, max_decoded=200, max_pixels=10**7))
+    frames = list(reader)
+    assert reader.coverage["method"] == "seek" and reader.coverage["frames_decoded"] <= 200
+    assert frames and reader.coverage["note"]
+    times = [f.time_s for f in frames]
+    assert times == sorted(set(times))
+
+
+def test_a_matroska_without_frame_count_is_sampled_by_time(tmp_path: Path) -> None:
+    path = write_av(tmp_path / "v.mkv", numbered_frames(24, (32, 32)), fps=8, codec="libvpx-vp9")
+    assert probe(path).frame_count == 0 and probe(path).duration_s == pytest.approx(3, abs=0.01)
+    reader = SpanReader(path, SpanSampling(frames=4, max_decoded=1000, max_pixels=10**7))
+    frames = list(reader)
+    assert [f.time_s for f in frames] == pytest.approx([0, 0.75, 1.5, 2.25], abs=0.01)
+    assert [f.index for f in frames] == [0, 6, 12, 18]
+    assert abs(float(frames[-1].image.mean()) - 180) < 8
+
+
+def test_without_any_duration_frames_are_picked_evenly_from_what_was_decoded(tmp_path: Path) -> None:
+    class NoSeek(io.RawIOBase):  # a pipe: the muxer cannot go back to write the duration or the cues
+        def __init__(self, fh: io.BufferedWriter) -> None:
+            self.fh = fh
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: Any) -> int:
+            return self.fh.write(data)
+
+    path = tmp_path / "v.mkv"
+    with open(path, "wb") as fh:
+        write_av(NoSeek(fh), numbered_frames(20, (32, 32)), fps=8, fmt="matroska")  # type: ignore[arg-type]
+    reader = SpanReader(path, SpanSampling(frames=5, max_decoded=1000, max_pixels=10**7))
+    indices = [f.index for f in reader]
+    coverage = reader.coverage
+    assert coverage["method"] == "sequential-unknown-duration" and coverage["duration_s"] is None
+    assert indices[0] == 0 and indices[-1] == 19 and len(indices) == 5 and coverage["frames_decoded"] == 20
+    assert "no duration" in coverage["note"]
+
+
+def test_a_text_file_named_mp4_names_the_container_problem(tmp_path: Path) -> None:
+    path = tmp_path / "v.mp4"
+    path.write_text("this is not a video\n" * 50)
+    with pytest.raises(VideoError, match="not a video, or an unknown or corrupt container"):
+        list(SpanReader(path, SpanSampling(frames=4, max_decoded=100, max_pixels=10**7)))
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "mkv"])
+def test_a_truncated_file_is_a_video_error_or_fewer_frames(tmp_path: Path, suffix: str) -> None:
+    path = write_av(tmp_path / f"v.{suffix}", noisy_frames(30))
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    indices: list[int] = []
+    with contextlib.suppress(VideoError):
+        indices = [i for i, _ in iter_sampled_frames(path, ALL)]
+    assert len(indices) < 30 and indices == list(range(len(indices)))
+    try:
+        frames = list(SpanReader(path, SpanSampling(frames=8, max_decoded=100, max_pixels=10**7)))
+    except VideoError:
+        pass
+    else:
+        assert 0 < len(frames) <= 8
+
+
+def test_decoder_threads_do_not_change_the_pixels(tmp_path: Path) -> None:
+    path = write_av(tmp_path / "v.mp4", noisy_frames(48), options={"g": "12", "bf": "2"})
+    sampling = FrameSampling(stride=5, max_frames=1000, max_pixels=10**7)
+    one, auto = (list(iter_sampled_frames(path, sampling, threads=t)) for t in (1, 0))
+    assert [i for i, _ in one] == [i for i, _ in auto] and all(
+        np.array_equal(a, b) for (_, a), (_, b) in zip(one, auto, strict=True)
+    )
+    for max_decoded in (48, 20):  # sequential, then seeking
+        span = SpanSampling(frames=6, max_decoded=max_decoded, max_pixels=10**7)
+        one_frames, auto_frames = (list(SpanReader(path, span, threads=t)) for t in (1, 0))
+        assert [f.index for f in one_frames] == [f.index for f in auto_frames] and len(one_frames) == 6
+        assert all(np.array_equal(a.image, b.image) for a, b in zip(one_frames, auto_frames, strict=True))
+
+
+def test_span_frames_are_rgb_and_stage_frames_bgr(tmp_path: Path) -> None:
+    red = [np.tile(np.array([200, 0, 0], np.uint8), (32, 32, 1))] * 3
+    path = write_av(tmp_path / "v.mkv", red, codec="ffv1", pix_fmt="bgr0")
+    assert read_sampled_frames(path, ALL)[0][0, 0].tolist() == [0, 0, 200]
+    assert next(iter(SpanReader(path, SpanSampling(1, 10, 10**7)))).image[0, 0].tolist() == [200, 0, 0]
+
+
+def test_an_io_error_inside_ffmpeg_stays_an_oserror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_av(tmp_path / "v.mkv", noisy_frames(40))
+    real_open = open
+
+    class Failing(io.FileIO):
+        def read(self, size: int = -1) -> bytes:
+            if self.tell() > 50_000:
+                raise OSError(self.errno, os.strerror(self.errno), str(path))
+            return super().read(size)
+
+    for code, expected in ((errno.EIO, OSError), (errno.ESTALE, VideoError)):
+        Failing.errno = code  # type: ignore[attr-defined]
+        monkeypatch.setattr(video_module, "open", lambda p, mode: Failing(p, mode.replace("b", "")), raising=False)
+        with pytest.raises(expected) as caught:
+            list(iter_sampled_frames(path, ALL))
+        assert not isinstance(caught.value, av.error.FFmpegError)
+        if expected is OSError:
+            assert caught.value.errno == errno.EIO
+    monkeypatch.setattr(video_module, "open", real_open, raising=False)

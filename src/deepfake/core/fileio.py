@@ -6,12 +6,14 @@ fails (a bug, a full disk) leaves its previous complete output folder in place (
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +104,50 @@ def json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+# Set by capture_writes: the writes of this thread's current task, path -> bytes, kept instead of written.
+_captured: ContextVar[dict[Path, bytes] | None] = ContextVar("deepfake_captured_writes", default=None)
+
+
+@contextmanager
+def capture_writes() -> Iterator[dict[Path, bytes]]:
+    """Within the block, this thread's writes through this module are kept in memory, path -> bytes.
+
+    A task on a remote Dask worker runs in this block and returns the files with its result; the stage
+    process writes them (``write_captured``) into its own temporary folder. Per-video tasks write only
+    inside their stage's private temporary folder (``atomic_dir`` / ``StageReport.outputs``).
+    """
+    files: dict[Path, bytes] = {}
+    token = _captured.set(files)
+    try:
+        yield files
+    finally:
+        _captured.reset(token)
+
+
+def _keep_captured(path: Path | str, data: bytes) -> bool:
+    files = _captured.get()
+    if files is None:
+        return False
+    files[Path(path)] = data
+    return True
+
+
+def write_captured(files: Mapping[Path, bytes]) -> None:
+    """Write the files a remote task captured, in place (they lie in the stage's private temporary folder)."""
+    for path, data in files.items():
+        _write_in_place(path, data)
+
+
+def _write_in_place(path: Path | str, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:  # mode 0o666 less the umask, as _file_mode gives atomic writes
+        fh.write(data)
+
+
 def write_bytes_atomic(path: Path | str, data: bytes) -> None:
+    if _keep_captured(path, data):
+        return
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
@@ -112,15 +157,35 @@ def write_json_atomic(path: Path | str, obj: Any) -> None:
     write_bytes_atomic(path, json_bytes(obj))
 
 
-def write_png_atomic(path: Path | str, image: np.ndarray) -> None:
-    """Encode ``image`` (BGR or grey uint8) as PNG and write it atomically."""
+def png_bytes(image: np.ndarray, path: Path | str = "") -> bytes:
+    """``image`` (BGR or grey uint8) as PNG, with OpenCV's default settings (those of ``cv2.imwrite``)."""
     ok, buf = cv2.imencode(".png", image)
     if not ok:
         raise OSError(f"PNG encoding failed for {path}")
-    write_bytes_atomic(path, buf.tobytes())
+    return buf.tobytes()
+
+
+def write_png_atomic(path: Path | str, image: np.ndarray) -> None:
+    """Encode ``image`` (BGR or grey uint8) as PNG and write it atomically."""
+    write_bytes_atomic(path, png_bytes(image, path))
+
+
+def write_png(path: Path | str, image: np.ndarray) -> None:
+    """Encode ``image`` as PNG and write it in place, creating its folder: for files inside a stage's
+    private temporary folder only, which ``atomic_dir`` swaps in whole (a file cut short by a failure
+    goes with the folder). No temporary name, chmod or rename per file: the crops stage writes
+    thousands. A full disk or a read-only folder stays an ``OSError`` that stops the stage."""
+    data = png_bytes(image, path)
+    if not _keep_captured(path, data):
+        _write_in_place(path, data)
 
 
 def write_npy_atomic(path: Path | str, array: np.ndarray) -> None:
+    if _captured.get() is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        _keep_captured(path, buffer.getvalue())
+        return
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, array, allow_pickle=False)
 

@@ -1,42 +1,84 @@
 """What every preprocessing stage shares: running a function over videos, in order, in parallel.
 
+Where the work runs (``ExecutorConfig``, params.yaml ``executor``) never changes the outputs:
+
+- ``local``: this machine. ``workers > 1`` runs ``workers`` spawned processes (``pool="processes"``:
+  torch stages, one detector per process) or threads (``pool="threads"``: the crops and diffs stages,
+  whose decoding, PNG coding and SSIM release the GIL; no process start-up, no package import per worker).
+- ``dask``: a Dask distributed cluster, at ``executor.scheduler`` or a ``LocalCluster`` of ``workers``
+  processes started and closed by the call. Each task runs ``func`` on a worker; what it writes through
+  ``deepfake.core.fileio`` is captured there and returned with its result, and the stage process alone
+  writes it into its temporary output folder. Workers therefore need read access to the inputs (the raw
+  videos; the crops for landmarks and diffs) under the same paths, not to the outputs (docs/scaling.md).
+  A task whose worker died is rerun on another one up to ``executor.retries`` times.
+
 Error policy (see ``deepfake.core.errors``): an ``InputError`` raised for one video (``VideoError``,
 ``BoxesFileError``, ``MetadataError``, ...) becomes that video's recorded skip. Nothing else does:
 an ``OSError`` (a full disk, a read-only output, permission denied) stops the stage, and any other
 exception (``ValueError``, ``KeyError``, a ``cv2.error`` outside the video reader, ...) is a bug
-that stops it with its traceback, in a worker process as in the calling one.
+that stops it with its traceback, in a worker process, thread or Dask worker as in the calling one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, TypeVar
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 import cv2
 from tqdm import tqdm
 
-from deepfake.core.errors import InputError
+from deepfake.core.errors import InputError, UserError
+from deepfake.core.fileio import capture_writes, write_captured
 from deepfake.core.report import VideoResult
 
 logger = logging.getLogger(__name__)
 
 Task = TypeVar("Task")
+Pool = Literal["processes", "threads"]
+Job = tuple[Callable[[Any], VideoResult], str, Any]
 
 # Per-video failures that become a recorded skip; anything else stops the stage. The readers turn a
 # bad input's OSError (missing file) and cv2.error (a decoder failing) into InputErrors where they occur.
 RECOVERABLE: tuple[type[Exception], ...] = (InputError,)
 
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where per-video work runs (params.yaml ``executor``)."""
+
+    kind: Literal["local", "dask"] = "local"
+    scheduler: str | None = None  # dask: a scheduler address; None starts a LocalCluster per call
+    retries: int = 2  # dask: reruns of a task whose worker died
+
+    @classmethod
+    def from_params(cls, params: Any) -> ExecutorConfig:
+        sect = params.executor
+        return cls(kind=sect.kind, scheduler=sect.scheduler, retries=sect.retries)
+
+
+LOCAL = ExecutorConfig()
+
 _worker_cache: dict[Any, Any] = {}
+_worker_cache_lock = threading.Lock()
 
 
 def cached(key: Any, build: Callable[[], Any]) -> Any:
-    """One heavy object (a detector) per process, built on first use rather than at import."""
-    if key not in _worker_cache:
-        _worker_cache[key] = build()
-    return _worker_cache[key]
+    """One heavy object (a detector) per process, built on first use rather than at import.
+
+    Works the same in a spawned worker process and in a Dask worker process (this module's state
+    lives as long as the process); the lock keeps threads sharing a process from building it twice.
+    """
+    with _worker_cache_lock:
+        if key not in _worker_cache:
+            _worker_cache[key] = build()
+        return _worker_cache[key]
 
 
 def set_torch_threads(threads: int) -> None:
@@ -59,7 +101,7 @@ def guarded(func: Callable[[Task], VideoResult], video: str, task: Task) -> Vide
         return VideoResult.skipped(video, f"{type(err).__name__}: {err}")
 
 
-def _call(args: tuple[Callable[[Task], VideoResult], str, Task]) -> VideoResult:
+def _call(args: Job) -> VideoResult:
     func, video, task = args
     return guarded(func, video, task)
 
@@ -70,27 +112,142 @@ def map_videos(
     workers: int,
     desc: str,
     torch_threads: int | None = None,
+    *,
+    pool: Pool = "processes",
+    executor: ExecutorConfig = LOCAL,
 ) -> list[VideoResult]:
     """Apply ``func`` to each ``(video_name, task)``; results come back in the order of ``tasks``.
 
-    ``workers > 1`` uses spawned processes (safe with torch and OpenCV threads); each process
-    builds its own detector on first use.
+    Locally, ``workers > 1`` uses spawned processes (safe with torch and OpenCV threads; each builds its
+    own detector on first use) or, with ``pool="threads"``, threads of this process. With
+    ``executor.kind == "dask"`` the tasks run on a Dask cluster (``pool`` does not apply: Dask workers
+    are processes), and ``workers`` sizes the LocalCluster started when no scheduler is given.
     """
-    jobs = [(func, video, task) for video, task in tasks]
-    if workers <= 1 or len(jobs) <= 1:
+    jobs: list[Job] = [(func, video, task) for video, task in tasks]
+    if executor.kind == "dask":
+        return _map_dask(jobs, workers, desc, torch_threads, executor) if jobs else []
+    if workers <= 1 or len(jobs) <= 1 or pool == "threads":
         if torch_threads is not None:
             set_torch_threads(torch_threads)
-        return [_call(job) for job in tqdm(jobs, desc=desc, unit="video", disable=None)]
+        if workers <= 1 or len(jobs) <= 1:
+            return [_call(job) for job in tqdm(jobs, desc=desc, unit="video", disable=None)]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="video") as threads:
+            return _in_order(threads, [threads.submit(_call, job) for job in jobs], desc)
     context = multiprocessing.get_context("spawn")
     initializer = set_torch_threads if torch_threads is not None else None
     initargs = (torch_threads,) if torch_threads is not None else ()
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=initializer, initargs=initargs
-    ) as pool:
-        futures: list[Future[VideoResult]] = [pool.submit(_call, job) for job in jobs]
-        try:
-            # in order; the first failure (environment fault or bug) propagates as raised in the worker
-            return [f.result() for f in tqdm(futures, total=len(jobs), desc=desc, unit="video", disable=None)]
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # do not decode the rest for a failed stage
-            raise
+    ) as processes:
+        return _in_order(processes, [processes.submit(_call, job) for job in jobs], desc)
+
+
+def _in_order(
+    pool: ThreadPoolExecutor | ProcessPoolExecutor, futures: list[Future[VideoResult]], desc: str
+) -> list[VideoResult]:
+    try:
+        # in order; the first failure (environment fault or bug) propagates as raised in the worker
+        return [f.result() for f in tqdm(futures, total=len(futures), desc=desc, unit="video", disable=None)]
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # do not decode the rest for a failed stage
+        raise
+
+
+# ---- Dask distributed ------------------------------------------------------------------------------
+
+
+def run_video(job: Job, torch_threads: int | None) -> tuple[VideoResult, dict[Path, bytes]]:
+    """One task on a Dask worker: ``func``'s result and the files it wrote, captured (path -> bytes)."""
+    if torch_threads is not None:  # the process pool's initializer, per task: workers are shared
+        set_torch_threads(torch_threads)
+    with capture_writes() as files:
+        result = _call(job)
+    return result, files
+
+
+@contextlib.contextmanager
+def dask_client(executor: ExecutorConfig, workers: int) -> Iterator[Any]:
+    """A ``distributed.Client`` on ``executor.scheduler``, or on a LocalCluster of ``workers`` processes on
+    127.0.0.1 started and closed here; a worker that dies mid-task has its task rerun ``executor.retries`` times."""
+    try:
+        import dask
+        from distributed import Client, LocalCluster
+    except ImportError as err:
+        raise UserError("executor.kind dask needs dask and distributed: pip install dask distributed") from err
+    with contextlib.ExitStack() as stack:
+        if executor.scheduler is None:
+            # the LocalCluster's scheduler runs in this process and reads its config when created
+            with dask.config.set({"distributed.scheduler.allowed-failures": executor.retries}):
+                cluster = stack.enter_context(
+                    LocalCluster(
+                        n_workers=max(1, workers),
+                        threads_per_worker=1,
+                        processes=True,
+                        host="127.0.0.1",
+                        dashboard_address=None,
+                    )
+                )
+            client = stack.enter_context(Client(cluster))
+        else:
+            try:
+                client = stack.enter_context(Client(executor.scheduler))
+            except OSError as err:
+                raise OSError(f"executor.scheduler {executor.scheduler}: no Dask scheduler answers: {err}") from err
+            _check_allowed_failures(client, executor.retries)
+        yield client
+
+
+def _map_dask(
+    jobs: list[Job], workers: int, desc: str, torch_threads: int | None, executor: ExecutorConfig
+) -> list[VideoResult]:
+    with dask_client(executor, workers) as client:
+        return _gather(client, jobs, desc, torch_threads)
+
+
+def _check_allowed_failures(client: Any, retries: int) -> None:
+    """A remote scheduler keeps its own setting; say so when it differs from executor.retries."""
+    try:
+        allowed = client.run_on_scheduler(_allowed_failures)
+    except (OSError, ValueError, RuntimeError, AttributeError) as err:  # a scheduler that blocks run_function
+        logger.warning("cannot read the scheduler's allowed-failures (%s); executor.retries is not checked", err)
+        return
+    if allowed != retries:
+        logger.warning(
+            "executor.retries is %d but the scheduler reruns a task whose worker died %d times: start it with "
+            "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=%d to match",
+            retries,
+            allowed,
+            retries,
+        )
+
+
+def _allowed_failures(dask_scheduler: Any) -> int:
+    return int(dask_scheduler.allowed_failures)
+
+
+def _gather(client: Any, jobs: list[Job], desc: str, torch_threads: int | None) -> list[VideoResult]:
+    from distributed import KilledWorker, as_completed
+
+    futures = client.map(run_video, jobs, torch_threads=torch_threads, pure=False)
+    position = {future.key: i for i, future in enumerate(futures)}
+    results: list[VideoResult | None] = [None] * len(jobs)
+    try:
+        with tqdm(total=len(jobs), desc=desc, unit="video", disable=None) as bar:
+            # as each finishes (bounded memory on the workers); the first failure stops the stage
+            for future in as_completed(futures):
+                i = position[future.key]
+                try:
+                    result, files = future.result()  # a task's exception is re-raised with its traceback
+                except KilledWorker as err:
+                    raise RuntimeError(
+                        f"{jobs[i][1]}: the Dask workers running it died too often ({err}); see their logs"
+                    ) from err
+                write_captured(files)
+                results[i] = result
+                future.release()
+                bar.update()
+    except BaseException:
+        client.cancel(futures)  # do not decode the rest for a failed stage
+        raise
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]

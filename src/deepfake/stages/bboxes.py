@@ -12,7 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from deepfake.core.parallel import cached, map_videos
+from deepfake.core.parallel import LOCAL, ExecutorConfig, cached, map_videos
 from deepfake.core.report import SKIPPED, StageReport, VideoResult
 from deepfake.media.faces import Detection, FaceDetector, boxes_to_json, save_boxes
 from deepfake.media.metadata import load_dataset
@@ -27,11 +27,18 @@ class Config:
     detection: Detection
     workers: int
     torch_threads: int
+    executor: ExecutorConfig = LOCAL  # where the videos are processed; the output does not depend on it
 
     @classmethod
     def from_params(cls, params: Any) -> Config:
         sect = params.bboxes
-        return cls(FrameSampling.from_params(params), Detection.from_params(params), sect.workers, sect.torch_threads)
+        return cls(
+            FrameSampling.from_params(params),
+            Detection.from_params(params),
+            sect.workers,
+            sect.torch_threads,
+            ExecutorConfig.from_params(params),
+        )
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,10 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
             (e.name, BboxesTask(video=metadata.video_path(e.name), out=tmp / f"{e.stem}.json", config=config))
             for e in metadata.detected
         ]
-        for result in map_videos(detect_video, tasks, config.workers, f"bboxes {metadata.part}", config.torch_threads):
+        desc = f"bboxes {metadata.part}"
+        for result in map_videos(
+            detect_video, tasks, config.workers, desc, config.torch_threads, executor=config.executor
+        ):
             report.add(result)
     summary = report.summary
     logger.info("bboxes %s: %d done, %d skipped", metadata.part, summary["videos_done"], summary["videos_skipped"])

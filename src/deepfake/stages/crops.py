@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepfake.core.fileio import write_bytes_atomic, write_png_atomic
-from deepfake.core.parallel import map_videos
+from deepfake.core.fileio import write_bytes_atomic, write_png
+from deepfake.core.parallel import LOCAL, ExecutorConfig, map_videos
 from deepfake.core.report import SKIPPED, StageReport, VideoResult
 from deepfake.media.crop_index import INDEX_NAME, crop_name, index_csv
 from deepfake.media.face_input import crop_face
@@ -25,10 +25,16 @@ class Config:
     sampling: FrameSampling
     margin: float
     workers: int
+    executor: ExecutorConfig = LOCAL  # where the videos are cropped; the output does not depend on it
 
     @classmethod
     def from_params(cls, params: Any) -> Config:
-        return cls(sampling=FrameSampling.from_params(params), margin=params.crops.margin, workers=params.crops.workers)
+        return cls(
+            sampling=FrameSampling.from_params(params),
+            margin=params.crops.margin,
+            workers=params.crops.workers,
+            executor=ExecutorConfig.from_params(params),
+        )
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ def crop_video(task: CropsTask) -> VideoResult:
             if crop is None:
                 continue
             name = crop_name(index, face)
-            write_png_atomic(task.out / f"{name}.png", crop)
+            write_png(task.out / f"{name}.png", crop)  # in the stage's temporary folder, swapped in whole
             result.counts["crops"] += 1
             result.records.append(
                 {
@@ -120,9 +126,11 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
             for e in metadata.entries.values()
         ]
         rows: list[dict[str, Any]] = []
-        for (_, task), result in zip(
-            tasks, map_videos(crop_video, tasks, config.workers, f"crops {metadata.part}"), strict=True
-        ):
+        # threads: decoding and PNG encoding release the GIL, and threads cost no process start-up
+        results = map_videos(
+            crop_video, tasks, config.workers, f"crops {metadata.part}", pool="threads", executor=config.executor
+        )
+        for (_, task), result in zip(tasks, results, strict=True):
             report.add(result)
             rows.extend(result.records)
             if result.status == SKIPPED:  # a video skipped midway leaves no orphan crops behind

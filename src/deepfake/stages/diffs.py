@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from deepfake.core.errors import InputError
-from deepfake.core.fileio import atomic_dir, write_png_atomic
-from deepfake.core.parallel import map_videos
+from deepfake.core.fileio import atomic_dir, write_png
+from deepfake.core.parallel import LOCAL, ExecutorConfig, map_videos
 from deepfake.core.report import SKIPPED, StageReport, VideoResult
 from deepfake.media.crop_index import read_index
 from deepfake.media.face_input import crop_face
@@ -39,12 +39,18 @@ class Config:
     workers: int
     sampling: FrameSampling  # mask videos are read at the frames the crops were taken from
     margin: float  # and cropped with the crops' margin
+    executor: ExecutorConfig = LOCAL  # where the videos are processed; the output does not depend on it
 
     @classmethod
     def from_params(cls, params: Any) -> Config:
         sect = params.diffs
         return cls(
-            sect.win_size, sect.mask_threshold, sect.workers, FrameSampling.from_params(params), params.crops.margin
+            sect.win_size,
+            sect.mask_threshold,
+            sect.workers,
+            FrameSampling.from_params(params),
+            params.crops.margin,
+            ExecutorConfig.from_params(params),
         )
 
 
@@ -92,7 +98,7 @@ def _masks_from_video(task: DiffsTask, result: VideoResult) -> set[str]:
             if crop is None:
                 continue
             grey = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_BGR2GRAY)
-            write_png_atomic(task.mask_out / name, binarize(grey, task.config.mask_threshold))
+            write_png(task.mask_out / name, binarize(grey, task.config.mask_threshold))
             done.add(name)
     result.counts["masks_from_video"] += len(done)
     return done
@@ -116,9 +122,9 @@ def diff_video(task: DiffsTask) -> VideoResult:
             result.counts["pairs_missing"] += 1
             continue
         difference = ssim_difference(original, fake, task.config.win_size)
-        write_png_atomic(task.diff_out / fake_path.name, difference)
+        write_png(task.diff_out / fake_path.name, difference)  # in the stage's temporary folders
         if fake_path.name not in from_video:
-            write_png_atomic(task.mask_out / fake_path.name, binarize(difference, task.config.mask_threshold))
+            write_png(task.mask_out / fake_path.name, binarize(difference, task.config.mask_threshold))
         result.counts["pairs_found"] += 1
     if result.counts["pairs_found"] == 0 and not from_video:
         return VideoResult(task.video, SKIPPED, "no crop pair with its original", result.counts, result.notes)
@@ -164,7 +170,9 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
             mask_video, boxes = mask_sources.get(video, (None, None))
             task = DiffsTask(video, pairs, diff_tmp / stem, mask_tmp / stem, config, mask_video, boxes)
             tasks.append((video, task))
-        for result in map_videos(diff_video, tasks, config.workers, f"diffs {part}"):
+        # threads: PNG coding and SSIM (numpy, OpenCV) release the GIL; no process start-up
+        desc = f"diffs {part}"
+        for result in map_videos(diff_video, tasks, config.workers, desc, pool="threads", executor=config.executor):
             report.add(result)
     summary = report.summary
     logger.info("diffs %s: %s pairs, %s missing", part, summary.get("pairs_found", 0), summary.get("pairs_missing", 0))

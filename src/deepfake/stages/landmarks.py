@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from deepfake.core.fileio import write_npy_atomic
-from deepfake.core.parallel import cached, map_videos
+from deepfake.core.parallel import LOCAL, ExecutorConfig, cached, map_videos
 from deepfake.core.report import StageReport, VideoResult
 from deepfake.media.crop_index import read_index
 from deepfake.media.faces import DetectorConfig, FaceDetector, pick_central_face
@@ -28,11 +28,17 @@ class Config:
     detector: DetectorConfig
     workers: int
     torch_threads: int
+    executor: ExecutorConfig = LOCAL  # where the crops are processed; the output does not depend on it
 
     @classmethod
     def from_params(cls, params: Any) -> Config:
         sect = params.landmarks
-        return cls(DetectorConfig.from_section(sect), workers=sect.workers, torch_threads=sect.torch_threads)
+        return cls(
+            DetectorConfig.from_section(sect),
+            workers=sect.workers,
+            torch_threads=sect.torch_threads,
+            executor=ExecutorConfig.from_params(params),
+        )
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,9 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
             for video, rows in reals.groupby("video", sort=True)
         ]
         desc = f"landmarks {paths.part}"
-        for result in map_videos(landmarks_video, tasks, config.workers, desc, config.torch_threads):
+        for result in map_videos(
+            landmarks_video, tasks, config.workers, desc, config.torch_threads, executor=config.executor
+        ):
             report.add(result)
     summary = report.summary
     logger.info("landmarks %s: %s of %s crops", paths.part, summary.get("landmarks", 0), summary.get("crops", 0))

@@ -89,7 +89,9 @@ def test_malformed_boxes_files_are_refused(tmp_path: Path, content: str) -> None
 
 def test_detector_maps_boxes_back_to_full_resolution() -> None:
     image = cv2.cvtColor(cv2.imread(str(FACES / "grace_hopper.jpg")), cv2.COLOR_BGR2RGB)
-    detector = FaceDetector(DetectorConfig(thresholds=(0.6, 0.7, 0.7), min_face_size=20, device="cpu"))
+    detector = FaceDetector(
+        DetectorConfig(thresholds=(0.6, 0.7, 0.7), min_face_size=20, min_face_share=0.0, runtime="onnx", device="cpu")
+    )
     (full,) = detector.detect([image], scale=1.0)
     (half,) = detector.detect([image], scale=0.5)
     assert full.shape[1] == 5 and len(full) >= 1 and len(half) >= 1
@@ -100,3 +102,48 @@ def test_detector_maps_boxes_back_to_full_resolution() -> None:
     blank = np.zeros((120, 160, 3), np.uint8)
     assert detector.detect([blank])[0].shape == (0, 5)
     assert detector.landmarks(blank)[1].shape == (0, 5, 2)
+
+
+def _detector(**changes: object) -> FaceDetector:
+    config = {"thresholds": (0.6, 0.7, 0.7), "min_face_size": 20, "min_face_share": 0.0, "runtime": "onnx"}
+    return FaceDetector(DetectorConfig(**{**config, **changes, "device": "cpu"}))  # type: ignore[arg-type]
+
+
+def test_frames_smaller_than_the_smallest_face_have_no_faces_not_a_crash() -> None:
+    """MTCNN's pyramid is empty for them (facenet-pytorch died with torch.cat of an empty list)."""
+    detector = _detector()
+    for side in (1, 2, 8, 19):
+        frame = np.full((side, side, 3), 128, np.uint8)
+        assert detector.detect([frame, frame])[0].shape == (0, 5)
+        assert detector.landmarks(frame)[0].shape == (0, 5)
+
+
+def test_the_face_share_bounds_the_pyramid_and_what_it_finds() -> None:
+    from deepfake.media.mtcnn import pyramid_scales
+
+    image = cv2.cvtColor(cv2.imread(str(FACES / "grace_hopper.jpg")), cv2.COLOR_BGR2RGB)
+    height, width = image.shape[:2]
+    config = DetectorConfig((0.6, 0.7, 0.7), 20, 0.2, "onnx", "cpu")
+    assert config.min_size(width, height) == 0.2 * min(width, height)
+    bounded = pyramid_scales(height, width, 20, config.min_size(width, height))
+    full = pyramid_scales(height, width, 20)
+    assert len(bounded) < len(full) and bounded == full[len(full) - len(bounded) :]  # the same grid, finest dropped
+    (found,) = _detector(min_face_share=0.2).detect([image])
+    assert len(found) >= 1 and (found[0, 2] - found[0, 0]) >= 0.2 * min(width, height)
+    (unbounded,) = _detector().detect([image])
+    np.testing.assert_allclose(found[0], unbounded[0], atol=1e-3)  # a face above the bound: found as before
+
+
+def test_the_cascade_agrees_with_facenet_pytorch_and_across_runtimes() -> None:
+    """Same weights, same cascade: boxes match facenet-pytorch's MTCNN.detect up to resampling."""
+    from facenet_pytorch import MTCNN
+
+    from deepfake.modeling.tracks import iou_matrix
+
+    image = cv2.cvtColor(cv2.imread(str(FACES / "t1_person2.jpg")), cv2.COLOR_BGR2RGB)
+    reference, _ = MTCNN(keep_all=True, post_process=False, thresholds=[0.6, 0.7, 0.7], min_face_size=20).detect(image)
+    (onnx,) = _detector().detect([image])
+    (torch_boxes,) = _detector(runtime="torch").detect([image])
+    assert len(onnx) == len(reference) >= 2  # two people in the photo (and a face cut by its edge)
+    assert iou_matrix(np.asarray(reference), onnx).max(axis=1).min() > 0.8
+    assert np.abs(onnx - torch_boxes).max() < 0.5  # ONNX Runtime and torch run the same nets

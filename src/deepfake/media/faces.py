@@ -45,22 +45,39 @@ def detection_scale(width: int, height: int, rule: Sequence[Sequence[float]], ov
     raise ParamsError(f"bboxes.scale_rule has no row for a shorter side of {shorter} px: {rule}")
 
 
+DETECTOR_RUNTIMES = ("onnx", "torch")
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
     """MTCNN's settings: the ``bboxes`` section for detection, the ``landmarks`` section for landmarks."""
 
     thresholds: tuple[float, float, float]
-    min_face_size: int
+    min_face_size: int  # in detector pixels (after the detection scale)
+    min_face_share: float  # smallest face of interest as a share of the frame's shorter side (0 = no bound)
+    runtime: str  # the P/R/O-nets on ONNX Runtime ("onnx") or PyTorch ("torch")
     device: str
 
     @classmethod
     def from_section(cls, section: Any) -> DetectorConfig:
-        """From a validated params section with ``thresholds``, ``min_face_size`` and ``device``."""
+        """From a validated params section with the fields above."""
         return cls(
             thresholds=tuple(float(t) for t in section.thresholds),  # type: ignore[arg-type]
             min_face_size=section.min_face_size,
+            min_face_share=float(section.min_face_share),
+            runtime=section.runtime,
             device=section.device,
         )
+
+    def min_size(self, width: int, height: int) -> float:
+        """The smallest face (detector pixels) looked for in a ``width x height`` detector input.
+
+        The share drops the pyramid's finest levels (those of faces smaller than the share of the frame's
+        shorter side): they cost the most (P-Net's cost falls with the square of the face size looked
+        for), and a face that small is not one a verdict should rest on. The levels kept are those of
+        the full ``min_face_size`` pyramid (``deepfake.media.mtcnn.pyramid_scales``).
+        """
+        return max(float(self.min_face_size), self.min_face_share * min(width, height))
 
 
 @dataclass(frozen=True)
@@ -83,60 +100,61 @@ class Detection:
         return detection_scale(width, height, self.scale_rule, self.scale)
 
 
-def _as_float_array(values: Any, columns: int) -> np.ndarray:
-    """MTCNN returns None or (under NumPy 2) object arrays; normalise to float32 (n, columns)."""
-    if values is None:
-        return np.zeros((0, columns), np.float32)
-    array = np.asarray(values, dtype=np.float32)
-    return array.reshape(-1, columns)
-
-
 class FaceDetector:
-    """facenet-pytorch MTCNN behind a small interface: RGB uint8 frames in, full-res boxes out."""
+    """MTCNN (``deepfake.media.mtcnn``: facenet-pytorch's weights) behind a small interface: RGB uint8
+    frames in, full-resolution boxes out.
+
+    ``runtime: onnx`` runs the P/R/O-nets on ONNX Runtime's CPU provider with as many intra-op threads
+    as torch is set to (1 in the stages, so results are reproducible); on a CUDA ``device`` the torch
+    nets run on the GPU.
+    """
 
     def __init__(self, config: DetectorConfig) -> None:
-        from facenet_pytorch import MTCNN  # heavy import kept out of module import time
+        import torch
 
+        from deepfake.media.mtcnn import load_nets
+
+        if config.runtime not in DETECTOR_RUNTIMES:
+            raise ParamsError(f"detector runtime must be one of {DETECTOR_RUNTIMES}, got {config.runtime!r}")
         self.config = config
-        self._mtcnn = MTCNN(
-            keep_all=True,
-            post_process=False,
-            select_largest=False,
-            thresholds=list(config.thresholds),
-            min_face_size=config.min_face_size,
-            device=config.device,
-        )
+        self.runtime = "torch" if config.runtime == "torch" or config.device.startswith("cuda") else "onnx"
+        self._nets = load_nets(self.runtime, config.device, max(1, torch.get_num_threads()))
+
+    def _run(self, images: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        from deepfake.media.mtcnn import CELL, detect_faces
+
+        height, width = images.shape[1:3]
+        min_size = self.config.min_size(width, height)
+        if min(width, height) < max(min_size, CELL):  # the pyramid would be empty
+            return [np.zeros((0, 5), np.float32)] * len(images), [np.zeros((0, 5, 2), np.float32)] * len(images)
+        return detect_faces(images, self._nets, self.config.min_face_size, min_size, self.config.thresholds)
 
     def detect(self, frames_rgb: Sequence[np.ndarray], scale: float = 1.0) -> list[np.ndarray]:
         """Detect faces in equally sized RGB frames; one ``(n, 5)`` array [x1,y1,x2,y2,score] per frame.
 
         Frames are resized by ``scale`` for detection and boxes are mapped back to the frames'
-        own pixel coordinates.
+        own pixel coordinates. A frame too small to hold the smallest face looked for has no faces.
         """
         if not frames_rgb:
             return []
+        height, width = frames_rgb[0].shape[:2]
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
         batch = frames_rgb
         if scale != 1.0:
-            height, width = frames_rgb[0].shape[:2]
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
             interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
             batch = [cv2.resize(f, size, interpolation=interpolation) for f in frames_rgb]
-        boxes, probs = self._mtcnn.detect(np.stack(batch))
+        boxes, _ = self._run(np.stack(batch))
         results = []
-        for frame_boxes, frame_probs in zip(boxes, probs, strict=True):
-            b = _as_float_array(frame_boxes, 4) / scale
-            p = _as_float_array(frame_probs, 1)
-            results.append(np.concatenate([b, p], axis=1) if len(b) else np.zeros((0, 5), np.float32))
+        for found in boxes:
+            found = found.copy()
+            found[:, :4] /= scale
+            results.append(found)
         return results
 
     def landmarks(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Boxes ``(n, 5)`` with scores and 5-point landmarks ``(n, 5, 2)`` for one image."""
-        boxes, probs, points = self._mtcnn.detect(image_rgb, landmarks=True)
-        b = _as_float_array(boxes, 4)
-        if not len(b):
-            return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
-        p = _as_float_array(probs, 1)
-        return np.concatenate([b, p], axis=1), np.asarray(points, dtype=np.float32).reshape(-1, 5, 2)
+        boxes, points = self._run(image_rgb[None])
+        return boxes[0], points[0]
 
 
 def pick_central_face(boxes: np.ndarray, width: int, height: int) -> int | None:

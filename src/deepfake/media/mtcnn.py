@@ -1,0 +1,267 @@
+"""The MTCNN cascade (P-Net pyramid -> R-Net -> O-Net) on facenet-pytorch's weights, driven with NumPy and OpenCV.
+
+Why not facenet-pytorch's own ``detect_face``: on a CPU it spends more time resizing than in the nets
+(every pyramid level and every candidate box goes through ``torch.nn.functional.interpolate``, one call
+per box), and its nets run on PyTorch only. Here each frame's integral image (one OpenCV call) gives
+every pyramid level and every candidate crop by gathers: the same "area" resampling as torch's
+(``adaptive_avg_pool2d``: output cell i averages input rows ``floor(i*h/oh)`` to ``ceil((i+1)*h/oh)``),
+in float, so the nets see what facenet-pytorch feeds them. The nets run on ONNX Runtime or PyTorch
+behind one callable each. The cascade's arithmetic (box generation, regression, squaring, clipping,
+the NMS thresholds and the final "Min" NMS) follows facenet-pytorch. Why exact: MTCNN's thresholds
+sit close to the scores of blurry or low-resolution faces (a swapped face's), and a plain
+``cv2.INTER_AREA`` on uint8 moved some of them below 0.95.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+CELL = 12  # P-Net's window: the smallest face the pyramid reaches is min_size at scale CELL / min_size
+STRIDE = 2  # P-Net's output stride
+FACTOR = 0.709  # pyramid step (facenet-pytorch's default)
+NET_BATCH = 512  # candidate crops per R-/O-Net call (bounds memory on a frame full of candidates)
+
+Net = Callable[[np.ndarray], list[np.ndarray]]  # float32 NCHW in, the net's outputs out
+
+
+@dataclass(frozen=True)
+class Nets:
+    pnet: Net
+    rnet: Net
+    onet: Net
+
+
+def load_nets(runtime: str, device: str, threads: int) -> Nets:
+    """facenet-pytorch's pretrained P/R/O-nets on ONNX Runtime's CPU provider ("onnx") or PyTorch ("torch")."""
+    import torch
+    from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+
+    modules = (PNet().eval(), RNet().eval(), ONet().eval())  # pretrained weights ship with facenet-pytorch
+    if runtime == "torch":
+        return Nets(*(_torch_net(m, torch.device(device)) for m in modules))
+    examples = (torch.zeros(1, 3, 24, 24), torch.zeros(2, 3, 24, 24), torch.zeros(2, 3, 48, 48))
+    axes = ({0: "batch", 2: "height", 3: "width"}, {0: "batch"}, {0: "batch"})
+    return Nets(*(_onnx_net(m, e, a, threads) for m, e, a in zip(modules, examples, axes, strict=True)))
+
+
+def _torch_net(module: Any, device: Any) -> Net:
+    import torch
+
+    module = module.to(device)
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        with torch.no_grad():
+            return [o.float().cpu().numpy() for o in module(torch.from_numpy(x).to(device))]
+
+    return run
+
+
+def _onnx_net(module: Any, example: Any, axes: dict[int, str], threads: int) -> Net:
+    """The module exported in memory and run by ONNX Runtime with ``threads`` intra-op threads."""
+    import onnxruntime as ort
+    import torch
+
+    outputs = [f"out{i}" for i in range(len(module(example)))]
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the TorchScript exporter: these tiny nets need none of torch.export's tracing
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            module, (example,), buffer, input_names=["x"], output_names=outputs, dynamic_axes={"x": axes}, dynamo=False
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"x": x})
+
+
+def pyramid_scales(height: int, width: int, min_size: float, smallest_face: float | None = None) -> list[float]:
+    """Scales at which P-Net's 12-px window sees faces from ``min_size`` px up to the whole frame.
+
+    ``smallest_face`` drops the finest levels, those whose faces are smaller than it by more than one
+    pyramid step. The levels kept are exactly those of the full pyramid: moving the grid instead (starting
+    it at ``smallest_face``) changes which scales every face is seen at, and MTCNN's scores for blurry
+    faces near its thresholds with them.
+    """
+    scale = CELL / min_size
+    shorter = min(height, width) * scale
+    scales = []
+    while shorter >= CELL:
+        if smallest_face is None or CELL / scale > smallest_face * FACTOR:
+            scales.append(scale)
+        scale *= FACTOR
+        shorter *= FACTOR
+    return scales
+
+
+def _normalise(images: np.ndarray) -> np.ndarray:
+    """0-255 NHWC -> float32 NCHW in [-1, 1) as the nets were trained."""
+    return np.ascontiguousarray(((images.astype(np.float32) - 127.5) * 0.0078125).transpose(0, 3, 1, 2))
+
+
+def integral(image: np.ndarray) -> np.ndarray:
+    """The (h+1, w+1, c) float64 integral image: any rectangle's sum in four lookups."""
+    return cv2.integral(image, sdepth=cv2.CV_64F).reshape(image.shape[0] + 1, image.shape[1] + 1, -1)
+
+
+def _edges(start: int, length: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
+    i = np.arange(cells)
+    return start + (i * length) // cells, start - ((-(i + 1) * length) // cells)  # floor, ceil
+
+
+def area_resize(table: np.ndarray, top: int, left: int, height: int, width: int, out: tuple[int, int]) -> np.ndarray:
+    """The region ``[top:top+height, left:left+width]`` of the image behind ``table`` resized to ``out``
+    (rows, cols) by torch's "area" rule, as float32 (no rounding to uint8)."""
+    y0, y1 = _edges(top, height, out[0])
+    x0, x1 = _edges(left, width, out[1])
+    sums = table[y1][:, x1] - table[y0][:, x1] - table[y1][:, x0] + table[y0][:, x0]
+    return (sums / ((y1 - y0)[:, None] * (x1 - x0)[None, :])[..., None]).astype(np.float32)
+
+
+def _nms(boxes: np.ndarray, groups: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
+    """Indices kept by greedy NMS within each group (image), highest score first."""
+    if not len(boxes):
+        return np.zeros(0, np.int64)
+    offset = (groups.astype(np.float64) * (boxes[:, :4].max() + 1))[:, None]
+    x1, y1, x2, y2 = (boxes[:, :4] + offset).T
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(boxes[:, 4], kind="stable")
+    keep = []
+    while order.size:
+        i = order[-1]
+        keep.append(i)
+        rest = order[:-1]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        inter = w * h
+        denominator = np.minimum(area[i], area[rest]) if method == "min" else area[i] + area[rest] - inter
+        order = rest[inter / denominator <= threshold]
+    return np.asarray(keep, np.int64)
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    out = boxes.copy()
+    h, w = boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]
+    side = np.maximum(w, h)
+    out[:, 0] = boxes[:, 0] + w * 0.5 - side * 0.5
+    out[:, 1] = boxes[:, 1] + h * 0.5 - side * 0.5
+    out[:, 2:4] = out[:, :2] + side[:, None]
+    return out
+
+
+def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    out = boxes.copy()
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    out[:, :4] = boxes[:, :4] + reg[:, :4] * np.stack([w, h, w, h], axis=1)
+    return out
+
+
+def _crops(
+    tables: Sequence[np.ndarray], shape: tuple[int, int], boxes: np.ndarray, groups: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each box cut from its image (clipped to it) and resized to ``size``; also which boxes had pixels."""
+    height, width = shape
+    ints = np.trunc(boxes[:, :4]).astype(np.int64)
+    x, y = np.maximum(ints[:, 0], 1), np.maximum(ints[:, 1], 1)
+    ex, ey = np.minimum(ints[:, 2], width), np.minimum(ints[:, 3], height)
+    valid = (ey > y - 1) & (ex > x - 1)
+    out = [
+        area_resize(tables[g], y0 - 1, x0 - 1, y1 - y0 + 1, x1 - x0 + 1, (size, size))
+        for g, x0, y0, x1, y1 in zip(groups[valid], x[valid], y[valid], ex[valid], ey[valid], strict=True)
+    ]
+    stacked = np.stack(out) if out else np.zeros((0, size, size, 3), np.float32)
+    return stacked, valid
+
+
+def _batched(net: Net, x: np.ndarray) -> list[np.ndarray]:
+    parts = [net(x[i : i + NET_BATCH]) for i in range(0, len(x), NET_BATCH)]
+    return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
+
+
+def _proposals(
+    tables: Sequence[np.ndarray],
+    shape: tuple[int, int],
+    nets: Nets,
+    min_size: float,
+    smallest_face: float,
+    threshold: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 1: P-Net over the pyramid; boxes (n, 9: x1 y1 x2 y2 score + regression) and their image."""
+    height, width = shape
+    boxes, groups = [], []
+    for scale in pyramid_scales(height, width, min_size, smallest_face):
+        size = (int(height * scale + 1), int(width * scale + 1))
+        level = np.stack([area_resize(table, 0, 0, height, width, size) for table in tables])
+        reg, prob = nets.pnet(_normalise(level))
+        image, row, col = np.nonzero(prob[:, 1] >= threshold)
+        if not len(image):
+            continue
+        cells = np.stack([col, row], axis=1).astype(np.float32)
+        q1 = np.floor((STRIDE * cells + 1) / scale)
+        q2 = np.floor((STRIDE * cells + CELL) / scale)
+        found = np.concatenate([q1, q2, prob[image, 1, row, col][:, None], reg[image, :, row, col]], axis=1).astype(
+            np.float32
+        )
+        keep = _nms(found, image, 0.5)
+        boxes.append(found[keep])
+        groups.append(image[keep])
+    if not boxes:
+        return np.zeros((0, 9), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(boxes), np.concatenate(groups)
+
+
+def detect_faces(
+    images: np.ndarray, nets: Nets, min_size: float, smallest_face: float, thresholds: Sequence[float]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Faces in equally sized RGB uint8 images ``(n, h, w, 3)``: per image, boxes ``(k, 5)`` [x1 y1 x2 y2 score]
+    by descending score, and 5-point landmarks ``(k, 5, 2)``. An image smaller than ``min_size`` has none."""
+    count = len(images)
+    shape = images.shape[1:3]
+    tables = [integral(image) for image in images]
+    boxes, groups = _proposals(tables, shape, nets, min_size, smallest_face, thresholds[0])
+    keep = _nms(boxes, groups, 0.7)
+    boxes, groups = boxes[keep], groups[keep]
+    points = np.zeros((0, 5, 2), np.float32)
+    if len(boxes):  # P-Net's own regression (scaled by the box side without the +1 of later stages), squared
+        w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        regressed = boxes[:, :4] + boxes[:, 5:9] * np.stack([w, h, w, h], axis=1)
+        boxes = _square(np.concatenate([regressed, boxes[:, 4:5]], axis=1))
+    if len(boxes):  # stage 2: R-Net refines and rejects
+        crops, valid = _crops(tables, shape, boxes, groups, 24)
+        boxes, groups = boxes[valid], groups[valid]
+        reg, prob = _batched(nets.rnet, _normalise(crops))
+        passed = prob[:, 1] > thresholds[1]
+        boxes = np.concatenate([boxes[passed, :4], prob[passed, 1:2]], axis=1)
+        groups, reg = groups[passed], reg[passed]
+        keep = _nms(boxes, groups, 0.7)
+        boxes = _square(_regress(boxes[keep], reg[keep]))
+        groups = groups[keep]
+    if len(boxes):  # stage 3: O-Net, landmarks, final boxes
+        crops, valid = _crops(tables, shape, boxes, groups, 48)
+        boxes, groups = boxes[valid], groups[valid]
+        reg, marks, prob = _batched(nets.onet, _normalise(crops))
+        passed = prob[:, 1] > thresholds[2]
+        boxes = np.concatenate([boxes[passed, :4], prob[passed, 1:2]], axis=1)
+        groups, reg, marks = groups[passed], reg[passed], marks[passed]
+        w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+        h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+        points = np.stack([w * marks[:, :5] + boxes[:, :1] - 1, h * marks[:, 5:] + boxes[:, 1:2] - 1], axis=2)
+        boxes = _regress(boxes, reg)
+        keep = _nms(boxes, groups, 0.7, "min")
+        boxes, groups, points = boxes[keep], groups[keep], points[keep]
+    per_image_boxes, per_image_points = [], []
+    for index in range(count):
+        mine = np.nonzero(groups == index)[0]
+        mine = mine[np.argsort(-boxes[mine, 4], kind="stable")]
+        per_image_boxes.append(boxes[mine].astype(np.float32).reshape(-1, 5))
+        per_image_points.append(points[mine].astype(np.float32).reshape(-1, 5, 2))
+    return per_image_boxes, per_image_points

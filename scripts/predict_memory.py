@@ -32,7 +32,7 @@ FACES = Path(__file__).resolve().parents[1] / "src" / "deepfake" / "assets" / "f
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from deepfake.apps.predict import PredictConfig, predict_videos
+from deepfake.apps.predict import Outputs, PredictConfig, predict_videos
 from deepfake.backends.base import create_backend
 from deepfake.core.errors import UserError, describe_user_error
 from deepfake.core.params import validate_params
@@ -48,7 +48,7 @@ def run(raw, models, backend_name, videos):
     records = []
     if videos:
         out = videos[0].parent
-        predict_videos(videos, backend, config, out / "p.csv", out / "p.json")
+        predict_videos(videos, backend, config, Outputs(out / "p.csv", out / "p.json", out / "p.jsonl"))
         records = json.loads((out / "p.json").read_text())["videos"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     return {"loaded_mb": loaded, "peak_mb": peak, "seconds": time.perf_counter() - started,

@@ -47,6 +47,11 @@ def test_explain_writes_pngs_mp4_montage_and_scores(
     capture.release()
     assert frames == summary["faces"]
     assert not np.array_equal(row[:, : explain.PANEL], row[:, explain.PANEL : 2 * explain.PANEL])
+    # the face tracks: listed with their frames, drawn one strip each, every face on one of them
+    assert summary["tracks"] and {r["track"] for r in summary["records"]} == {t["id"] for t in summary["tracks"]}
+    assert all(t["frames"] and set(t["mean_scores"]) == {"classifier", "uynet"} for t in summary["tracks"])
+    strips = cv2.imread(str(out / "tracks.png"))
+    assert strips.shape == (len(summary["tracks"]) * explain.PANEL, explain.TRACK_STRIP * explain.PANEL, 3)
 
 
 def test_unreadable_or_faceless_videos_are_clear_errors(models_root: dict, hostile_part: Path, tmp_path: Path) -> None:

@@ -19,8 +19,9 @@ import pytest
 
 from deepfake.apps import predict as infer
 from deepfake.backends.base import create_backend
+from deepfake.core.parallel import cached
 from deepfake.media.faces import FaceDetector
-from deepfake.media.video import FrameSampling, VideoError, iter_sampled_frames, probe
+from deepfake.media.video import FrameSampling, SpanReader, SpanSampling, VideoError, iter_sampled_frames, probe
 from deepfake.stages import bboxes, crops
 from tests.conftest import as_params, face_frames, ingest_part, set_key, tamper, tiny_params
 
@@ -85,6 +86,19 @@ def test_an_endless_header_reads_the_real_frames_and_stops(lying_part: Path) -> 
     assert [i for i, _ in iter_sampled_frames(lying_part / "endless.mp4", sampling)] == [0, 4, 8, 12]
 
 
+def test_span_reading_refuses_the_giant_and_spreads_over_the_endless_real_frames(lying_part: Path) -> None:
+    sampling = SpanSampling(frames=8, max_decoded=200, max_pixels=4096 * 2160)
+    with pytest.raises(VideoError, match="exceed max_pixels"):
+        next(iter(SpanReader(lying_part / "giant.mp4", sampling)))
+    reader = SpanReader(lying_part / "endless.mp4", sampling)
+    frames = list(reader)
+    real = probe(lying_part / "endless.mp4")
+    assert reader.coverage["duration_s"] == pytest.approx(LIE / real.fps)  # what the header claims
+    assert "before the" in reader.coverage["note"] and reader.coverage["frames_decoded"] <= 200
+    indices = [f.index for f in frames]
+    assert indices[0] == 0 and indices == sorted(set(indices)) and len(indices) > 2  # spread over the real frames
+
+
 def test_stages_skip_the_giant_and_process_the_endless(lying_part: Path, tmp_path: Path) -> None:
     params = as_params(tiny_params(lying_part.parent))
     index = ingest_part(lying_part, tmp_path / "index")
@@ -116,7 +130,8 @@ def test_predict_gives_every_bad_input_a_status_and_loses_nothing(
         shutil.copy(video, folder / video.name)
     backend = create_backend("onnx", models_root["store"], models_root["params"])
     config = infer.PredictConfig.from_params(models_root["params"])
-    summary = infer.predict_videos([folder], backend, config, tmp_path / "p.csv", tmp_path / "p.json")
+    out = infer.Outputs(tmp_path / "p.csv", tmp_path / "p.json", tmp_path / "p.jsonl")
+    summary = infer.predict_videos([folder], backend, config, out)
     records = {v["filename"]: v for v in json.loads((tmp_path / "p.json").read_text())["videos"]}
     assert sorted(records) == sorted(v.name for v in videos) and summary["videos"] == len(videos)
     status = {name: record["status"] for name, record in records.items()}
@@ -140,11 +155,12 @@ def test_predict_holds_one_detector_batch_of_frames_at_a_time(
     """Streaming, checked structurally: when the detector runs, earlier batches' frames are already freed."""
     raw = copy.deepcopy(models_root["raw"])
     set_key(raw, "predict.frames", 12)
+    set_key(raw, "predict.detect_every", 1)
     set_key(raw, "bboxes.batch_size", 4)
     params = as_params(raw)
     config = infer.PredictConfig.from_params(params)
     backend = create_backend("onnx", models_root["store"], params)
-    detector = FaceDetector(config.detection.detector)
+    detector = cached(("mtcnn", config.detection.detector), lambda: FaceDetector(config.detection.detector))
     seen: list[weakref.ref] = []
     alive_at_detect: list[int] = []
     real_detect = detector.detect
@@ -155,12 +171,13 @@ def test_predict_holds_one_detector_batch_of_frames_at_a_time(
         return real_detect(frames, scale)
 
     monkeypatch.setattr(detector, "detect", counting_detect)
-    record = infer.predict_video(hostile_part / "reala.mp4", detector, backend, config)
+    prepared = infer.prepare_video(hostile_part / "reala.mp4", config, backend.face_input)
+    record = prepared.record
     assert record["status"] == "ok" and len(record["frames"]) == 12 and len(seen) == 12
     assert len(alive_at_detect) == 3
     # the batch being detected (4 frames) and at most the next batch's first frame, decoded as look-ahead
     assert max(alive_at_detect) <= 4 + 1
-    assert record["crops"] >= 12
+    assert len(prepared.crops) >= 12
 
 
 PEAK_RSS = """
@@ -173,7 +190,8 @@ from deepfake.modeling.store import ModelStore
 raw, models, videos = json.loads(sys.argv[1]), Path(sys.argv[2]), [Path(v) for v in sys.argv[3:]]
 params = validate_params(raw, "peak_rss_mb")
 backend, config = create_backend("onnx", ModelStore(models), params), infer.PredictConfig.from_params(params)
-infer.predict_videos(videos, backend, config, models.parent / "m.csv", models.parent / "m.json")
+out = infer.Outputs(models.parent / "m.csv", models.parent / "m.json", models.parent / "m.jsonl")
+infer.predict_videos(videos, backend, config, out)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 

@@ -6,8 +6,11 @@ import csv
 import importlib.util
 import json
 import logging
+import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -17,14 +20,20 @@ from deepfake.apps import predict as infer
 from deepfake.backends import base
 from deepfake.backends.base import create_backend
 from deepfake.cli import main as cli_main
-from deepfake.core.errors import ParamsError, ToolchainError
-from tests.conftest import set_key, tiny_params
+from deepfake.core.errors import InputError, ParamsError, ToolchainError
+from deepfake.media.face_input import FaceInput
+from tests.conftest import SIZE, face_frames, set_key, tiny_params, write_video
 
 
-def test_even_stride_spreads_the_frames() -> None:
-    assert infer.even_stride(300, 32, 1200) == 9
-    assert infer.even_stride(10, 32, 1200) == 1
-    assert infer.even_stride(0, 32, 1200) == 37  # no frame count in the header: spread over max_frames
+def outputs(folder: Path, name: str = "p") -> infer.Outputs:
+    return infer.Outputs(folder / f"{name}.csv", folder / f"{name}.json", folder / f"{name}.jsonl")
+
+
+def test_the_detector_runs_on_every_kth_sampled_frame_and_the_last() -> None:
+    assert infer.detector_slots(7, 2) == [0, 2, 4, 6]
+    assert infer.detector_slots(8, 3) == [0, 3, 6, 7]
+    assert infer.detector_slots(1, 4) == [0]
+    assert infer.detector_slots(0, 2) == []
 
 
 def test_torch_onnx_and_int8_backends_score_alike(models_root: dict, hostile_part: Path, tmp_path: Path) -> None:
@@ -38,8 +47,7 @@ def test_torch_onnx_and_int8_backends_score_alike(models_root: dict, hostile_par
             [hostile_part / "reala.mp4", hostile_part / "fakea.mp4"],
             backend,
             config,
-            tmp_path / f"{name}.csv",
-            tmp_path / f"{name}.json",
+            outputs(tmp_path, name),
         )
         assert summary["scored"] == 2 and summary["videos_per_s"] > 0
         results[name] = json.loads((tmp_path / f"{name}.json").read_text())["videos"]
@@ -62,7 +70,7 @@ def test_bad_videos_get_a_status_and_an_explicit_half(models_root: dict, hostile
     (folder / "notes.txt").write_text("not a video, not listed")
     backend = create_backend("onnx", models_root["store"], models_root["params"])
     config = infer.PredictConfig.from_params(models_root["params"])
-    summary = infer.predict_videos([folder], backend, config, tmp_path / "p.csv", tmp_path / "p.json")
+    summary = infer.predict_videos([folder], backend, config, outputs(tmp_path))
     assert summary["videos"] == 4 and summary["scored"] == 1
     statuses = {v["filename"]: v["status"] for v in json.loads((tmp_path / "p.json").read_text())["videos"]}
     assert statuses["zero.mp4"].startswith("unreadable") and "empty" in statuses["zero.mp4"]
@@ -102,7 +110,7 @@ def test_cli_names_the_missing_dvc_target(models_root: dict, hostile_part: Path,
     assert not (tmp_path / "a.csv").exists()
     ok = [*args[:-1], str(models_root["root"]), "--csv", str(tmp_path / "b.csv"), "--json", str(tmp_path / "b.json")]
     assert cli_main([*ok, "-q"]) == 0
-    assert (tmp_path / "b.csv").read_text().startswith("filename,label\nreala.mp4,")
+    assert (tmp_path / "b.csv").read_text().startswith("filename,label,status,path\nreala.mp4,")
     with pytest.raises(SystemExit):
         cli_main([*args, "--backend", "gpu"])
 
@@ -151,7 +159,7 @@ def nothing_may_be_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("deepfake.modeling.store.ModelStore.__init__", forbidden)
     monkeypatch.setattr("deepfake.backends.base.create_backend", forbidden)
     monkeypatch.setattr("deepfake.apps.predict.collect_videos", forbidden)
-    monkeypatch.setattr("deepfake.apps.predict.probe", forbidden)
+    monkeypatch.setattr("deepfake.apps.predict.SpanReader", forbidden)
 
 
 def the_error_line(caplog: pytest.LogCaptureFixture) -> str:
@@ -201,3 +209,223 @@ def test_explain_refuses_a_typo_naming_the_key_it_meant(
     assert line.startswith("error: ParamsError: ") and "bboxes.thresholdz" in line, line
     assert "did you mean thresholds" in line
     assert not (tmp_path / "x").exists()
+
+
+# ---- the streaming engine: every failure is one video's status, outputs stream, resume, tracks ------------
+
+
+def write_av(path: Path, frames: list[np.ndarray], fps: int = 15, codec: str = "libx264") -> Path:
+    """BGR frames to a video with PyAV (any even size, down to 2x2)."""
+    import av
+
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:, :, ::-1]), "rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def read_outputs(out: infer.Outputs) -> tuple[list[dict], list[dict], list[dict]]:
+    with out.csv.open(encoding="utf-8", errors="surrogateescape") as handle:
+        rows = list(csv.DictReader(handle))
+    videos = json.loads(out.json.read_text(encoding="utf-8", errors="surrogateescape"))["videos"]
+    lines = [json.loads(line) for line in out.jsonl.read_text(encoding="utf-8", errors="surrogateescape").splitlines()]
+    return rows, videos, lines
+
+
+def test_every_per_video_failure_is_that_videos_status_and_the_batch_goes_on(
+    models_root: dict, hostile_part: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tiny frames, a non-UTF-8 name, two folders' same.mp4, an undecodable file and a bug in one video:
+    every video gets a record, the good ones are scored, and the CSV, JSON and JSON Lines agree."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    shutil.copy(hostile_part / "reala.mp4", first / "same.mp4")
+    shutil.copy(hostile_part / "fakea.mp4", second / "same.mp4")
+    odd_name = first / os.fsdecode(b"caf\xe9.mp4")  # not valid UTF-8: OpenCV died on it with SIGSEGV
+    shutil.copy(hostile_part / "realb.mp4", odd_name)
+    write_av(first / "tiny2.mp4", [np.full((2, 2, 3), 128, np.uint8)] * 4)
+    write_av(first / "tiny8.mp4", [np.full((8, 8, 3), 128, np.uint8)] * 4)
+    shutil.copy(hostile_part / "notvideo.mp4", first / "notvideo.mp4")
+    shutil.copy(hostile_part / "fakeb.mp4", first / "buggy.mp4")
+    real_prepare = infer.prepare_video
+
+    def prepare(path: Path, *args: object) -> infer.PreparedVideo:
+        if path.name == "buggy.mp4":
+            raise ValueError("a bug in one video")
+        return real_prepare(path, *args)
+
+    monkeypatch.setattr(infer, "prepare_video", prepare)
+    backend = create_backend("onnx", models_root["store"], models_root["params"])
+    config = infer.PredictConfig.from_params(models_root["params"])
+    out = outputs(tmp_path)
+    summary = infer.predict_videos([first, second], backend, config, out)
+    rows, videos, lines = read_outputs(out)
+    status = {v["path"]: v["status"] for v in videos}
+    assert status[str(first / "same.mp4")] == status[str(second / "same.mp4")] == "ok"
+    assert status[infer.path_text(odd_name)] == "ok" and infer.path_text(odd_name).endswith("caf\\xe9.mp4")
+    assert status[str(first / "tiny2.mp4")].startswith("no_face")
+    assert status[str(first / "tiny8.mp4")].startswith("no_face")
+    assert status[str(first / "notvideo.mp4")].startswith("unreadable")
+    assert status[str(first / "buggy.mp4")] == "error: ValueError: a bug in one video"
+    buggy = next(v for v in videos if v["filename"] == "buggy.mp4")
+    assert "ValueError" in buggy["traceback"] and buggy["probability"] is None
+    assert summary["errors"] == 1 and summary["scored"] == 3 and summary["videos"] == 7
+    # one run, three views: the same videos, the same paths, the same scores
+    assert [r["path"] for r in rows] == [v["path"] for v in videos]
+    assert sorted(v["path"] for v in lines) == sorted(v["path"] for v in videos)
+    assert len({r["path"] for r in rows}) == 7 and [r["filename"] for r in rows].count("same.mp4") == 2
+    for row, video in zip(rows, videos, strict=True):
+        expected = video["probability"] if video["probability"] is not None else infer.FALLBACK_PROBABILITY
+        assert float(row["label"]) == pytest.approx(expected, abs=1e-6)
+        assert row["status"] == video["status"].split(":")[0]
+
+
+def test_outputs_are_checked_before_any_video_is_read(
+    models_root: dict, hostile_part: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a video was read before the outputs were checked")
+
+    monkeypatch.setattr(infer, "SpanReader", forbidden)
+    backend = create_backend("onnx", models_root["store"], models_root["params"])
+    config = infer.PredictConfig.from_params(models_root["params"])
+    video = [hostile_part / "reala.mp4"]
+    bad = [
+        (infer.Outputs(tmp_path / "no" / "p.csv", tmp_path / "p.json", tmp_path / "p.jsonl"), "does not exist"),
+        (infer.Outputs(tmp_path / "p.csv", tmp_path / "p.csv", tmp_path / "p.jsonl"), "three different files"),
+        (infer.Outputs(tmp_path, tmp_path / "p.json", tmp_path / "p.jsonl"), "is a folder"),
+        (infer.Outputs(hostile_part / "reala.mp4", tmp_path / "p.json", tmp_path / "p.jsonl"), "input videos"),
+    ]
+    for out, problem in bad:
+        with pytest.raises(InputError, match=problem):
+            infer.predict_videos(video, backend, config, out)
+    assert not list(tmp_path.iterdir())
+
+
+class Interrupted(Exception):
+    """Stands in for a kill: raised from inside the run after some records are out."""
+
+
+def test_a_killed_run_keeps_its_records_and_resume_scores_only_the_rest(
+    models_root: dict, hostile_part: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = create_backend("onnx", models_root["store"], models_root["params"])
+    config = replace(infer.PredictConfig.from_params(models_root["params"]), batch_size=1)  # one video per batch
+    videos = [hostile_part / n for n in ("reala.mp4", "fakea.mp4", "realb.mp4", "fakeb.mp4")]
+    out = outputs(tmp_path)
+    real_logits, calls = backend.logits, []
+
+    def dying(images: np.ndarray) -> dict[str, np.ndarray]:
+        calls.append(len(images))
+        if len(calls) > 6 * 2:  # six crops per video: the third video dies mid-inference
+            raise Interrupted
+        return real_logits(images)
+
+    monkeypatch.setattr(backend, "logits", dying)
+    with pytest.raises(Interrupted):
+        infer.predict_videos(videos, backend, config, out)
+    kept = [json.loads(line) for line in out.jsonl.read_text().splitlines()]
+    assert [r["filename"] for r in kept] == ["reala.mp4", "fakea.mp4"]
+    assert not out.csv.exists() and not out.json.exists()  # they only ever describe a finished run
+    with out.jsonl.open("a") as handle:
+        handle.write('{"filename": "realb.mp4", "pa')  # a record torn by the kill
+    monkeypatch.setattr(backend, "logits", real_logits)
+    prepared: list[str] = []
+    real_prepare = infer.prepare_video
+
+    def counting(path: Path, *args: object) -> infer.PreparedVideo:
+        prepared.append(path.name)
+        return real_prepare(path, *args)
+
+    monkeypatch.setattr(infer, "prepare_video", counting)
+    summary = infer.predict_videos(videos, backend, config, out, resume=True)
+    assert prepared == ["realb.mp4", "fakeb.mp4"] and summary["resumed"] == 2 and summary["scored"] == 4
+    rows, records, _ = read_outputs(out)
+    assert [r["filename"] for r in rows] == [r["filename"] for r in records] == [v.name for v in videos]
+    assert records[0] == kept[0]
+
+
+def test_a_face_late_in_a_long_video_is_found(models_root: dict, tmp_path: Path) -> None:
+    """Two minutes of an empty room, then a face: frames spread over the whole duration reach it."""
+    empty = [np.full((SIZE[1], SIZE[0], 3), 40, np.uint8)] * 100
+    video = write_av(tmp_path / "late.mp4", empty + face_frames("grace_hopper.jpg", frames=20), fps=1)
+    backend = create_backend("onnx", models_root["store"], models_root["params"])
+    config = infer.PredictConfig.from_params(models_root["params"])
+    summary = infer.predict_videos([video], backend, config, outputs(tmp_path))
+    [record] = json.loads((tmp_path / "p.json").read_text())["videos"]
+    assert summary["scored"] == 1 and record["status"] == "ok"
+    sampling = record["sampling"]
+    assert sampling["last_s"] >= 100 and sampling["frames_sampled"] == config.frames
+    assert sampling["frames_decoded"] <= config.max_decoded
+    assert all(frame["t"] >= 100 for frame in record["frames"] if frame["faces"])
+
+
+class SideBackend(infer.Backend):
+    """Stands in for a model that spots the swapped face: crops get their logit by a lookup set per test."""
+
+    name = "side"
+    members: ClassVar[list[str]] = ["m"]
+
+    def __init__(self, face_input: FaceInput, logits: np.ndarray) -> None:
+        self.face_input, self.values = face_input, logits
+
+    def logits(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        out, self.values = self.values[: len(images)], self.values[len(images) :]
+        return {"m": out}
+
+
+def test_two_faces_make_two_tracks_and_the_swapped_one_decides(models_root: dict, tmp_path: Path) -> None:
+    """The sample's two-person photo: one track per person, boxes carried between detections, and a video
+    where only the right-hand face scores fake is as fake as that face, not diluted by the real one."""
+    video = write_video(tmp_path / "two.mp4", face_frames("t1_person2.jpg", frames=12, size=(480, 270)))
+    # 10 frames: fewer confident crops than the confident strategy's min_fakes (11), as for a face seen briefly
+    config = replace(infer.PredictConfig.from_params(models_root["params"]), frames=10, detect_every=2)
+    face_input = FaceInput(64, 0.3333)
+    prepared = infer.prepare_video(video, config, face_input)
+    record = prepared.record
+    # the two people; the photo also shows a face cut by its edge, which MTCNN finds in some frames
+    people = sorted(record["tracks"], key=lambda t: t["crops"])[-2:]
+    assert record["status"] == "ok" and [t["crops"] for t in people] == [10, 10]
+    for track in people:
+        centres = [
+            (face["box"][0] + face["box"][2]) / 2
+            for frame in record["frames"]
+            for face in frame["faces"]
+            if face["track"] == track["id"]
+        ]
+        assert len(centres) == 10 and max(centres) - min(centres) < 30  # one person, every sampled frame
+    carried = [face for frame in record["frames"] for face in frame["faces"] if not face["detected"]]
+    assert carried, "frames between detections get their boxes from the tracks"
+    right = max(people, key=lambda t: _mean_x(record, t["id"]))["id"]
+    logits = np.where(np.asarray(prepared.crop_tracks) == right, 2.2, -2.2).astype(np.float32)  # P = 0.9 / 0.1
+    [scored] = infer.score_prepared([prepared], SideBackend(face_input, logits), config)
+    assert scored["decided_by"] == right
+    longest = max(t["crops"] for t in scored["tracks"])
+    assert all(t["eligible"] == (t["crops"] >= config.track_min_share * longest) for t in scored["tracks"])
+    assert scored["probability"] == pytest.approx(0.9, abs=0.01)
+    assert config.aggregation(1 / (1 + np.exp(-logits))) < 0.6  # pooling all crops dilutes the swapped face
+
+
+def _mean_x(record: dict, track: int) -> float:
+    xs = [(f["box"][0] + f["box"][2]) / 2 for fr in record["frames"] for f in fr["faces"] if f["track"] == track]
+    return float(np.mean(xs))
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_in_process_records(models_root: dict, hostile_part: Path, tmp_path: Path) -> None:
+    backend = create_backend("onnx", models_root["store"], models_root["params"])
+    config = infer.PredictConfig.from_params(models_root["params"])
+    videos = [hostile_part / n for n in ("reala.mp4", "fakea.mp4", "noface.mp4")]
+    infer.predict_videos(videos, backend, config, outputs(tmp_path, "inline"))
+    infer.predict_videos(videos, backend, replace(config, workers=2), outputs(tmp_path, "pool"))
+    inline = json.loads((tmp_path / "inline.json").read_text())["videos"]
+    pooled = json.loads((tmp_path / "pool.json").read_text())["videos"]
+    for a, b in zip(inline, pooled, strict=True):
+        a.pop("ms"), b.pop("ms")
+        a["sampling"].pop("threads"), b["sampling"].pop("threads")
+    assert inline == pooled

@@ -41,30 +41,41 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from deepfake.apps.predict import PredictConfig, predict_videos
+    from deepfake.apps.predict import Outputs, PredictConfig, predict_videos
     from deepfake.backends.base import create_backend
     from deepfake.modeling.store import ModelStore
 
     params = load_params(args.params)
     config = PredictConfig.from_params(params)  # every section predict reads is validated before any work
+    outputs = Outputs(csv=args.csv, json=args.json, jsonl=args.jsonl or args.json.with_suffix(".jsonl"))
     backend = create_backend(args.backend or params.predict.backend, ModelStore(args.models), params, args.url)
     summary = predict_videos(
-        args.inputs, backend, config, args.csv, args.json, progress=lambda v: tqdm(v, unit="video", disable=args.quiet)
+        args.inputs,
+        backend,
+        config,
+        outputs,
+        resume=args.resume,
+        progress=lambda v: tqdm(v, unit="video", disable=args.quiet),
     )
     log = logging.getLogger("deepfake")
     log.info(
-        "%d videos (%d scored) with %s [%s] in %.1f s: %.2f videos/s; %s, %s",
+        "%d videos (%d scored, %d from an earlier run) with %s [%s] in %.1f s: %.2f videos/s; %s, %s, %s",
         summary["videos"],
         summary["scored"],
+        summary["resumed"],
         summary["backend"],
         ", ".join(summary["members"]),
         summary["seconds"],
         summary["videos_per_s"] or 0.0,
-        args.csv,
-        args.json,
+        outputs.csv,
+        outputs.json,
+        outputs.jsonl,
     )
     for name, status in summary["not_scored"].items():
         log.warning("%s: not scored (%s); the CSV carries 0.5", name, status)
+    if summary["errors"]:
+        log.error("%d videos failed with an error (a bug: tracebacks above and in %s)", summary["errors"], outputs.json)
+        return 1
     return 0
 
 
@@ -124,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--url", help="Triton server for --backend triton (host:8000 or grpc://host:8001)")
     predict.add_argument("--csv", type=Path, default=Path("predictions.csv"), help="default: %(default)s")
     predict.add_argument("--json", type=Path, default=Path("predictions.json"), help="default: %(default)s")
+    predict.add_argument(
+        "--jsonl", type=Path, help="records as they are produced (default: the --json path with .jsonl)"
+    )
+    predict.add_argument(
+        "--resume", action="store_true", help="keep the --jsonl records of an earlier run and score only the rest"
+    )
     predict.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(func=_cmd_predict)
 

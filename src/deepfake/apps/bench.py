@@ -170,25 +170,40 @@ def run_train_bench(params: Any, model_name: str, folds_csv: Path, roots: Any, s
     return figures
 
 
+def decode_floor(videos: list[Path], sampling: Any) -> float:
+    """Seconds per video to decode (and convert to RGB) just the frames predict samples: the floor of any engine."""
+    from deepfake.media.video import SpanReader
+
+    started = time.perf_counter()
+    for video in videos:
+        for _ in SpanReader(video, sampling):
+            pass
+    return (time.perf_counter() - started) / len(videos)
+
+
 def run_predict_bench(
     params: Any, videos: list[Path], models_root: Path, backends: list[str], url: str | None = None
 ) -> dict[str, Any]:
-    """``deepfake predict``'s per-stage milliseconds per video and videos/s, for each backend.
+    """``deepfake predict``'s engine on ``videos`` per backend: videos/s (wall, worker start excluded), the mean
+    milliseconds per video of each step (summed over the worker processes), and the decode floor.
 
     A backend whose runtime or models are absent is reported as skipped with the reason.
     """
     import numpy as np
 
-    from deepfake.apps.predict import PredictConfig, predict_video
+    from deepfake.apps.predict import STEPS, PredictConfig, score_stream, video_pool
     from deepfake.backends.base import create_backend
-    from deepfake.media.faces import FaceDetector
     from deepfake.modeling.store import ModelStore
 
     config = PredictConfig.from_params(params)
-    detector = FaceDetector(config.detection.detector)
     print(f"machine: {machine_summary()}")
-    print(f"{len(videos)} videos, {config.frames} frames each, crops batch {config.batch_size}")
-    results: dict[str, Any] = {}
+    print(
+        f"{len(videos)} videos, {config.frames} frames each, detector on every {config.detect_every}, "
+        f"{config.workers} worker processes, crops batch {config.batch_size}"
+    )
+    floor = decode_floor(videos, config.sampling)
+    print(f"{'decode floor':10s} {floor * 1000:7.1f} ms per video (the sampled frames alone, one process)")
+    results: dict[str, Any] = {"decode_floor_s": floor}
     for name in backends:
         try:
             backend = create_backend(name, ModelStore(models_root), params, url)
@@ -196,20 +211,26 @@ def run_predict_bench(
             print(f"{name:10s} skipped: {err}")
             results[name] = {"skipped": str(err)}
             continue
-        predict_video(videos[0], detector, backend, config)  # warm-up: session and kernel setup
-        started = time.perf_counter()
-        records = [predict_video(v, detector, backend, config) for v in videos]
-        seconds = time.perf_counter() - started
-        stages = ("decode", "detect", "crop", "infer", "aggregate")
-        ms = {s: float(np.mean([r["ms"].get(s, 0.0) for r in records])) for s in stages}
+        with video_pool(config) as pool:
+            # warm-up: start the workers, build a detector in each, set up the runtime's sessions
+            list(score_stream(videos[: max(1, config.workers)], backend, config, pool, None))
+            started = time.perf_counter()
+            records = list(score_stream(videos, backend, config, pool, None))
+            seconds = time.perf_counter() - started
+        ms = {s: float(np.mean([r.get("ms", {}).get(s, 0.0) for r in records])) for s in STEPS}
         crops = sum(r.get("crops", 0) for r in records)
-        infer_s = sum(r["ms"].get("infer", 0.0) for r in records) / 1000
+        infer_s = sum(r.get("ms", {}).get("infer", 0.0) for r in records) / 1000
         results[name] = {
             "ms_per_video": ms,
             "videos_per_s": len(records) / seconds,
+            "s_per_video": seconds / len(records),
             "crops_per_s_infer": crops / infer_s if infer_s > 0 else None,
+            "statuses": sorted({r["status"].split(":")[0] for r in records}),
         }
         rate, crop_rate = results[name]["videos_per_s"], results[name]["crops_per_s_infer"] or 0.0
-        stage_ms = "  ".join(f"{s} {ms[s]:7.1f} ms" for s in stages)
-        print(f"{name:10s} {stage_ms}  | {rate:.2f} videos/s, inference {crop_rate:.0f} crops/s")
+        stage_ms = "  ".join(f"{s} {ms[s]:7.1f} ms" for s in STEPS)
+        print(
+            f"{name:10s} {stage_ms}  | {rate:.3f} videos/s ({seconds / len(records):.2f} s/video), "
+            f"inference {crop_rate:.0f} crops/s"
+        )
     return results

@@ -1,11 +1,12 @@
 """``deepfake explain``: why a video scored as it did, frame by frame.
 
-For each sampled frame's faces (the same sampling, detection and crops as ``deepfake predict``):
+For each sampled frame's faces (the same sampling, detection, face tracks and crops as ``deepfake predict``):
 the classifier's Grad-CAM on its last encoder feature map (ReLU of the gradient-weighted channel
 sum, as TrustNet draws it; occlusion sensitivity on the ONNX backends, which have no gradients)
 and U-YNet's predicted manipulation mask, drawn over the model's input view of the crop (resized
 and padded as the model sees it). Writes one PNG per face, an MP4 of
-the panels, a montage PNG and ``explain.json`` with the scores.
+the panels, a montage PNG, ``tracks.png`` (one strip of faces per face track, with its score) and
+``explain.json`` with the scores, the tracks and the frames they span.
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepfake.apps.predict import PredictConfig, detect, sample_frames
+from deepfake.apps.predict import PredictConfig, prepare_video
 from deepfake.backends.base import EXPLAIN_BACKENDS
 from deepfake.core.errors import InputError, ParamsError, ToolchainError
 from deepfake.core.fileio import atomic_path, write_json_atomic, write_png_atomic
-from deepfake.media.face_input import FaceInput, crop_face, probabilities, to_picture
-from deepfake.media.faces import FaceDetector
-from deepfake.media.video import VideoError
+from deepfake.media.face_input import FaceInput, normalize_batch, probabilities, to_picture
 from deepfake.modeling.models import Classifier, UYNet
 from deepfake.modeling.store import INPUT_NAME, Member, ModelStore
 
@@ -139,11 +138,29 @@ class Explainers:
         return panels, scores
 
 
-def explain_face(explainers: Explainers, image: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+def explain_face(
+    explainers: Explainers, image: np.ndarray, label: str = "input"
+) -> tuple[np.ndarray, dict[str, float]]:
     """The panel row for one preprocessed crop and its per-model P(fake)."""
     view = to_picture(image)
     panels, scores = explainers.panels(image, view)
-    return np.concatenate([_titled(view, "input"), *panels], axis=1), scores
+    return np.concatenate([_titled(view, label), *panels], axis=1), scores
+
+
+TRACK_STRIP = 8  # faces per track in tracks.png
+
+
+def track_strips(views: dict[int, list[tuple[str, np.ndarray]]], scores: dict[int, float]) -> np.ndarray:
+    """``tracks.png``: one row per face track, up to TRACK_STRIP of its faces in time order, the most fake first."""
+    rows = []
+    for track in sorted(views, key=lambda t: -scores[t]):
+        faces = views[track]
+        picks = np.unique(np.linspace(0, len(faces) - 1, min(TRACK_STRIP, len(faces))).round().astype(int))
+        panels = [_titled(faces[i][1], f"track {track} {faces[i][0]}") for i in picks]
+        panels[0] = _titled(faces[picks[0]][1], f"track {track}  p={scores[track]:.2f}")
+        blank = np.zeros_like(panels[0])
+        rows.append(np.concatenate(panels + [blank] * (TRACK_STRIP - len(panels)), axis=1))
+    return np.concatenate(rows, axis=0)
 
 
 def montage(rows: list[np.ndarray], limit: int) -> np.ndarray:
@@ -172,31 +189,54 @@ def explain(
     fps: float,
     backend: str = "torch",
 ) -> dict[str, Any]:
-    """Write per-face PNGs, ``overlay.mp4``, ``montage.png`` and ``explain.json`` into ``out_dir``."""
+    """Write per-face PNGs, ``overlay.mp4``, ``montage.png``, ``tracks.png`` and ``explain.json`` into ``out_dir``."""
     config = PredictConfig.from_params(params)
     explainers = Explainers(backend, params, store)
-    try:
-        frames = list(sample_frames(video, config))  # kept: the overlay draws on them
-    except VideoError as err:
-        raise InputError(f"cannot explain {video}: {err}") from err
-    boxes = detect(FaceDetector(config.detection.detector), frames, config)
+    prepared = prepare_video(video, config, explainers.face_input)
+    record = prepared.record
+    if record["status"] != "ok":
+        raise InputError(f"cannot explain {video}: {record['status']}")
+    if not len(prepared.crops):
+        raise InputError(f"{video}: no face found in {len(record['frames'])} sampled frames; nothing to explain")
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, records = [], []
-    for (index, frame), frame_boxes in zip(frames, boxes, strict=True):
-        for face, box in enumerate(frame_boxes):
-            crop = crop_face(frame, box, explainers.face_input.margin)
-            if crop is None:
-                continue
-            image = explainers.face_input.prepare([crop])[0]
-            row, scores = explain_face(explainers, image)
-            write_png_atomic(out_dir / f"frame{index:05d}_face{face}.png", row)
-            rows.append(row)
-            records.append({"frame": index, "face": face, "box": [round(float(v), 1) for v in box[:4]], **scores})
-    if not rows:
-        raise InputError(f"{video}: no face found in {len(frames)} sampled frames; nothing to explain")
+    views: dict[int, list[tuple[str, np.ndarray]]] = {}
+    for crop, (slot, face), track in zip(prepared.crops, prepared.crop_faces, prepared.crop_tracks, strict=True):
+        frame = record["frames"][slot]
+        entry = frame["faces"][face]
+        image = normalize_batch([crop])[0]
+        row, scores = explain_face(explainers, image, f"track {track}  frame {frame['frame']}")
+        write_png_atomic(out_dir / f"frame{frame['frame']:05d}_face{face}.png", row)
+        rows.append(row)
+        views.setdefault(track, []).append((f"t={frame['t']:.1f}s", to_picture(image)))
+        records.append(
+            {
+                "frame": frame["frame"],
+                "t": frame["t"],
+                "face": face,
+                "track": track,
+                "detected": entry["detected"],  # False: the box was carried along the track
+                "box": entry["box"],
+                **scores,
+            }
+        )
+    tracks = []
+    for track in record["tracks"]:
+        mine = [r for r in records if r["track"] == track["id"]]
+        means = {name: round(float(np.mean([r[name] for r in mine])), 5) for name in explainers.models}
+        tracks.append({**track, "mean_scores": means})
+    track_score = {t["id"]: max(t["mean_scores"].values()) for t in tracks}
     write_mp4(out_dir / "overlay.mp4", rows, fps)
     write_png_atomic(out_dir / "montage.png", montage(rows, montage_rows))
-    summary = {"video": video.name, "backend": backend, "faces": len(records), "records": records}
+    write_png_atomic(out_dir / "tracks.png", track_strips(views, track_score))
+    summary = {
+        "video": video.name,
+        "backend": backend,
+        "faces": len(records),
+        "sampling": record["sampling"],
+        "tracks": tracks,
+        "records": records,
+    }
     write_json_atomic(out_dir / "explain.json", summary)
-    logger.info("explained %d faces of %s in %s", len(records), video.name, out_dir)
+    logger.info("explained %d faces in %d tracks of %s in %s", len(records), len(tracks), video.name, out_dir)
     return summary

@@ -1,261 +1,611 @@
-"""Score videos: sampled frames -> MTCNN -> crops -> a backend's ensemble -> one probability per video.
+"""Score videos: frames over the whole duration -> MTCNN -> face tracks -> a backend's ensemble -> P(fake).
 
-Per video (DFDC-1st's inference): ``predict.frames`` evenly spaced frames, batched face detection
-with the pipeline's ``bboxes`` detector params, then the models' face-input contract
-(``deepfake.media.face_input``: the training margin, resize + pad, normalisation; read from the
-exported manifest), one batched forward per ensemble member through a runtime backend
-(``deepfake.backends``), the ``evaluate`` aggregation per member (confident strategy by default), and the mean over
-members. A video that cannot be decoded or shows no face gets a status saying so; its CSV row
-carries 0.5 because the submission format needs a number, never silently.
+Per video (``prepare_video``, run in worker processes ahead of inference):
+
+- ``predict.frames`` frames spread over the video's whole duration (``deepfake.media.video.SpanReader``,
+  PyAV; bounded by ``predict.max_decoded`` decoded frames, the bound and the span covered recorded);
+- MTCNN with the pipeline's ``bboxes`` params on every ``predict.detect_every``-th sampled frame and
+  the last; face tracks (``deepfake.modeling.tracks``) link the boxes over time and carry them to the
+  frames between detections;
+- each face cut out with the training margin and fitted to the model input (``deepfake.media.face_input``).
+
+Then, in the predict process (``Engine``): one batched forward per ensemble member over the crops of
+as many videos as fill ``predict.batch_size``, the ``evaluate`` aggregation (confident strategy) per
+member within each face track, the member mean, and the video's score from its most-fake track, so one
+swapped face among real ones is not diluted by them.
+
+A video that cannot be decoded, shows no face, or fails in any other way gets a status saying so and
+its record carries no probability; the batch goes on. Records are appended to a JSON Lines file as they
+are produced (``--resume`` skips the videos already there); the CSV and the JSON are written together
+at the end from the same records.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
+import os
 import time
+import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from deepfake.backends.base import Backend
 from deepfake.core.errors import InputError
 from deepfake.core.fileio import atomic_path, write_json_atomic
+from deepfake.core.parallel import ExecutorConfig, cached, dask_client, set_torch_threads
 from deepfake.media.face_input import FaceInput, crop_face, normalize_batch, probabilities
 from deepfake.media.faces import Detection, FaceDetector
-from deepfake.media.video import FrameSampling, VideoError, iter_sampled_frames, probe
+from deepfake.media.video import SampledFrame, SpanReader, SpanSampling
 from deepfake.modeling.scoring import Aggregation
+from deepfake.modeling.tracks import carry_boxes, link_tracks, score_tracks, track_of
 
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 FALLBACK_PROBABILITY = 0.5  # what the CSV must carry for a video without a score (status says why)
+CSV_COLUMNS = ("filename", "label", "status", "path")  # DFDC's filename,label first; path tells same names apart
+STEPS = ("decode", "detect", "crop", "infer", "aggregate")
 
 
 @dataclass(frozen=True)
 class PredictConfig:
     """What ``deepfake predict`` and ``deepfake explain`` read from params: detection as the bboxes stage
-    does it, the video bounds every stage uses, the evaluate stage's aggregation."""
+    does it, the video bounds every stage uses, the evaluate stage's aggregation, the predict section."""
 
     frames: int
-    batch_size: int  # crops per forward pass
-    detection: Detection
-    max_frames: int
+    max_decoded: int
     max_pixels: int
+    skip_nonref: bool
+    detect_every: int
+    track_iou: float
+    track_max_gap: int  # detector frames a track may miss
+    track_min_share: float
+    batch_size: int  # crops per forward pass
+    workers: int
+    detection: Detection
     aggregation: Aggregation
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     @classmethod
     def from_params(cls, params: Any) -> PredictConfig:
+        sect = params.predict
         return cls(
-            frames=params.predict.frames,
-            batch_size=params.predict.batch_size,
-            detection=Detection.from_params(params),
-            max_frames=params.video.max_frames,
+            frames=sect.frames,
+            max_decoded=sect.max_decoded,
             max_pixels=params.video.max_pixels,
+            skip_nonref=sect.skip_nonref,
+            detect_every=sect.detect_every,
+            track_iou=sect.track_iou,
+            track_max_gap=sect.track_max_gap,
+            track_min_share=sect.track_min_share,
+            batch_size=sect.batch_size,
+            workers=sect.workers,
+            detection=Detection.from_params(params),
             aggregation=Aggregation.from_params(params),
+            executor=ExecutorConfig.from_params(params),
         )
 
-
-# ---- one video --------------------------------------------------------------------------------------
-
-
-def even_stride(frame_count: int, frames: int, max_frames: int) -> int:
-    """The stride that spreads ``frames`` samples over the video (its header count, capped)."""
-    usable = min(frame_count, max_frames) if frame_count > 0 else max_frames
-    return max(1, usable // frames)
+    @property
+    def sampling(self) -> SpanSampling:
+        return SpanSampling(self.frames, self.max_decoded, self.max_pixels, skip_nonref=self.skip_nonref)
 
 
-def sample_frames(path: Path, config: PredictConfig) -> Iterator[tuple[int, np.ndarray]]:
-    """Up to ``config.frames`` evenly spaced RGB frames, decoded one at a time (VideoError when none decodes)."""
-    info = probe(path)
-    stride = even_stride(info.frame_count, config.frames, config.max_frames)
-    sampling = FrameSampling(stride=stride, max_frames=config.max_frames, max_pixels=config.max_pixels)
-    for count, (index, frame) in enumerate(iter_sampled_frames(path, sampling), start=1):
-        yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        if count >= config.frames:
-            return
+# ---- one video: frames -> boxes -> tracks -> model-sized crops (worker side) ---------------------------
 
 
-def frame_batches(frames: Iterable[tuple[int, np.ndarray]], batch_size: int) -> Iterator[list[tuple[int, np.ndarray]]]:
-    """Detector batches as frames arrive; a frame of another size (a mid-stream change) starts a new batch."""
-    batch: list[tuple[int, np.ndarray]] = []
-    for item in frames:
-        if batch and (item[1].shape != batch[0][1].shape or len(batch) >= batch_size):
-            yield batch
-            batch = []
-        batch.append(item)
-    if batch:
-        yield batch
+@dataclass
+class PreparedVideo:
+    """A video's faces ready for the models, and its record so far (no scores yet)."""
+
+    record: dict[str, Any]
+    crops: np.ndarray  # (n, size, size, 3) uint8, the model input before normalisation
+    crop_faces: list[tuple[int, int]] = field(default_factory=list)  # (frame slot, face) per crop
+    crop_tracks: list[int] = field(default_factory=list)  # track id per crop
 
 
-def detect_batch(detector: FaceDetector, frames: Sequence[np.ndarray], config: PredictConfig) -> list[np.ndarray]:
-    """Boxes per frame for frames of one size, at the detection scale the bboxes stage uses."""
-    height, width = frames[0].shape[:2]
-    return detector.detect(list(frames), config.detection.scale_for(width, height))
+def path_text(path: Path) -> str:
+    """A path as UTF-8 text for the CSV and JSON: bytes that are not UTF-8 (a name from another system) are
+    written as ``\\xNN`` escapes rather than breaking the encoding of the whole output."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def detect(detector: FaceDetector, frames: Sequence[tuple[int, np.ndarray]], config: PredictConfig) -> list[np.ndarray]:
-    """Boxes per frame for frames already in memory (explain keeps them to draw on)."""
-    found: list[np.ndarray] = []
-    for batch in frame_batches(frames, config.detection.batch_size):
-        found.extend(detect_batch(detector, [frame for _, frame in batch], config))
-    return found
-
-
-def predict_video(path: Path, detector: FaceDetector, backend: Backend, config: PredictConfig) -> dict[str, Any]:
-    """One video's record: probability, label, status, and per-frame per-face boxes and scores.
-
-    Frames stream through detection one detector batch at a time and each face is resized to the
-    model's input as soon as it is cut out, so memory follows ``bboxes.batch_size`` full-size frames,
-    not the video's length, its resolution times ``predict.frames``, or the faces' size.
-    """
-    record: dict[str, Any] = {
-        "filename": path.name,
-        "path": str(path),
+def base_record(path: Path) -> dict[str, Any]:
+    return {
+        "filename": path_text(Path(path.name)),
+        "path": path_text(path),
         "probability": None,
         "label": None,
         "status": "ok",
     }
-    timings = dict.fromkeys(("decode", "detect", "crop", "infer", "aggregate"), 0.0)
-    face_input = backend.face_input
-    crops: list[np.ndarray] = []  # model-sized uint8 faces
-    owners: list[tuple[int, int]] = []
-    frame_records: list[dict[str, Any]] = []
-    try:
-        batches = frame_batches(sample_frames(path, config), config.detection.batch_size)
-        while True:
-            started = time.perf_counter()
-            batch = next(batches, None)
-            timings["decode"] += time.perf_counter() - started
-            if batch is None:
-                break
-            started = time.perf_counter()
-            boxes = detect_batch(detector, [frame for _, frame in batch], config)
-            timings["detect"] += time.perf_counter() - started
-            started = time.perf_counter()
-            for index, faces in _crop_batch(batch, boxes, face_input, crops):
-                owners.extend((len(frame_records), face) for face in range(len(faces)))
-                frame_records.append({"frame": index, "faces": faces})
-            timings["crop"] += time.perf_counter() - started
-            del batch, boxes  # the full-size frames go (no other reference holds them); the crops stay
-    except VideoError as err:
-        return {**record, "status": f"unreadable: {err}", "frames": [], "ms": {}}
-    record["frames"] = frame_records
-    if not crops:
-        return {
-            **record,
-            "status": f"no_face: no face found in {len(frame_records)} sampled frames",
-            "ms": _ms(timings),
-        }
 
+
+def detector_slots(count: int, every: int) -> list[int]:
+    """Sampled-frame slots the detector runs on: every ``every``-th and the last (tracks never extrapolate)."""
+    slots = list(range(0, count, every))
+    if count and slots[-1] != count - 1:
+        slots.append(count - 1)
+    return slots
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STEPS, 0.0)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - started
+
+    def ms(self) -> dict[str, float]:
+        return {k: round(v * 1000, 1) for k, v in self.seconds.items()}
+
+
+def _timed_frames(reader: SpanReader, timer: _Timer) -> Iterator[SampledFrame]:
+    frames = iter(reader)
+    while True:
+        with timer.step("decode"):
+            frame = next(frames, None)
+        if frame is None:
+            return
+        yield frame
+
+
+class _FaceBoxes:
+    """Detection on the detector slots, in batches as frames arrive; frames between wait for the next batch.
+
+    A frame is kept only until its faces are cut out: at most ``bboxes.batch_size * detect_every`` full
+    frames are in memory, whatever ``predict.frames`` and the video's length.
+    """
+
+    def __init__(self, detector: FaceDetector, config: PredictConfig, face_input: FaceInput, timer: _Timer) -> None:
+        self.detector, self.config, self.face_input, self.timer = detector, config, face_input, timer
+        self.frames: list[SampledFrame] = []  # every sampled frame's index and time (images dropped when cut)
+        self.images: dict[int, np.ndarray] = {}  # slot -> RGB frame, until cut
+        self.boxes: dict[int, np.ndarray] = {}  # slot -> (n, 5) boxes (detected or carried)
+        self.detected: set[int] = set()
+        self.crops: dict[tuple[int, int], np.ndarray] = {}  # (slot, face) -> model-sized crop
+
+    def add(self, frame: SampledFrame) -> None:
+        slot = len(self.frames)
+        self.frames.append(SampledFrame(frame.index, frame.time_s, np.empty((0, 0, 3), np.uint8)))
+        self.images[slot] = frame.image
+        if slot % self.config.detect_every == 0:
+            waiting = [s for s in self.images if s % self.config.detect_every == 0 and s not in self.detected]
+            if len(waiting) >= self.config.detection.batch_size:
+                self._detect(waiting)
+
+    def finish(self) -> None:
+        """Detect on what is left (the last frame always), carry boxes to every frame between, cut all."""
+        slots = set(detector_slots(len(self.frames), self.config.detect_every))
+        waiting = [s for s in self.images if s in slots and s not in self.detected]
+        if waiting:
+            self._detect(waiting)
+        self._carry(final=True)
+
+    def _detect(self, slots: list[int]) -> None:
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for slot in slots:  # a mid-stream size change gets its own detector batch
+            by_size.setdefault(self.images[slot].shape, []).append(slot)
+        for group in by_size.values():
+            height, width = self.images[group[0]].shape[:2]
+            with self.timer.step("detect"):
+                found = self.detector.detect(
+                    [self.images[s] for s in group], self.config.detection.scale_for(width, height)
+                )
+            for slot, boxes in zip(group, found, strict=True):
+                self.boxes[slot] = boxes
+                self.detected.add(slot)
+        self._carry(final=False)
+
+    def _carry(self, final: bool) -> None:
+        """Boxes for frames between two detected frames (interpolated along tracks), then cut every ready frame."""
+        detected = sorted(self.detected)
+        pending = [s for s in self.images if s not in self.detected]
+        between = [s for s in pending if detected and s < detected[-1]]
+        if between:
+            window = [s for s in detected if s >= _previous(detected, min(between))]
+            tracks = link_tracks(
+                [self.boxes[s] for s in window], self.config.track_iou, self.config.track_max_gap, slots=window
+            )
+            carried = carry_boxes(tracks, between)
+            for slot in between:
+                rows = [box for _, box in carried.get(slot, [])]
+                self.boxes[slot] = np.stack(rows).astype(np.float32) if rows else np.zeros((0, 5), np.float32)
+        ready = [s for s in self.images if s in self.boxes]
+        with self.timer.step("crop"):
+            for slot in ready:
+                image = self.images.pop(slot)
+                for face, box in enumerate(self.boxes[slot]):
+                    crop = crop_face(image, box, self.face_input.margin)
+                    if crop is not None:
+                        self.crops[(slot, face)] = self.face_input.fit(crop)
+        if final:
+            assert not self.images, "every sampled frame is cut once the video ends"
+
+
+def _previous(detected: list[int], slot: int) -> int:
+    """The last detected slot before ``slot`` (or the first detected slot)."""
+    earlier = [s for s in detected if s < slot]
+    return earlier[-1] if earlier else detected[0]
+
+
+def prepare_video(path: Path, config: PredictConfig, face_input: FaceInput) -> PreparedVideo:
+    """Decode, detect, track and cut one video (any process); an unreadable video is a status, not a raise."""
+    record = base_record(path)
+    timer = _Timer()
+    detector = cached(("mtcnn", config.detection.detector), lambda: FaceDetector(config.detection.detector))
+    reader = SpanReader(path, config.sampling, threads=1 if config.workers else 0)
+    faces = _FaceBoxes(detector, config, face_input, timer)
+    empty = np.zeros((0, face_input.image_size, face_input.image_size, 3), np.uint8)
+    try:
+        for frame in _timed_frames(reader, timer):
+            faces.add(frame)
+    except InputError as err:  # VideoError: not a video, codec, truncated, too large, ...
+        if not faces.frames:
+            record.update(status=f"unreadable: {err}", sampling=reader.coverage or None, frames=[], ms=timer.ms())
+            return PreparedVideo(record, empty)
+        # a stream broken midway: score the frames decoded before the break, and say so
+        record["decode_error"] = f"{err} (after {len(faces.frames)} sampled frames)"
+    faces.finish()
+    slots = list(range(len(faces.frames)))
+    tracks = link_tracks(
+        [faces.boxes[s] for s in slots],
+        config.track_iou,
+        config.track_max_gap * config.detect_every,  # the gap in sampled frames
+    )
+    owner = track_of(tracks)
+    frame_records, crop_faces, crop_list, crop_tracks = [], [], [], []
+    for slot, frame in enumerate(faces.frames):
+        frame_faces: list[dict[str, Any]] = []
+        for face, box in enumerate(faces.boxes[slot]):
+            crop = faces.crops.get((slot, face))
+            if crop is None:
+                continue  # a box whose crop is empty (off the frame)
+            crop_faces.append((slot, len(frame_faces)))
+            crop_list.append(crop)
+            crop_tracks.append(owner[(slot, face)])
+            frame_faces.append(
+                {
+                    "box": [round(float(v), 1) for v in box[:4]],
+                    "detector_score": round(float(box[4]), 4),
+                    "track": owner[(slot, face)],
+                    "detected": slot in faces.detected,  # False: carried along its track between detections
+                }
+            )
+        frame_records.append({"frame": frame.index, "t": round(frame.time_s, 3), "faces": frame_faces})
+    record.update(sampling=reader.coverage, frames=frame_records, ms=timer.ms())
+    record["tracks"] = [
+        {"id": t.id, "frames": [faces.frames[s].index for s in sorted(set(t.slots()))], "crops": crops}
+        for t in tracks
+        if (crops := sum(k in faces.crops for k in t.detections))
+    ]
+    crops = np.stack(crop_list) if crop_list else empty
+    return PreparedVideo(record, crops, crop_faces, crop_tracks)
+
+
+# ---- scoring (predict process) ------------------------------------------------------------------------
+
+
+def score_prepared(videos: Sequence[PreparedVideo], backend: Backend, config: PredictConfig) -> list[dict[str, Any]]:
+    """One forward per member over the crops of ``videos`` (in ``batch_size`` chunks), then each video's score."""
+    counts = [len(v.crops) for v in videos]
+    total = sum(counts)
     started = time.perf_counter()
     logits: dict[str, list[np.ndarray]] = {m: [] for m in backend.members}
-    for start in range(0, len(crops), config.batch_size):
-        batch_in = normalize_batch(crops[start : start + config.batch_size])
-        for member, values in backend.logits(batch_in).items():
-            logits[member].append(values)
-    probs = {m: probabilities(np.concatenate(v)) for m, v in logits.items()}
-    timings["infer"] = time.perf_counter() - started
+    if total:
+        crops = np.concatenate([v.crops for v in videos if len(v.crops)])
+        for start in range(0, total, config.batch_size):
+            batch = normalize_batch(list(crops[start : start + config.batch_size]))
+            for member, values in backend.logits(batch).items():
+                logits[member].append(values)
+    probs = {m: probabilities(np.concatenate(v)) if v else np.zeros(0) for m, v in logits.items()}
+    infer_s = time.perf_counter() - started
+    records, offset = [], 0
+    for video, count in zip(videos, counts, strict=True):
+        share = infer_s * count / total if total else 0.0
+        member_probs = {m: p[offset : offset + count] for m, p in probs.items()}
+        records.append(_score_video(video, member_probs, share, config))
+        offset += count
+    return records
 
+
+def _score_video(
+    video: PreparedVideo, member_probs: dict[str, np.ndarray], infer_s: float, config: PredictConfig
+) -> dict[str, Any]:
+    record = video.record
+    if record["status"] != "ok":
+        return record
+    ms = record["ms"]
+    ms["infer"] = round(infer_s * 1000, 1)
+    if not len(video.crops):
+        record["status"] = f"no_face: no face found in {len(record['frames'])} sampled frames"
+        return record
     started = time.perf_counter()
-    for crop_index, (frame_slot, face_slot) in enumerate(owners):
-        face = frame_records[frame_slot]["faces"][face_slot]
-        face["scores"] = {m: round(float(p[crop_index]), 5) for m, p in probs.items()}
-    per_member = {m: config.aggregation(p) for m, p in probs.items()}
-    probability = float(np.mean(list(per_member.values())))
-    timings["aggregate"] = time.perf_counter() - started
+    for crop, (slot, face) in enumerate(video.crop_faces):
+        record["frames"][slot]["faces"][face]["scores"] = {m: round(float(p[crop]), 5) for m, p in member_probs.items()}
+    scores = score_tracks(video.crop_tracks, member_probs, config.aggregation, config.track_min_share)
+    for track in record["tracks"]:
+        track["probability"] = round(scores.tracks[track["id"]], 5)
+        track["members"] = {m: round(v[track["id"]], 5) for m, v in scores.members.items()}
+        track["eligible"] = track["id"] in scores.eligible
+    ms["aggregate"] = round((time.perf_counter() - started) * 1000, 1)
+    probability = float(scores.probability)
     if not math.isfinite(probability):
-        return {**record, "status": "error: the models returned a non-finite score", "ms": _ms(timings)}
-    return {
-        **record,
-        "probability": probability,
-        "label": "FAKE" if probability >= 0.5 else "REAL",
-        "members": {m: round(v, 5) for m, v in per_member.items()},
-        "crops": len(crops),
-        "ms": _ms(timings),
-    }
+        record["status"] = "error: the models returned a non-finite score"
+        return record
+    record.update(
+        probability=probability,
+        label="FAKE" if probability >= 0.5 else "REAL",
+        decided_by=scores.decided_by,
+        members={m: round(v, 5) for m, v in scores.member_probabilities().items()},
+        crops=len(video.crops),
+    )
+    return record
 
 
-def _crop_batch(
-    batch: Sequence[tuple[int, np.ndarray]],
-    boxes: Sequence[np.ndarray],
-    face_input: FaceInput,
-    crops: list[np.ndarray],
-) -> list[tuple[int, list[dict[str, Any]]]]:
-    """Append each face, cut out and fitted to the model input (so its frame can be freed), to ``crops``."""
-    out = []
-    for (index, frame), frame_boxes in zip(batch, boxes, strict=True):
-        faces = []
-        for box in frame_boxes:
-            crop = crop_face(frame, box, face_input.margin)
-            if crop is None:
-                continue
-            faces.append({"box": [round(float(v), 1) for v in box[:4]], "detector_score": round(float(box[4]), 4)})
-            crops.append(face_input.fit(crop))
-        out.append((index, faces))
-    return out
-
-
-def _ms(timings: dict[str, float]) -> dict[str, float]:
-    return {k: round(v * 1000, 1) for k, v in timings.items()}
-
-
-# ---- many videos --------------------------------------------------------------------------------------
+# ---- many videos ----------------------------------------------------------------------------------------
 
 
 def collect_videos(inputs: Iterable[Path]) -> list[Path]:
-    """Video files among ``inputs``; a folder contributes its video files (not recursive), sorted."""
+    """Video files among ``inputs``; a folder contributes its video files (not recursive), sorted.
+
+    The same file given twice (a file and its folder) is scored once.
+    """
     videos: list[Path] = []
+    seen: set[Path] = set()
     for item in inputs:
         if item.is_dir():
-            videos.extend(sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES))
+            found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
         elif item.exists():
-            videos.append(item)
+            found = [item]
         else:
             raise InputError(f"{item}: no such file or folder")
+        for path in found:
+            key = path.resolve()
+            if key not in seen:
+                seen.add(key)
+                videos.append(path)
     if not videos:
         raise InputError("no video files found in the given inputs")
     return videos
 
 
+@dataclass(frozen=True)
+class Outputs:
+    """Where a predict run writes: the CSV and JSON of the whole run, and the JSON Lines written as it goes."""
+
+    csv: Path
+    json: Path
+    jsonl: Path
+
+    def check(self, videos: Sequence[Path]) -> None:
+        """Refuse, before any work, outputs that could not be written or would clobber an input."""
+        paths = [self.csv, self.json, self.jsonl]
+        if len({p.resolve() for p in paths}) != len(paths):
+            raise InputError(f"--csv, --json and --jsonl must be three different files, got {[str(p) for p in paths]}")
+        inputs = {v.resolve() for v in videos}
+        for path in paths:
+            if path.resolve() in inputs:
+                raise InputError(f"{path}: is one of the input videos; choose another output path")
+            if path.is_dir():
+                raise InputError(f"{path}: is a folder; give a file path")
+            folder = path.parent if str(path.parent) else Path(".")
+            if not folder.is_dir():
+                raise InputError(f"{path}: its folder {folder} does not exist")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise PermissionError(f"{path}: cannot write into {folder}")
+
+
+def read_done(jsonl: Path) -> dict[str, dict[str, Any]]:
+    """Records of an earlier (killed) run by their path. A torn last line (killed mid-write) is cut off
+    the file, so the records appended next start on a line of their own; that video is scored again."""
+    done: dict[str, dict[str, Any]] = {}
+    if not jsonl.exists():
+        return done
+    data = jsonl.read_bytes()
+    lines = data.split(b"\n")
+    kept = 0  # bytes of complete, valid records
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            if number == len(lines):  # no newline after it: the write was cut
+                logger.warning("%s:%d: an incomplete last record (a killed run) is scored again", jsonl, number)
+                break
+            raise InputError(f"{jsonl}:{number}: not a JSON record ({err}); not a predict --jsonl file?") from err
+        if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+            raise InputError(f"{jsonl}:{number}: a record without a 'path'; not a predict --jsonl file?")
+        done[record["path"]] = record
+        kept += len(line) + 1
+    if kept < len(data):
+        os.truncate(jsonl, kept)
+    elif kept > len(data):  # a whole record cut just before its newline
+        with jsonl.open("ab") as handle:
+            handle.write(b"\n")
+    return done
+
+
 def write_submission(path: Path, records: Sequence[dict[str, Any]]) -> None:
-    """DFDC submission CSV ``filename,label`` (label = P(fake)); unscored videos carry 0.5."""
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+    """DFDC submission CSV (``filename,label``; label = P(fake)) plus status and path; unscored carry 0.5."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["filename", "label"])
+        writer.writerow(CSV_COLUMNS)
         for r in records:
             value = r["probability"] if r["probability"] is not None else FALLBACK_PROBABILITY
-            writer.writerow([r["filename"], f"{value:.6f}"])
+            writer.writerow([r["filename"], f"{value:.6f}", r["status"].split(":")[0], r["path"]])
+
+
+def _path_key(path: Path) -> str:
+    return path_text(path)
+
+
+class _Sink:
+    """Appends each finished record to the JSON Lines file and flushes it, so a killed run keeps it."""
+
+    def __init__(self, path: Path, append: bool) -> None:
+        self.handle = path.open("a" if append else "w", encoding="utf-8", errors="surrogateescape")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class _Inline:
+    """A pool of no processes: the work runs in the predict process when its result is asked for."""
+
+    def submit(self, func: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(func(*args))
+        except Exception as err:  # noqa: BLE001 - handed to the caller, which records it as that video's error
+            future.set_exception(err)
+        return future
+
+
+@contextmanager
+def video_pool(config: PredictConfig) -> Iterator[Any]:
+    """Where ``prepare_video`` runs: in-process (workers 0), local spawned processes, or a Dask cluster."""
+    if config.executor.kind == "dask":
+        with dask_client(config.executor, config.workers) as client:
+            yield _DaskPool(client)
+    elif config.workers == 0:
+        set_torch_threads(max(1, os.cpu_count() or 1))
+        yield _Inline()
+    else:
+        import multiprocessing
+
+        with ProcessPoolExecutor(
+            max_workers=config.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=set_torch_threads,
+            initargs=(1,),
+        ) as pool:
+            yield pool
+
+
+class _DaskPool:
+    """Tasks on a Dask cluster; one whose worker died is rerun by the scheduler (``executor.retries``)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def submit(self, func: Callable[..., Any], *args: Any) -> Any:
+        return self.client.submit(_with_one_thread, func, *args, pure=False)
+
+
+def _with_one_thread(func: Callable[..., Any], *args: Any) -> Any:
+    set_torch_threads(1)
+    return func(*args)
+
+
+def _failed(path: Path, err: BaseException) -> dict[str, Any]:
+    """A video whose preparation raised something other than bad input: a bug, recorded with its traceback."""
+    trace = "".join(traceback.format_exception(err))
+    logger.error("%s: failed:\n%s", path, trace)
+    return {**base_record(path), "status": f"error: {type(err).__name__}: {err}", "frames": [], "traceback": trace}
 
 
 def predict_videos(
     inputs: Sequence[Path],
     backend: Backend,
     config: PredictConfig,
-    csv_path: Path,
-    json_path: Path,
+    outputs: Outputs,
+    resume: bool = False,
     progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None,
+    pool: AbstractContextManager[Any] | None = None,
 ) -> dict[str, Any]:
-    """Score every video; writes the CSV and JSON; returns the summary (videos/s, statuses)."""
+    """Score every video; stream records to ``outputs.jsonl``; write the CSV and JSON; return the summary.
+
+    Videos are prepared (decode, detect, crop) by ``predict.workers`` processes a few videos ahead of
+    inference, which batches crops across videos. Every per-video failure is that video's status;
+    an environment fault (disk full, permission denied) stops the run, the records so far kept.
+    """
     videos = collect_videos(inputs)
-    detector = FaceDetector(config.detection.detector)
+    outputs.check(videos)
+    done = read_done(outputs.jsonl) if resume else {}
+    todo = [v for v in videos if _path_key(v) not in done]
+    if done:
+        logger.info("resuming: %d of %d videos already in %s", len(videos) - len(todo), len(videos), outputs.jsonl)
+    sink = _Sink(outputs.jsonl, append=resume)
     started = time.perf_counter()
-    records = [predict_video(v, detector, backend, config) for v in (progress(videos) if progress else videos)]
+    fresh: dict[str, dict[str, Any]] = {}
+    try:
+        with pool if pool is not None else video_pool(config) as workers:
+            for record in score_stream(todo, backend, config, workers, progress):
+                sink.write(record)
+                fresh[record["path"]] = record
+    finally:
+        sink.close()
     seconds = time.perf_counter() - started
+    records = [fresh.get(_path_key(v)) or done[_path_key(v)] for v in videos]
     summary = {
         "backend": backend.name,
         "members": backend.members,
         "videos": len(records),
         "scored": sum(r["probability"] is not None for r in records),
-        "not_scored": {r["filename"]: r["status"] for r in records if r["probability"] is None},
+        "resumed": len(videos) - len(todo),
+        "not_scored": {r["path"]: r["status"] for r in records if r["probability"] is None},
+        "errors": sum(r["status"].startswith("error") for r in records),
         "seconds": round(seconds, 2),
-        "videos_per_s": round(len(records) / seconds, 3) if seconds > 0 else None,
+        "videos_per_s": round(len(todo) / seconds, 3) if seconds > 0 and todo else None,
     }
-    write_submission(csv_path, records)
-    write_json_atomic(json_path, {"summary": summary, "videos": records})
+    write_submission(outputs.csv, records)
+    write_json_atomic(outputs.json, {"summary": summary, "videos": records})
     return summary
+
+
+def score_stream(
+    videos: Sequence[Path],
+    backend: Backend,
+    config: PredictConfig,
+    pool: Any,
+    progress: Callable[[Iterable[Path]], Iterable[Path]] | None,
+) -> Iterator[dict[str, Any]]:
+    """Records in input order; a few videos are prepared ahead, inference waits for a full batch of crops."""
+    ahead = max(2, 2 * max(1, config.workers))
+    queue: deque[tuple[Path, Any]] = deque()
+    ready: list[PreparedVideo] = []
+    face_input = backend.face_input
+    listed = iter(progress(videos) if progress else videos)
+
+    def fill() -> None:
+        while len(queue) < ahead:
+            path = next(listed, None)
+            if path is None:
+                return
+            queue.append((path, pool.submit(prepare_video, path, config, face_input)))
+
+    fill()
+    while queue:
+        path, future = queue.popleft()
+        try:
+            prepared = future.result()
+        except InputError as err:
+            prepared = PreparedVideo({**base_record(path), "status": f"unreadable: {err}", "frames": []}, np.zeros(0))
+        except OSError:
+            raise  # an environment fault stops the run; the JSON Lines keep what was scored
+        except Exception as err:  # noqa: BLE001 - a bug in one video is its recorded error, the batch goes on
+            prepared = PreparedVideo(_failed(path, err), np.zeros(0))
+        fill()
+        ready.append(prepared)
+        if sum(len(v.crops) for v in ready) >= config.batch_size or not queue:
+            yield from score_prepared(ready, backend, config)
+            ready = []

@@ -38,7 +38,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from deepfake.core.errors import ParamsError
 
@@ -55,6 +65,7 @@ __all__ = [
     "DiffsParams",
     "EnsembleParams",
     "EvaluateParams",
+    "ExecutorParams",
     "ExportParams",
     "FoldsParams",
     "LandmarksParams",
@@ -259,11 +270,45 @@ class VideoParams(_Section):
     max_pixels: PositiveInt
 
 
+# distributed.Client addresses: <protocol>://<host>[:<port>] (the port defaults to 8786)
+_SCHEDULER = re.compile(r"(tcp|tls|ucx|ws|wss|inproc)://[^\s/:]+(:\d{1,5})?")
+
+
+def _scheduler_address(address: str) -> str:
+    if not _SCHEDULER.fullmatch(address):
+        raise ValueError(
+            "must be a Dask scheduler address <protocol>://<host>[:<port>] (tcp://10.0.0.5:8786; tcp, tls, ucx, ws, "
+            "wss), or null to start a LocalCluster on this machine"
+        )
+    return address
+
+
+class ExecutorParams(_Section):
+    """Where per-video work runs (deepfake.core.parallel.ExecutorConfig); outputs do not depend on it."""
+
+    kind: Literal["local", "dask"]
+    scheduler: Annotated[str, AfterValidator(_scheduler_address)] | None  # dask only; None: a LocalCluster per stage
+    retries: NonNegativeInt  # dask: reruns of a task whose worker died (the scheduler's allowed-failures)
+
+    @model_serializer(mode="wrap")
+    def _keep_null_scheduler(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # scheduler is a required key whose null means "a LocalCluster": Params.to_dict (exclude_none) keeps it
+        data = handler(self)
+        data.setdefault("scheduler", self.scheduler)
+        return data
+
+
+# the smallest face of interest as a share of the frame's shorter side; below 1 or nothing could be found
+FaceShare = Annotated[float, Field(ge=0, lt=1)]
+
+
 class BboxesParams(_Section):
     device: Device
     batch_size: PositiveInt
     thresholds: Thresholds
     min_face_size: PositiveInt  # MTCNN divides by it
+    min_face_share: FaceShare
+    runtime: Literal["onnx", "torch"]  # media.faces.DETECTOR_RUNTIMES
     scale: DetectionScale
     scale_rule: Annotated[list[ScaleRow], Field(min_length=1)]
     workers: PositiveInt
@@ -286,6 +331,8 @@ class LandmarksParams(_Section):
     device: Device
     thresholds: Thresholds
     min_face_size: PositiveInt
+    min_face_share: FaceShare
+    runtime: Literal["onnx", "torch"]
     workers: PositiveInt
     torch_threads: PositiveInt
 
@@ -486,7 +533,14 @@ class CompileDpuParams(_Section):
 
 class PredictParams(_Section):
     frames: PositiveInt
+    max_decoded: PositiveInt  # frames decoded per video at most (the work bound of whole-duration sampling)
+    skip_nonref: bool  # the decoder drops frames no other frame references
+    detect_every: PositiveInt  # the detector runs on every k-th sampled frame; face tracks carry boxes between
+    track_iou: Annotated[float, Field(gt=0, le=1)]
+    track_max_gap: NonNegativeInt
+    track_min_share: Annotated[float, Field(ge=0, le=1)]
     batch_size: PositiveInt
+    workers: NonNegativeInt  # 0: videos are prepared in the predict process itself
     backend: Literal["torch", "onnx", "onnx-int8", "tensorrt", "triton", "vart"]  # backends.base.BACKENDS
 
 
@@ -499,6 +553,7 @@ class Params(_Section):
     data: DataParams
     sample: SampleParams
     video: VideoParams
+    executor: ExecutorParams
     bboxes: BboxesParams
     crops: CropsParams
     landmarks: LandmarksParams

@@ -8,6 +8,9 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
@@ -429,3 +432,65 @@ def test_worker_processes_give_the_in_process_records(models_root: dict, hostile
         a.pop("ms"), b.pop("ms")
         a["sampling"].pop("threads"), b["sampling"].pop("threads")
     assert inline == pooled
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from Linux's /proc")
+def test_a_sigkilled_predict_leaves_no_worker_behind_and_resume_finishes_it(
+    models_root: dict, hostile_part: Path, tmp_path: Path
+) -> None:
+    """The real command with two worker processes, SIGKILLed once its first record is out: the workers go
+    with it (no idle process holding a detector), the JSON Lines keep the records, --resume finishes."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for k in range(16):
+        shutil.copy(hostile_part / ("reala.mp4" if k % 2 else "fakeb.mp4"), folder / f"v{k:02d}.mp4")
+    raw = json.loads(json.dumps(models_root["raw"]))
+    set_key(raw, "predict.workers", 2)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    out = outputs(tmp_path)
+    command = [
+        sys.executable, "-c", "import sys; from deepfake.cli import main; sys.exit(main())",
+        "--params", str(params_file), "predict", str(folder), "--models", str(models_root["root"]),
+        "--csv", str(out.csv), "--json", str(out.json), "-q",
+    ]  # fmt: skip
+    process = subprocess.Popen(command)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        if out.jsonl.exists() and out.jsonl.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.1)
+    workers = _children(process.pid)
+    assert process.poll() is None and len(workers) >= 2, "the run should be midway, with its worker processes"
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not [w for w in workers if _alive(w)]
+    kept = out.jsonl.read_text().count("\n")
+    assert 1 <= kept < 16 and not out.csv.exists()
+    assert subprocess.run([*command, "--resume"], check=False).returncode == 0
+    rows, records, _ = read_outputs(out)
+    assert len(rows) == len(records) == 16 and all(r["status"] == "ok" for r in records)

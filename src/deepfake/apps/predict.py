@@ -27,6 +27,8 @@ import json
 import logging
 import math
 import os
+import signal
+import sys
 import time
 import traceback
 from collections import deque
@@ -495,10 +497,25 @@ def video_pool(config: PredictConfig) -> Iterator[Any]:
         with ProcessPoolExecutor(
             max_workers=config.workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=set_torch_threads,
-            initargs=(1,),
+            initializer=_init_worker,
+            initargs=(os.getpid(),),
         ) as pool:
             yield pool
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _init_worker(parent: int) -> None:
+    """One torch thread per worker; and a worker whose predict process is killed (SIGKILL leaves no time
+    to shut the pool down) is sent SIGTERM by the kernel instead of idling on with a detector in memory."""
+    set_torch_threads(1)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the predict process died before prctl took effect
+        os._exit(1)
 
 
 class _DaskPool:

@@ -4,7 +4,10 @@
 #   docker build -t deepfake-pipeline .
 #   docker run --rm --gpus all -v "$PWD":/workspace -u "$(id -u):$(id -g)" deepfake-pipeline dvc repro
 #
-# Leave out `--gpus all` to run on the CPU. See "Docker" in README.md.
+# Leave out `--gpus all` to run on the CPU. See "Docker" in README.md. The verdict service:
+#
+#   docker run --rm -p 8000:8000 -v "$PWD/models:/models:ro" -v deepfake-serve:/data deepfake-pipeline \
+#       deepfake serve --host 0.0.0.0 --models /models --data /data
 #
 # CUDA: the torch wheel pinned in requirements.txt is the CUDA 13.0 build and brings its own CUDA
 # libraries (nvidia-*-cu13 wheels); the host only has to provide a driver that supports CUDA 13
@@ -54,7 +57,8 @@ COPY requirements.txt /opt/deepfake/requirements.txt
 RUN pip install -r /opt/deepfake/requirements.txt \
     && if [ "$WITH_TENSORRT" = "1" ]; then pip install "tensorrt-cu13==${TENSORRT_VERSION}"; fi
 
-COPY pyproject.toml README.md /opt/deepfake/
+# params.yaml: src/deepfake/params.yaml links to it, and the wheel carries it as the packaged defaults
+COPY pyproject.toml README.md params.yaml /opt/deepfake/
 COPY src /opt/deepfake/src
 WORKDIR /opt/deepfake
 RUN pip install --no-deps . \
@@ -66,4 +70,5 @@ ENV PYTHONPATH=/workspace/src
 
 USER deepfake
 WORKDIR /workspace
+EXPOSE 8000
 CMD ["deepfake", "--help"]

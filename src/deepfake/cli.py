@@ -9,13 +9,30 @@ from pathlib import Path
 
 from deepfake.backends.base import BACKENDS, EXPLAIN_BACKENDS
 from deepfake.core.command import report_failure, setup_logging
-from deepfake.core.params import load_params
+from deepfake.core.params import Params, load_params, load_params_for_models
+
+SERVE_BACKENDS = ("torch", "onnx", "onnx-int8", "triton")  # the serve section's choices (ServeParams.backend)
+
+
+def _stage_params(args: argparse.Namespace) -> Params:
+    """The commands that work on a checkout read its params.yaml (or --params)."""
+    return load_params(args.params or Path("params.yaml"))
+
+
+def _model_params(args: argparse.Namespace, models: Path) -> Params:
+    """predict, explain and serve: --params or ./params.yaml when there is one, else the model package's
+    own settings (its manifest) over the packaged defaults, so they run from any folder."""
+    from deepfake.modeling.store import ModelStore
+
+    params, source = load_params_for_models(args.params, lambda: ModelStore(models).settings())
+    logging.getLogger("deepfake").info("settings from %s", source)
+    return params
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
     from deepfake.stages import sample
 
-    summary = sample.run(sample.Config.from_params(load_params(args.params)), sample.Paths(args.out))
+    summary = sample.run(sample.Config.from_params(_stage_params(args)), sample.Paths(args.out))
     logging.getLogger("deepfake").info("sample written to %s: %s", args.out, summary)
     return 0
 
@@ -23,7 +40,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from deepfake.apps.bench import run_preprocess_bench
 
-    run_preprocess_bench(load_params(args.params), data_root=args.data_root, videos=args.videos)
+    run_preprocess_bench(_stage_params(args), data_root=args.data_root, videos=args.videos)
     return 0
 
 
@@ -32,7 +49,7 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
     from deepfake.modeling.data import DataRoots
 
     roots = DataRoots(args.data / "crops", args.data / "landmarks", args.data / "masks")
-    params = load_params(args.params)
+    params = _stage_params(args)
     for model in args.model or params.models:
         run_train_bench(params, model, args.data / "folds.csv", roots, args.steps)
     return 0
@@ -45,7 +62,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from deepfake.backends.base import create_backend
     from deepfake.modeling.store import ModelStore
 
-    params = load_params(args.params)
+    params = _model_params(args, args.models)
     config = PredictConfig.from_params(params)  # every section predict reads is validated before any work
     outputs = Outputs(csv=args.csv, json=args.json, jsonl=args.jsonl or args.json.with_suffix(".jsonl"))
     backend = create_backend(args.backend or params.predict.backend, ModelStore(args.models), params, args.url)
@@ -83,7 +100,7 @@ def _cmd_bench_predict(args: argparse.Namespace) -> int:
     from deepfake.apps.bench import run_predict_bench
     from deepfake.apps.predict import collect_videos
 
-    params = load_params(args.params)
+    params = _model_params(args, args.models)
     videos = collect_videos(args.inputs or [Path(next(iter(params.data.datasets.values())).root)])
     run_predict_bench(params, videos[: args.videos], args.models, args.backend or list(BACKENDS), args.url)
     return 0
@@ -93,17 +110,69 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from deepfake.apps.explain import explain
     from deepfake.modeling.store import ModelStore
 
-    params = load_params(args.params)
+    params = _model_params(args, args.models)
     store = ModelStore(args.models)
     summary = explain(args.video, params, store, args.out, args.montage, args.fps, args.backend)
     logging.getLogger("deepfake").info("%d faces explained: %s (montage.png, overlay.mp4)", summary["faces"], args.out)
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from deepfake.apps.serve.app import create_app
+    from deepfake.apps.serve.settings import ServeConfig
+
+    models = args.models or Path(params_models_default(args))
+    params = _model_params(args, models)
+    config = ServeConfig.from_params(
+        params,
+        models=models,
+        data=args.data,
+        host=args.host,
+        port=args.port,
+        backend=args.backend,
+        triton_url=args.url,
+        workers=args.workers,
+        api_keys_file=args.api_keys_file,
+    )
+    logging.getLogger("deepfake").info(
+        "serving %s (%s backend, %d workers) on http://%s:%d/ with the job store in %s",
+        config.models,
+        config.backend,
+        config.workers,
+        config.host,
+        config.port,
+        config.data,
+    )
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info", timeout_graceful_shutdown=30)
+    return 0
+
+
+def params_models_default(args: argparse.Namespace) -> str:
+    """serve.models from --params or ./params.yaml when there is one, else models/ (whose settings apply)."""
+    path = args.params or Path("params.yaml")
+    return load_params(path).serve.models if path.is_file() else "models"
+
+
+def _cmd_serve_key(args: argparse.Namespace) -> int:
+    from deepfake.apps.serve.settings import hash_key, new_key
+
+    key = new_key()
+    print(f"API key (give it to the client; it is not stored anywhere): {key}")
+    print(f"line for serve.api_keys_file (or {'DEEPFAKE_API_KEY_HASHES'}): {args.label} {hash_key(key)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepfake", description="Deepfake-detection pipeline tools.")
     parser.add_argument("-v", "--verbose", action="store_true")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: %(default)s)")
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="params file (default: params.yaml; without one, predict, explain and serve use the model package's)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     sample = commands.add_parser("sample", help="build the built-in DFDC-format sample dataset")
@@ -160,6 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--montage", type=int, default=4, help="face rows in montage.png (default: %(default)s)")
     explain.add_argument("--fps", type=float, default=4.0, help="overlay.mp4 frame rate (default: %(default)s)")
     explain.set_defaults(func=_cmd_explain)
+
+    serve = commands.add_parser("serve", help="the verdict service: REST API, web page, job store (docs/service.md)")
+    serve.add_argument("--models", type=Path, help="the model package (default: serve.models)")
+    serve.add_argument("--data", type=Path, help="job store, uploads and results (default: serve.data)")
+    serve.add_argument("--host", help="listen address (default: serve.host)")
+    serve.add_argument("--port", type=int, help="port (default: serve.port)")
+    serve.add_argument("--backend", choices=SERVE_BACKENDS, help="default: serve.backend")
+    serve.add_argument("--url", help="Triton server for --backend triton (host:8000 or grpc://host:8001)")
+    serve.add_argument("--workers", type=int, help="worker processes (default: serve.workers)")
+    serve.add_argument("--api-keys-file", type=Path, help="file of API key hashes (default: serve.api_keys_file)")
+    serve.set_defaults(func=_cmd_serve)
+
+    serve_key = commands.add_parser("serve-key", help="make an API key and print the hash line to store for it")
+    serve_key.add_argument("--label", default="client", help="a name for the key in logs (default: %(default)s)")
+    serve_key.set_defaults(func=_cmd_serve_key)
     return parser
 
 

@@ -12,6 +12,7 @@ the panels, a montage PNG, ``tracks.png`` (one strip of faces per face track, wi
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepfake.apps.predict import PredictConfig, prepare_video
+from deepfake.apps.predict import PredictConfig, PreparedVideo, prepare_video
 from deepfake.backends.base import EXPLAIN_BACKENDS
-from deepfake.core.errors import InputError, ParamsError, ToolchainError
+from deepfake.core.errors import InputError, ParamsError
 from deepfake.core.fileio import atomic_path, write_json_atomic, write_png_atomic
 from deepfake.media.face_input import FaceInput, normalize_batch, probabilities, to_picture
 from deepfake.modeling.models import Classifier, UYNet
@@ -170,14 +171,19 @@ def montage(rows: list[np.ndarray], limit: int) -> np.ndarray:
 
 
 def write_mp4(path: Path, rows: list[np.ndarray], fps: float) -> None:
+    """H.264 (yuv420p, moov atom first) so a browser plays it: the service's page shows it in a <video>."""
+    import av
+
     height, width = rows[0].shape[:2]
-    with atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-        if not writer.isOpened():
-            raise ToolchainError(f"{path}: this OpenCV build cannot write MP4 (mp4v)")
+    with atomic_path(path) as tmp, av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height = width - width % 2, height - height % 2  # 4:2:0 needs even sides
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "23", "preset": "veryfast"}
         for row in rows:
-            writer.write(row)
-        writer.release()
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(row[: stream.height, : stream.width]), "bgr24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
 
 
 def explain(
@@ -198,6 +204,20 @@ def explain(
         raise InputError(f"cannot explain {video}: {record['status']}")
     if not len(prepared.crops):
         raise InputError(f"{video}: no face found in {len(record['frames'])} sampled frames; nothing to explain")
+    return explain_prepared(prepared, explainers, out_dir, montage_rows, fps, face_pngs=True)
+
+
+def explain_prepared(
+    prepared: PreparedVideo,
+    explainers: Explainers,
+    out_dir: Path,
+    montage_rows: int,
+    fps: float,
+    face_pngs: bool = True,
+) -> dict[str, Any]:
+    """``explain`` for a video ``prepare_video`` has decoded, detected and cut already (the service
+    scores and explains from one decode); ``face_pngs`` False writes no per-face PNGs."""
+    record = prepared.record
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, records = [], []
     views: dict[int, list[tuple[str, np.ndarray]]] = {}
@@ -206,7 +226,8 @@ def explain(
         entry = frame["faces"][face]
         image = normalize_batch([crop])[0]
         row, scores = explain_face(explainers, image, f"track {track}  frame {frame['frame']}")
-        write_png_atomic(out_dir / f"frame{frame['frame']:05d}_face{face}.png", row)
+        if face_pngs:
+            write_png_atomic(out_dir / f"frame{frame['frame']:05d}_face{face}.png", row)
         rows.append(row)
         views.setdefault(track, []).append((f"t={frame['t']:.1f}s", to_picture(image)))
         records.append(
@@ -230,13 +251,13 @@ def explain(
     write_png_atomic(out_dir / "montage.png", montage(rows, montage_rows))
     write_png_atomic(out_dir / "tracks.png", track_strips(views, track_score))
     summary = {
-        "video": video.name,
-        "backend": backend,
+        "video": record["filename"],
+        "backend": explainers.backend,
         "faces": len(records),
         "sampling": record["sampling"],
         "tracks": tracks,
         "records": records,
     }
     write_json_atomic(out_dir / "explain.json", summary)
-    logger.info("explained %d faces in %d tracks of %s in %s", len(records), len(tracks), video.name, out_dir)
+    logger.info("explained %d faces in %d tracks of %s in %s", len(records), len(tracks), record["filename"], out_dir)
     return summary

@@ -497,7 +497,7 @@ def video_pool(config: PredictConfig) -> Iterator[Any]:
         with ProcessPoolExecutor(
             max_workers=config.workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
+            initializer=init_worker,
             initargs=(os.getpid(),),
         ) as pool:
             yield pool
@@ -506,15 +506,15 @@ def video_pool(config: PredictConfig) -> Iterator[Any]:
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _init_worker(parent: int) -> None:
-    """One torch thread per worker; and a worker whose predict process is killed (SIGKILL leaves no time
-    to shut the pool down) is sent SIGTERM by the kernel instead of idling on with a detector in memory."""
+def init_worker(parent: int, on_parent_death: int = signal.SIGTERM) -> None:
+    """One torch thread per worker; and a worker whose parent is killed (SIGKILL leaves no time to shut
+    the pool down) is sent ``on_parent_death`` by the kernel instead of idling on with a detector in memory."""
     set_torch_threads(1)
     if sys.platform.startswith("linux"):
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # the predict process died before prctl took effect
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, on_parent_death)
+    if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
 
 

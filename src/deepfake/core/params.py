@@ -33,7 +33,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -75,11 +75,14 @@ __all__ = [
     "PredictParams",
     "QuantizeParams",
     "SampleParams",
+    "ServeParams",
     "TrainParams",
     "TritonParams",
     "UYNetParams",
     "VideoParams",
     "load_params",
+    "load_params_for_models",
+    "package_settings",
     "validate_params",
 ]
 
@@ -544,6 +547,28 @@ class PredictParams(_Section):
     backend: Literal["torch", "onnx", "onnx-int8", "tensorrt", "triton", "vart"]  # backends.base.BACKENDS
 
 
+class ServeParams(_Section):
+    host: NonEmptyStr
+    port: Annotated[int, Field(ge=0, le=65535)]  # 0: any free port (tests)
+    models: NonEmptyStr  # the model package (models/ as `dvc pull export` leaves it)
+    data: NonEmptyStr  # the job store (SQLite), uploads and results
+    backend: Literal["torch", "onnx", "onnx-int8", "triton"]
+    triton_url: NonEmptyStr | None = None  # optional by design: only backend triton sets it (host:8000, grpc://...)
+    workers: PositiveInt  # worker processes, each with its own copy of the models
+    queue_size: PositiveInt  # queued jobs at most; a new upload beyond it gets 429
+    max_upload_mb: PositiveFloat
+    max_duration_s: PositiveFloat
+    max_frames: PositiveInt  # frames the video's header may claim
+    retention_hours: PositiveFloat
+    disk_quota_mb: PositiveFloat
+    max_attempts: PositiveInt  # runs of a job in all, counting those a server restart interrupted
+    job_timeout_s: PositiveFloat
+    explain: bool
+    api_keys_file: NonEmptyStr | None = None  # optional by design: keys are off unless it (or the env) is set
+    rate_limit_per_minute: NonNegativeInt  # uploads per API key (or client address); 0: no limit
+    cors_origins: list[NonEmptyStr]
+
+
 _PART_NUMBER = re.compile(r"\d+$")  # modeling.splits.part_number
 
 
@@ -571,6 +596,7 @@ class Params(_Section):
     build_trt: BuildTrtParams
     compile_dpu: CompileDpuParams
     predict: PredictParams
+    serve: ServeParams
 
     @model_validator(mode="after")
     def _across_sections(self) -> Params:
@@ -724,12 +750,76 @@ _Yaml12Loader.add_implicit_resolver(
 def load_params(path: Path | str = "params.yaml") -> Params:
     """Read and validate params.yaml; a ParamsError names the file and every bad key."""
     path = Path(path)
+    return validate_params(read_yaml_params(path), source=str(path))
+
+
+# ---- model packages -----------------------------------------------------------------------------------
+
+# The params a model package (models/onnx/manifest.json, written by the export stage) records: what
+# prediction needs to see faces, cut them and score videos as the pipeline did, so `deepfake predict` and
+# `deepfake serve` work from any folder. Machine-specific knobs (devices, workers, batch sizes) stay out.
+PACKAGE_SETTINGS: dict[str, tuple[str, ...] | None] = {
+    "video": ("max_pixels",),
+    "bboxes": ("thresholds", "min_face_size", "min_face_share", "scale", "scale_rule"),
+    "crops": ("margin",),
+    "models": None,  # a whole top-level value
+    "ensemble": ("seeds",),
+    "train": ("image_size",),
+    "evaluate": ("aggregation", "confident"),
+    "predict": (
+        "frames",
+        "max_decoded",
+        "skip_nonref",
+        "detect_every",
+        "track_iou",
+        "track_max_gap",
+        "track_min_share",
+    ),
+}
+# The defaults that ship inside the package (a link to the repository's params.yaml, copied into a wheel)
+PACKAGED_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def package_settings(params: Params) -> dict[str, Any]:
+    """The ``PACKAGE_SETTINGS`` values of ``params`` as plain data, for a model package's manifest."""
+    values = params.to_dict()
+    return {
+        section: values[section] if keys is None else {k: values[section][k] for k in keys}
+        for section, keys in PACKAGE_SETTINGS.items()
+    }
+
+
+def read_yaml_params(path: Path) -> dict[str, Any]:
     try:
-        params = yaml.load(path.read_text(), Loader=_Yaml12Loader)  # a SafeLoader subclass: no objects
+        raw = yaml.load(path.read_text(), Loader=_Yaml12Loader)  # a SafeLoader subclass: no objects
     except FileNotFoundError as err:
         raise ParamsError(f"{path}: not found (run from the repository root or pass --params)") from err
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(params, dict):
-        raise ParamsError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
-    return validate_params(params, source=str(path))
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def load_params_for_models(path: Path | None, settings: Callable[[], Mapping[str, Any] | None]) -> tuple[Params, str]:
+    """Params for prediction and its source: ``path`` or ./params.yaml when there is one (it overrides
+    everything), else the packaged defaults with the model package's recorded ``settings()`` over them."""
+    local = Path("params.yaml")
+    if path is not None or local.is_file():
+        chosen = path or local
+        return load_params(chosen), str(chosen)
+    raw = read_yaml_params(PACKAGED_PARAMS)
+    recorded = settings() or {}
+    unknown = sorted(set(recorded) - set(PACKAGE_SETTINGS))
+    for section, keys in PACKAGE_SETTINGS.items():
+        if keys is not None and isinstance(recorded.get(section), Mapping):
+            unknown += [f"{section}.{k}" for k in recorded[section] if k not in keys]
+    if unknown:
+        raise ParamsError(f"the model package records unknown settings {unknown}; known: {PACKAGE_SETTINGS}")
+    for section, value in recorded.items():
+        if PACKAGE_SETTINGS[section] is None or not isinstance(value, Mapping):
+            raw[section] = value
+        else:
+            raw[section] = {**raw[section], **value}
+    source = "the packaged defaults + the model package's settings" if recorded else "the packaged defaults"
+    return validate_params(raw, source=source), source

@@ -160,6 +160,16 @@ class ModelStore:
         FaceInput.from_manifest(manifest.get("input") or {}, str(path))
         return manifest
 
+    def settings(self) -> dict[str, Any] | None:
+        """The params the model package was exported with (``core.params.PACKAGE_SETTINGS``), from the
+        ONNX manifest; None when there is no manifest or it predates recorded settings."""
+        if not (self.folder("onnx") / MANIFEST).is_file():
+            return None
+        settings = self.read_manifest("onnx").get("settings")
+        if settings is not None and not isinstance(settings, dict):
+            raise InputError(f"{self.folder('onnx') / MANIFEST}: 'settings' must be a mapping of params sections")
+        return settings
+
     def face_input(self, fmt: str = "onnx") -> FaceInput:
         """The input contract the ``fmt`` models were exported with."""
         manifest = self.read_manifest(fmt)

@@ -4,7 +4,8 @@ Every ensemble member's checkpoint becomes an ONNX graph in the model store (``m
 one input ``image`` (N, 3, S, S) float32, prepared by the face-input contract
 (``deepfake.media.face_input``), and logits out: ``logit`` (N, 1) and, for U-YNet, ``mask``
 (N, 1, S, S). The batch axis is dynamic. The store's ``manifest.json`` records the members and the
-contract, so a reader (``deepfake predict``, Triton) needs nothing else.
+contract, and the params prediction needs (detector, crop margin, sampling, tracks, aggregation), so a
+reader (``deepfake predict`` and ``deepfake serve`` from any folder, Triton) needs nothing else.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 from deepfake.backends.onnx_backend import onnx_session
 from deepfake.core.errors import InputError
 from deepfake.core.fileio import atomic_path, write_json_atomic
+from deepfake.core.params import package_settings
 from deepfake.media.face_input import FaceInput
 from deepfake.modeling.data import CropDataset, DataRoots, ModelStagePaths, read_folds, select_folds
 from deepfake.modeling.store import INPUT_NAME, Member, ModelStore, ensemble
@@ -41,6 +43,7 @@ class Config:
     face_input: FaceInput
     holdout_fold: int
     members: tuple[Member, ...]  # the ensemble: every model with train.seed and each ensemble seed
+    settings: dict[str, Any]  # what prediction needs, recorded in the manifest (core.params.PACKAGE_SETTINGS)
 
     @classmethod
     def from_params(cls, params: Any) -> Config:
@@ -51,6 +54,7 @@ class Config:
             face_input=FaceInput(params.train.image_size, params.crops.margin),
             holdout_fold=params.train.holdout_fold,
             members=ensemble(params),
+            settings=package_settings(params),
         )
 
 
@@ -164,7 +168,7 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
         if stale.stem not in {m.name for m in config.members}:
             stale.unlink()
     entries = [export_member(store, member, images, config) for member in config.members]
-    store.write_manifest("onnx", entries, config.face_input, opset=config.opset)
+    store.write_manifest("onnx", entries, config.face_input, opset=config.opset, settings=config.settings)
     report = {
         "opset": config.opset,
         "members": {e["name"]: {k: v for k, v in e.items() if k != "name"} for e in entries},

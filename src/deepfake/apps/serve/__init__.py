@@ -1,0 +1,1 @@
+"""``deepfake serve``: the verdict service (FastAPI + uvicorn), its job store, worker pool and page."""

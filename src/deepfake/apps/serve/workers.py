@@ -1,0 +1,258 @@
+"""The bounded worker pool: ``serve.workers`` processes, each loading the models once, each taking
+the oldest queued job from the job store, scoring it as ``deepfake predict`` does and explaining it
+as ``deepfake explain`` does, from one decode.
+
+The server process supervises them (``WorkerPool``): a worker that dies (a crash, the OOM killer)
+has its job queued again or failed (``serve.max_attempts``) and is replaced; a job running past
+``serve.job_timeout_s`` is failed and its worker killed and replaced. Workers die with the server
+(``PR_SET_PDEATHSIG``), and a restarted server re-queues what they were doing (``JobStore.recover``).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from deepfake.apps.predict import PredictConfig, init_worker, prepare_video, score_prepared
+from deepfake.apps.serve.settings import ServeConfig
+from deepfake.apps.serve.store import Job, JobStore
+from deepfake.core.parallel import set_torch_threads
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 0.2  # an idle worker looks for a queued job this often
+SUPERVISE_S = 0.5
+JANITOR_S = 60.0
+SHUTDOWN_GRACE_S = 20.0  # a worker's current job may finish within this at shutdown
+MONTAGE_ROWS = 4
+OVERLAY_FPS = 4.0
+EXPLAIN_BACKEND = {"torch": "torch", "onnx": "onnx", "onnx-int8": "onnx-int8", "triton": "onnx"}
+
+
+class JobRunner:
+    """The models of one worker process, loaded once: the backend, the detector (cached by predict), the explainers."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        from deepfake.apps.explain import Explainers
+        from deepfake.backends.base import create_backend
+        from deepfake.modeling.store import ModelStore
+
+        self.config = config
+        params = config.params
+        self.predict = PredictConfig.from_params(params)
+        store = ModelStore(config.models)
+        self.backend = create_backend(config.backend, store, params, config.triton_url)
+        self.explainers = Explainers(EXPLAIN_BACKEND[config.backend], params, store) if config.explain else None
+
+    def run(self, job: Job, jobs: JobStore) -> None:
+        """Score and explain ``job``; whatever happens, the job ends done or failed with the reason."""
+        try:
+            jobs.set_progress(job.id, "decode", 0.05)
+            prepared = prepare_video(jobs.upload_path(job.id), self.predict, self.backend.face_input)
+            jobs.set_progress(job.id, "score", 0.6)
+            [record] = score_prepared([prepared], self.backend, self.predict)
+            record.update(filename=job.filename, path=job.filename)  # never the server's upload path
+            explained = False
+            if self.explainers is not None and record["status"] == "ok" and len(prepared.crops):
+                from deepfake.apps.explain import explain_prepared
+
+                jobs.set_progress(job.id, "explain", 0.8)
+                explain_prepared(
+                    prepared, self.explainers, jobs.result_dir(job.id), MONTAGE_ROWS, OVERLAY_FPS, face_pngs=False
+                )
+                explained = True
+            jobs.finish(job.id, record, explanation=explained, overlay=explained)
+        except Exception as err:  # noqa: BLE001 - a bug or an environment fault in this job: recorded, the worker goes on
+            trace = "".join(traceback.format_exception(err))
+            logger.error("analysis %s failed:\n%s", job.id, trace)
+            jobs.fail(job.id, f"error: {type(err).__name__}: {err}")
+
+
+def worker_main(config: ServeConfig, parent: int, events: Any) -> None:
+    """A worker process: load the models, say so, then take jobs until SIGTERM (after the current job).
+
+    No multiprocessing Event or lock is shared with the server: a worker killed while waiting on one
+    would leave the server's ``set()`` blocked for good. Ctrl+C reaches the whole process group, so
+    the worker ignores SIGINT and leaves the shutdown to the server; if the server is killed, the
+    kernel kills the worker (SIGKILL, so no orphan finishes a job a restarted server has re-queued).
+    """
+    init_worker(parent, on_parent_death=signal.SIGKILL)
+    stopping = threading.Event()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s worker %(process)d: %(message)s")
+    set_torch_threads(1)
+    try:
+        runner = JobRunner(config)
+        jobs = JobStore(config.data)
+    except Exception as err:  # noqa: BLE001 - reported to the server, which refuses to start without models
+        events.put(("failed", os.getpid(), f"{type(err).__name__}: {err}"))
+        return
+    events.put(("ready", os.getpid(), ""))
+    while not stopping.is_set():
+        job = jobs.claim(os.getpid())
+        if job is None:
+            stopping.wait(POLL_S)
+            continue
+        runner.run(job, jobs)
+
+
+@dataclass
+class _Worker:
+    process: Any
+    ready: bool = False
+
+
+class WorkerPool:
+    """Starts, watches and replaces the worker processes; also expires old analyses."""
+
+    def __init__(self, config: ServeConfig, metrics: Any) -> None:
+        self.config = config
+        self.jobs = JobStore(config.data)  # the supervisor's own connection (one per thread)
+        self.metrics = metrics
+        self.context = multiprocessing.get_context("spawn")
+        self.events = self.context.Queue()
+        self.workers: dict[int, _Worker] = {}
+        self.load_error: str | None = None
+        self._thread: threading.Thread | None = None
+        self._halt = threading.Event()
+        self._last_finished = time.time()
+        self._last_janitor = 0.0
+
+    # ---- life cycle -------------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        process = self.context.Process(
+            target=worker_main,
+            args=(self.config, os.getpid(), self.events),
+            name="deepfake-serve-worker",
+            daemon=True,
+        )
+        process.start()
+        self.workers[process.pid] = _Worker(process)
+
+    def start(self, timeout_s: float) -> None:
+        """Start the workers and wait until one has its models loaded (or report why none could)."""
+        for _ in range(self.config.workers):
+            self._spawn()
+        deadline = time.monotonic() + timeout_s
+        while not self.ready_count():
+            self._drain_events(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+            if self.load_error:
+                self.close()
+                raise RuntimeError(f"the workers could not load the models: {self.load_error}")
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(f"no worker loaded the models within {timeout_s:.0f} s")
+            if not any(w.process.is_alive() for w in self.workers.values()):
+                self._drain_events(timeout=0.5)
+                self.close()
+                raise RuntimeError(f"the workers exited before loading the models: {self.load_error or 'no reason'}")
+        self._thread = threading.Thread(target=self._supervise, name="deepfake-serve-supervisor", daemon=True)
+        self._thread.start()
+
+    def close(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop the workers: SIGTERM (each finishes its job), SIGKILL after ``grace_s``; jobs cut short are
+        released (queued again for the next start, or failed past ``serve.max_attempts``)."""
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for worker in self.workers.values():
+            if worker.process.is_alive():
+                worker.process.terminate()
+        deadline = time.monotonic() + grace_s
+        for worker in self.workers.values():
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(timeout=5)
+        for job in self.jobs.running():  # stopped mid-job: the next start runs it again
+            self.jobs.release(job.id, "interrupted by a server shutdown", self.config.max_attempts)
+        self.events.close()
+        self.jobs.close()
+
+    def ready_count(self) -> int:
+        return sum(1 for w in self.workers.values() if w.ready and w.process.is_alive())
+
+    # ---- supervision ----------------------------------------------------------------------------
+
+    def _drain_events(self, timeout: float = 0.0) -> None:
+        import queue
+
+        try:
+            kind, pid, text = self.events.get(timeout=timeout) if timeout else self.events.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            if kind == "ready" and pid in self.workers:
+                self.workers[pid].ready = True
+            elif kind == "failed":
+                self.load_error = text
+                logger.error("worker %d could not load the models: %s", pid, text)
+            try:
+                kind, pid, text = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _supervise(self) -> None:
+        while not self._halt.wait(SUPERVISE_S):
+            try:
+                self.check()
+            except Exception:
+                logger.exception("supervisor pass failed")
+
+    def check(self) -> None:
+        """One supervision pass: dead workers, timed-out jobs, finished-job metrics, expired analyses."""
+        self._drain_events()
+        now = time.time()
+        running = {job.worker: job for job in self.jobs.running()}
+        for pid, worker in list(self.workers.items()):
+            job = running.get(pid)
+            if worker.process.is_alive() and job is not None and now - (job.started or now) > self.config.job_timeout_s:
+                logger.error(
+                    "analysis %s ran past %.0f s: its worker %d is replaced", job.id, self.config.job_timeout_s, pid
+                )
+                worker.process.kill()
+                worker.process.join(timeout=5)
+                self.jobs.fail(job.id, f"timed out after {self.config.job_timeout_s:.0f} s (serve.job_timeout_s)")
+                self.metrics.failure("timeout")
+            if not worker.process.is_alive():
+                code = worker.process.exitcode
+                del self.workers[pid]
+                logger.warning(
+                    "worker %d exited (exit code %s); %s",
+                    pid,
+                    code,
+                    "replacing it" if not self._halt.is_set() else "stopping",
+                )
+                current = self.jobs.get(job.id) if job is not None else None
+                if current is not None and current.status == "running":
+                    status = self.jobs.release(
+                        current.id, f"the worker process died (exit code {code})", self.config.max_attempts
+                    )
+                    self.metrics.failure("worker_died")
+                    logger.error("worker %d died (exit code %s) during %s: %s", pid, code, current.id, status)
+                if not self._halt.is_set() and self.load_error is None:
+                    self._spawn()
+        for job in self.jobs.finished_since(self._last_finished):
+            self._last_finished = max(self._last_finished, job.finished or now)
+            self.metrics.finished(job)
+        if now - self._last_janitor > JANITOR_S:
+            self._last_janitor = now
+            self.expire(now)
+
+    def expire(self, now: float) -> int:
+        """Delete the analyses finished more than ``serve.retention_hours`` ago, with their files."""
+        expired = self.jobs.expired(now - self.config.retention_s)
+        for job_id in expired:
+            self.jobs.delete(job_id)
+        if expired:
+            logger.info("deleted %d analyses past their retention", len(expired))
+        return len(expired)

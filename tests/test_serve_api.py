@@ -1,0 +1,378 @@
+"""deepfake serve: every endpoint and every limit through the real app (FastAPI's TestClient), the job
+store's accounting across restarts, API keys, and the real worker pool scoring a video as predict does."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from deepfake.apps.serve.app import RateLimiter, create_app
+from deepfake.apps.serve.settings import KEY_HASHES_ENV, ApiKeys, ServeConfig, hash_key
+from deepfake.apps.serve.store import JobStore
+from deepfake.apps.serve.uploads import display_name
+from deepfake.apps.serve.workers import WorkerPool
+from deepfake.core.errors import ParamsError
+from tests.conftest import as_params, face_frames, tiny_params, write_video
+
+POLL_S = 0.2
+
+
+def serve_config(tmp_path: Path, **overrides: object) -> ServeConfig:
+    params = as_params(tiny_params(tmp_path / "raw"))
+    return ServeConfig.from_params(params, **{"data": tmp_path / "serve", "models": tmp_path / "models", **overrides})
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4", face_frames("grace_hopper.jpg", frames=8))
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """A store-only service (no worker processes, no models): uploads queue and stay queued."""
+    clients: list[TestClient] = []
+
+    def make(**overrides: object) -> TestClient:
+        client = TestClient(create_app(serve_config(tmp_path, **overrides), start_workers=False))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def upload(client: TestClient, path: Path, name: str | None = None, **kwargs: object):
+    with path.open("rb") as handle:
+        return client.post("/v1/analyses", files={"video": (name or path.name, handle, "video/mp4")}, **kwargs)
+
+
+# ---- endpoints ---------------------------------------------------------------------------------------
+
+
+def test_an_upload_is_queued_listed_read_and_deleted(api, clip: Path, tmp_path: Path) -> None:
+    client = api()
+    response = upload(client, clip)
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["status"] == "queued" and response.headers["location"] == body["url"] == f"/v1/analyses/{body['id']}"
+    job = client.get(body["url"]).json()
+    assert job["status"] == "queued" and job["filename"] == "clip.mp4" and job["record"] is None
+    assert job["explanation"] is None and job["overlay"] is None
+    assert [a["id"] for a in client.get("/v1/analyses").json()["analyses"]] == [body["id"]]
+    stored = tmp_path / "serve" / "uploads" / f"{body['id']}.video"
+    assert stored.read_bytes() == clip.read_bytes()
+    assert client.get(f"{body['url']}/explanation").status_code == 404
+    assert client.delete(body["url"]).status_code == 204
+    assert client.get(body["url"]).status_code == 404 and not stored.exists()
+    assert client.delete(body["url"]).status_code == 404
+
+
+def test_health_readiness_metrics_and_the_page(api, clip: Path) -> None:
+    client = api()
+    assert client.get("/healthz").json() == {"status": "alive"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "no worker has its models loaded" in ready.json()["problems"]
+    upload(client, clip)
+    metrics = client.get("/metrics").text
+    assert 'deepfake_jobs{status="queued"} 1.0' in metrics and "deepfake_queue_depth 1.0" in metrics
+    assert 'deepfake_http_requests_total{method="POST",route="/v1/analyses",status="202"} 1.0' in metrics
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff" and page.headers["x-frame-options"] == "DENY"
+    assert client.get("/openapi.json").json()["paths"]["/v1/analyses"]["post"]
+
+
+def test_a_raw_body_upload_and_a_hostile_name(api, clip: Path, tmp_path: Path) -> None:
+    client = api()
+    raw = client.post(
+        "/v1/analyses?filename=../../etc/passwd", content=clip.read_bytes(), headers={"content-type": "video/mp4"}
+    )
+    assert raw.status_code == 202
+    job = client.get(raw.json()["url"]).json()
+    assert job["filename"] == "passwd"  # display text only
+    assert sorted(p.name for p in (tmp_path / "serve" / "uploads").iterdir()) == [f"{job['id']}.video"]
+    assert display_name("C:\\x\\clip\x00\x1b.mp4") == "clip.mp4" and display_name("") == "upload"
+
+
+# ---- bad input: the same explicit status as the CLI, and the service keeps serving ------------------------
+
+
+def test_bad_videos_are_refused_with_the_reason(api, clip: Path, tmp_path: Path) -> None:
+    client = api()
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.mp4"
+    text.write_text("this is not a video\n")
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    for path, expected in ((empty, "empty"), (text, "unreadable"), (truncated, "unreadable")):
+        response = upload(client, path)
+        assert response.status_code == 422, (path.name, response.text)
+        detail = response.json()["detail"]
+        assert detail.startswith("unreadable") and expected in detail and str(tmp_path) not in detail
+    assert client.post("/v1/analyses", files={"other": ("a.mp4", b"x")}).status_code == 400
+    garbled = client.post(
+        "/v1/analyses",
+        content=b"--x\r\nno headers\r\n\r\n--y--",
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    assert garbled.status_code == 400, garbled.text
+    assert upload(client, clip).status_code == 202  # still serving
+    assert list((tmp_path / "serve" / "uploads").glob("*.part")) == []
+    metrics = client.get("/metrics").text
+    assert 'deepfake_uploads_rejected_total{reason="not_video"} 3.0' in metrics
+
+
+def test_frame_size_duration_and_frame_count_limits(api, clip: Path) -> None:
+    assert "max_pixels" in upload(api(max_pixels=100 * 100), clip).json()["detail"]
+    assert "too long" in upload(api(max_duration_s=0.1), clip).json()["detail"]
+    assert "claims 8 frames" in upload(api(max_frames=4), clip).json()["detail"]
+
+
+def test_the_size_limit_stops_the_stream(api, clip: Path, tmp_path: Path) -> None:
+    client = api(max_upload_bytes=1000)
+    assert upload(client, clip).status_code == 413  # Content-Length says so: refused before reading
+    chunked = client.post(
+        "/v1/analyses",
+        content=iter([clip.read_bytes()[:600], clip.read_bytes()[600:]]),  # no Content-Length
+        headers={"content-type": "video/mp4"},
+    )
+    assert chunked.status_code == 413 and "max_upload_mb" in chunked.json()["detail"]
+    assert list((tmp_path / "serve" / "uploads").iterdir()) == []
+
+
+def test_a_full_queue_a_used_quota_and_the_rate_limit_answer_with_limits(api, clip: Path) -> None:
+    client = api(queue_size=2)
+    assert [upload(client, clip).status_code for _ in range(2)] == [202, 202]
+    full = upload(client, clip)
+    assert full.status_code == 429 and int(full.headers["retry-after"]) >= 1 and "queue is full" in full.text
+    assert client.get("/readyz").json()["queue"] == "2/2"
+    assert upload(api(disk_quota_bytes=clip.stat().st_size // 2), clip).status_code == 507
+    limited = api(rate_limit_per_minute=2)
+    assert [upload(limited, clip).status_code for _ in range(3)] == [202, 202, 429]
+    assert 1 <= int(upload(limited, clip).headers["retry-after"]) <= 60
+
+
+def test_the_rate_limiter_window_slides() -> None:
+    limiter = RateLimiter(2)
+    assert [limiter.retry_after("a", now=t) for t in (0.0, 1.0, 2.0)] == [0, 0, 58]
+    assert limiter.retry_after("b", now=2.0) == 0  # per identity
+    assert limiter.retry_after("a", now=60.5) == 0  # the first event left the window
+    assert RateLimiter(0).retry_after("a") == 0
+
+
+# ---- API keys, CORS -----------------------------------------------------------------------------------
+
+
+def test_api_keys_are_hashed_and_required(api, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text(f"# newsroom keys\nalice {hash_key('secret-a')}\n")
+    monkeypatch.setenv(KEY_HASHES_ENV, hash_key("secret-b"))
+    client = api(api_keys_file=keys)
+    assert upload(client, clip).status_code == 401
+    assert upload(client, clip, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert upload(client, clip, headers={"Authorization": "Bearer secret-a"}).status_code == 202
+    assert upload(client, clip, headers={"X-API-Key": "secret-b"}).status_code == 202
+    assert client.get("/v1/analyses").status_code == 401 and client.get("/metrics").status_code == 401
+    assert client.get("/healthz").status_code == 200 and client.get("/").status_code == 200
+    assert "secret-a" not in keys.read_text()
+
+
+def test_a_bad_key_file_line_is_a_params_error(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text("alice secret-in-plain-text\n")
+    with pytest.raises(ParamsError, match=r"keys.txt:1: expected '\[label\] <sha256"):
+        ApiKeys.load(keys, environ={})
+    assert not ApiKeys.load(None, environ={}).enabled
+
+
+def test_cors_is_off_unless_configured(api) -> None:
+    preflight = {"Origin": "https://example.org", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in api().options("/v1/analyses", headers=preflight).headers
+    allowed = api(cors_origins=("https://example.org",)).options("/v1/analyses", headers=preflight)
+    assert allowed.headers["access-control-allow-origin"] == "https://example.org"
+
+
+# ---- the job store: nothing lost or stuck across restarts ------------------------------------------------
+
+
+def test_a_restart_requeues_an_interrupted_job_then_fails_it_with_the_reason(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    assert store.add("a", "a.mp4", 10, None, queue_size=1) and not store.add("b", "b.mp4", 10, None, queue_size=1)
+    assert store.claim(worker=123).attempts == 1
+    assert store.recover(max_attempts=2) == {"queued": 1, "failed": 0}
+    job = store.get("a")
+    assert job.status == "queued" and "interrupted by a server restart" in job.error
+    assert store.claim(worker=124).attempts == 2 and store.claim(worker=125) is None
+    assert store.recover(max_attempts=2) == {"queued": 0, "failed": 1}
+    job = store.get("a")
+    assert job.status == "failed" and job.error == "interrupted by a server restart (after 2 attempts)"
+    assert store.counts() == {"queued": 0, "running": 0, "done": 0, "failed": 1}
+
+
+def test_a_finished_job_keeps_its_record_and_old_ones_expire(tmp_path: Path) -> None:
+    config = serve_config(tmp_path, retention_s=3600.0)
+    store = JobStore(config.data)
+    store.upload_path("a").write_bytes(b"video")
+    store.add("a", "a.mp4", 5, None, queue_size=4)
+    store.claim(worker=1)
+    (store.result_dir("a")).mkdir()
+    (store.result_dir("a") / "montage.png").write_bytes(b"png")
+    store.finish("a", {"probability": 0.9, "status": "ok"}, explanation=True, overlay=False)
+    reopened = JobStore(config.data).get("a")
+    assert reopened.status == "done" and reopened.record == {"probability": 0.9, "status": "ok"}
+    assert not store.upload_path("a").exists() and reopened.result_bytes == 3 and reopened.upload_bytes == 0
+    pool = WorkerPool(config, metrics=None)
+    assert pool.expire(now=time.time()) == 0
+    assert pool.expire(now=time.time() + 3601) == 1 and store.get("a") is None
+    assert not store.result_dir("a").exists()
+
+
+def test_two_workers_never_claim_the_same_job(tmp_path: Path) -> None:
+    first, second = JobStore(tmp_path), JobStore(tmp_path)
+    for name in "abcdef":
+        first.add(name, name, 1, None, queue_size=10)
+    claimed = []
+    while (job := (first if len(claimed) % 2 else second).claim(worker=len(claimed))) is not None:
+        claimed.append(job.id)
+    assert sorted(claimed) == list("abcdef")
+
+
+# ---- the real worker pool: scored as deepfake predict scores, explained, bounded -----------------------------
+
+
+def wait_final(client: TestClient, url: str, timeout_s: float = 180) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = client.get(url).json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(POLL_S)
+    raise AssertionError(f"{url} did not finish within {timeout_s} s: {job}")
+
+
+@pytest.fixture(scope="module")
+def live(models_root: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    tmp = tmp_path_factory.mktemp("live")
+    config = ServeConfig.from_params(models_root["params"], models=models_root["root"], data=tmp / "serve", workers=1)
+    with TestClient(create_app(config)) as client:
+        yield client
+
+
+def test_a_served_verdict_equals_deepfake_predict(live: TestClient, models_root: dict, hostile_part: Path) -> None:
+    from deepfake.apps import predict as infer
+    from deepfake.backends.base import create_backend
+
+    assert live.get("/readyz").json()["ready"] is True
+    job = wait_final(live, upload(live, hostile_part / "reala.mp4").json()["url"])
+    assert job["status"] == "done" and job["attempts"] == 1, job
+    record = job["record"]
+    backend = create_backend("onnx", models_root["store"], models_root["params"])
+    config = infer.PredictConfig.from_params(models_root["params"])
+    prepared = infer.prepare_video(hostile_part / "reala.mp4", config, backend.face_input)
+    [expected] = infer.score_prepared([prepared], backend, config)
+    assert record["status"] == "ok" and record["probability"] == pytest.approx(expected["probability"], abs=1e-6)
+    assert record["label"] == expected["label"] and record["path"] == "reala.mp4"
+    assert job["probability"] == record["probability"]
+    montage = live.get(job["explanation"])
+    assert montage.status_code == 200 and montage.content.startswith(b"\x89PNG")
+    overlay = live.get(job["overlay"])
+    assert overlay.headers["content-type"] == "video/mp4"
+    with av.open(__import__("io").BytesIO(overlay.content)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"  # what a browser's <video> plays
+        assert next(container.decode(stream)).width > 0
+    metrics = live.get("/metrics").text
+    assert 'deepfake_job_duration_seconds_count{status="done"}' in metrics and "deepfake_workers_ready 1.0" in metrics
+
+
+def test_a_video_without_a_face_is_done_with_the_reason(live: TestClient, hostile_part: Path) -> None:
+    job = wait_final(live, upload(live, hostile_part / "noface.mp4").json()["url"])
+    assert job["status"] == "done" and job["probability"] is None
+    assert job["record"]["status"].startswith("no_face") and job["explanation"] is None
+    assert "no_face" in live.get(f"{job['url']}/explanation").json()["detail"]
+    assert live.delete(job["url"]).status_code == 204
+
+
+@pytest.mark.slow
+def test_a_job_past_its_timeout_fails_and_its_worker_is_replaced(
+    models_root: dict, hostile_part: Path, tmp_path: Path
+) -> None:
+    config = ServeConfig.from_params(
+        models_root["params"], models=models_root["root"], data=tmp_path / "serve", job_timeout_s=0.3
+    )
+    with TestClient(create_app(config)) as client:
+        job = wait_final(client, upload(client, hostile_part / "reala.mp4").json()["url"])
+        assert job["status"] == "failed" and job["error"].startswith("timed out after")
+        deadline = time.monotonic() + 120
+        while client.get("/readyz").json()["workers_ready"] < 1 and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        assert client.get("/readyz").json()["workers_ready"] == 1
+        assert 'deepfake_job_failures_total{kind="timeout"} 1.0' in client.get("/metrics").text
+
+
+# ---- a model package carries its own settings -------------------------------------------------------------
+
+
+def test_predict_runs_from_any_folder_on_the_package_settings(
+    models_root: dict, hostile_part: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deepfake.cli import main as cli_main
+
+    settings = models_root["store"].settings()
+    assert settings["predict"]["frames"] == models_root["params"].predict.frames
+    assert settings["bboxes"]["thresholds"] == list(models_root["params"].bboxes.thresholds)
+    video = str(hostile_part / "reala.mp4")
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(models_root["raw"]))
+    out = ["--models", str(models_root["root"]), "-q"]
+    first_run = ["predict", video, *out, "--json", str(tmp_path / "a.json"), "--csv", str(tmp_path / "a.csv")]
+    assert cli_main(["--params", str(params_file), *first_run]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no params.yaml here: the package's settings over the packaged defaults
+    assert cli_main(["predict", video, *out, "--json", str(tmp_path / "b.json"), "--csv", "b.csv"]) == 0
+    first, second = (json.loads((tmp_path / f"{n}.json").read_text())["videos"][0] for n in "ab")
+    assert second["probability"] == pytest.approx(first["probability"], abs=1e-6)
+    machine = {"threads"}  # decoder threads follow predict.workers, a machine knob the package does not carry
+    assert {k: v for k, v in second["sampling"].items() if k not in machine} == {
+        k: v for k, v in first["sampling"].items() if k not in machine
+    }
+    assert [f["faces"] for f in second["frames"]] == [f["faces"] for f in first["frames"]]
+
+
+def test_settings_merge_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deepfake.core.params import load_params_for_models
+
+    monkeypatch.chdir(tmp_path)
+    recorded = {"predict": {"frames": 7}, "crops": {"margin": 0.25}, "models": ["classifier"]}
+    params, source = load_params_for_models(None, lambda: recorded)
+    assert params.predict.frames == 7 and params.crops.margin == 0.25 and params.models == ["classifier"]
+    assert params.predict.batch_size > 0 and "model package" in source  # the rest from the packaged defaults
+    with pytest.raises(ParamsError, match="unknown settings"):
+        load_params_for_models(None, lambda: {"train": {"epochs": 1}, "wat": {}})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(tmp_path, predict__frames=5)))
+    params, source = load_params_for_models(None, lambda: recorded)
+    assert params.predict.frames == 5 and source == "params.yaml"  # a params.yaml present overrides
+
+
+def test_the_overlay_is_h264(tmp_path: Path) -> None:
+    from deepfake.apps.explain import write_mp4
+
+    rows = [np.full((256, 514, 3), i * 20, np.uint8) for i in range(5)]
+    write_mp4(tmp_path / "o.mp4", rows, fps=4.0)
+    with av.open(str(tmp_path / "o.mp4")) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        assert sum(1 for _ in container.decode(stream)) == 5

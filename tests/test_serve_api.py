@@ -140,6 +140,16 @@ def test_frame_size_duration_and_frame_count_limits(api, clip: Path) -> None:
     assert "claims 8 frames" in upload(api(max_frames=4), clip).json()["detail"]
 
 
+def test_lying_headers_are_refused_before_any_decoding_work(api, tmp_path: Path) -> None:
+    from tests.test_hostile_inputs import write_endless, write_giant
+
+    client = api()
+    giant = upload(client, write_giant(tmp_path / "giant.mp4"))
+    assert giant.status_code == 422 and giant.json()["detail"].startswith("unreadable"), giant.text
+    endless = upload(client, write_endless(tmp_path / "endless.mp4", face_frames("grace_hopper.jpg", frames=4)))
+    assert endless.status_code == 422 and endless.json()["detail"].startswith("too long")  # 2**31 - 1 frames at 15 fps
+
+
 def test_the_size_limit_stops_the_stream(api, clip: Path, tmp_path: Path) -> None:
     client = api(max_upload_bytes=1000)
     assert upload(client, clip).status_code == 413  # Content-Length says so: refused before reading

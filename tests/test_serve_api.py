@@ -386,3 +386,27 @@ def test_the_overlay_is_h264(tmp_path: Path) -> None:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
         assert sum(1 for _ in container.decode(stream)) == 5
+
+
+def test_serve_key_prints_a_key_and_the_line_that_accepts_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from deepfake.cli import main as cli_main
+
+    assert cli_main(["serve-key", "--label", "newsroom"]) == 0
+    key_line, hash_line = capsys.readouterr().out.splitlines()
+    key = key_line.rsplit(" ", 1)[1]
+    stored = hash_line.split(": ", 1)[1]
+    assert stored.startswith("newsroom ") and key not in stored
+    (tmp_path / "keys").write_text(stored + "\n")
+    keys = ApiKeys.load(tmp_path / "keys", environ={})
+    assert keys.check(key) == "newsroom" and keys.check(key + "x") is None
+
+
+def test_the_cli_offers_exactly_the_serve_backends_params_accept() -> None:
+    import typing
+
+    from deepfake.cli import SERVE_BACKENDS
+    from deepfake.core.params import ServeParams
+
+    assert typing.get_args(ServeParams.model_fields["backend"].annotation) == SERVE_BACKENDS

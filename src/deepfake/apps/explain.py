@@ -214,14 +214,20 @@ def explain_prepared(
     montage_rows: int,
     fps: float,
     face_pngs: bool = True,
+    max_faces: int | None = None,
 ) -> dict[str, Any]:
     """``explain`` for a video ``prepare_video`` has decoded, detected and cut already (the service
-    scores and explains from one decode); ``face_pngs`` False writes no per-face PNGs."""
+    scores and explains from one decode); ``face_pngs`` False writes no per-face PNGs; ``max_faces``
+    explains that many faces at most, evenly spread over the video (occlusion maps cost one forward
+    pass per square)."""
     record = prepared.record
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, records = [], []
     views: dict[int, list[tuple[str, np.ndarray]]] = {}
-    for crop, (slot, face), track in zip(prepared.crops, prepared.crop_faces, prepared.crop_tracks, strict=True):
+    count = len(prepared.crops)
+    chosen = np.unique(np.linspace(0, count - 1, min(max_faces or count, count)).round().astype(int))
+    for index in chosen:
+        crop, (slot, face), track = prepared.crops[index], prepared.crop_faces[index], prepared.crop_tracks[index]
         frame = record["frames"][slot]
         entry = frame["faces"][face]
         image = normalize_batch([crop])[0]
@@ -244,6 +250,8 @@ def explain_prepared(
     tracks = []
     for track in record["tracks"]:
         mine = [r for r in records if r["track"] == track["id"]]
+        if not mine:
+            continue  # none of its faces among the max_faces explained
         means = {name: round(float(np.mean([r[name] for r in mine])), 5) for name in explainers.models}
         tracks.append({**track, "mean_scores": means})
     track_score = {t["id"]: max(t["mean_scores"].values()) for t in tracks}

@@ -32,6 +32,7 @@ SUPERVISE_S = 0.5
 JANITOR_S = 60.0
 SHUTDOWN_GRACE_S = 20.0  # a worker's current job may finish within this at shutdown
 MONTAGE_ROWS = 4
+EXPLAIN_FACES = 12  # faces explained per analysis at most (the montage shows 4, the overlay all 12)
 OVERLAY_FPS = 4.0
 EXPLAIN_BACKEND = {"torch": "torch", "onnx": "onnx", "onnx-int8": "onnx-int8", "triton": "onnx"}
 
@@ -65,7 +66,13 @@ class JobRunner:
 
                 jobs.set_progress(job.id, "explain", 0.8)
                 explain_prepared(
-                    prepared, self.explainers, jobs.result_dir(job.id), MONTAGE_ROWS, OVERLAY_FPS, face_pngs=False
+                    prepared,
+                    self.explainers,
+                    jobs.result_dir(job.id),
+                    MONTAGE_ROWS,
+                    OVERLAY_FPS,
+                    face_pngs=False,
+                    max_faces=EXPLAIN_FACES,
                 )
                 explained = True
             jobs.finish(job.id, record, explanation=explained, overlay=explained)

@@ -174,6 +174,16 @@ def test_a_full_queue_a_used_quota_and_the_rate_limit_answer_with_limits(api, cl
     assert 1 <= int(upload(limited, clip).headers["retry-after"]) <= 60
 
 
+def test_concurrent_uploads_are_all_queued_once(api, clip: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = api(queue_size=12, rate_limit_per_minute=0)
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: upload(client, clip).status_code, range(16)))
+    assert sorted(codes) == [202] * 12 + [429] * 4, codes  # exactly the queue's size, no 500
+    assert client.get("/readyz").json()["queue"] == "12/12"
+
+
 def test_the_rate_limiter_window_slides() -> None:
     limiter = RateLimiter(2)
     assert [limiter.retry_after("a", now=t) for t in (0.0, 1.0, 2.0)] == [0, 0, 58]

@@ -128,6 +128,11 @@ class Service:
             store = self._local.jobs = JobStore(self.config.data)
         return store
 
+    async def query(self, method: str, *args: Any) -> Any:
+        """A job-store call from async code: run in a worker thread on that thread's own connection (one
+        SQLite connection is never shared by two threads, whose transactions would interleave)."""
+        return await run_in_threadpool(lambda: getattr(self.jobs, method)(*args))
+
     def start(self) -> None:
         recovered = self.jobs.recover(self.config.max_attempts)
         if any(recovered.values()):
@@ -250,11 +255,11 @@ def _add_api(app: FastAPI, service: Service) -> None:
         size = int(declared) if declared and declared.isdigit() else None
         if size is not None and size > config.max_upload_bytes + FORM_OVERHEAD:
             return _refuse(service, too_large(config.max_upload_bytes))  # refused before a byte is read
-        jobs = service.jobs
-        counts = await run_in_threadpool(jobs.counts)
+        jobs = service.jobs  # this thread's connection: paths here; queries go through service.query
+        counts = await service.query("counts")
         if counts["queued"] >= config.queue_size:
             return _refuse(service, queue_full(config.queue_size, _queue_wait(service)))
-        used = await run_in_threadpool(jobs.bytes_used)
+        used = await service.query("bytes_used")
         if used + (size or config.max_upload_bytes) > config.disk_quota_bytes:
             reason = "the disk quota for uploads and results is used up (serve.disk_quota_mb); delete analyses"
             return _refuse(service, UploadError(507, reason, "quota"))
@@ -275,7 +280,7 @@ def _add_api(app: FastAPI, service: Service) -> None:
             part.unlink(missing_ok=True)
             raise
         part.replace(jobs.upload_path(job_id))
-        added = await run_in_threadpool(jobs.add, job_id, received.filename, received.size, caller, config.queue_size)
+        added = await service.query("add", job_id, received.filename, received.size, caller, config.queue_size)
         if not added:  # the queue filled while this upload streamed
             jobs.upload_path(job_id).unlink(missing_ok=True)
             return _refuse(service, queue_full(config.queue_size, _queue_wait(service)))

@@ -30,7 +30,7 @@ from fastapi import FastAPI, File, UploadFile
 from fastapi.staticfiles import StaticFiles
 from fastapi.testclient import TestClient
 
-from deepfake.apps.serve.docs_ui import ASSETS_URL, SPEC_30_URL, mount_docs, openapi_30
+from deepfake.apps.serve.docs_ui import ASSETS_URL, mount_docs
 
 CHROMIUM = Path(os.environ.get("DEEPFAKE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -87,44 +87,10 @@ def test_docs_ui_is_served_from_the_package_with_no_outside_url(tmp_path: Path) 
     assert f"'sha256-{digest}'" in script_src and "unsafe" not in script_src
     assert "frame-ancestors 'none'" in policy
 
-    # Swagger UI 4 reads 3.0: the spec it loads is the app's, rewritten; the app's own stays 3.1
-    assert client.get("/openapi.json").json()["openapi"].startswith("3.1")
-    spec = client.get(SPEC_30_URL).json()
-    assert spec["openapi"] == "3.0.3"
-    assert "/v1/upload" in spec["paths"] and "/docs" not in spec["paths"]
-    body = next(s for name, s in spec["components"]["schemas"].items() if name.startswith("Body_"))
-    assert body["properties"]["video"] == {"title": "Video", "type": "string", "format": "binary", "nullable": True}
-    assert '"type": "null"' not in str(spec).replace("'", '"')
-
-
-def test_openapi_30_rewrites_schemas_and_leaves_names_alone() -> None:
-    spec = {
-        "openapi": "3.1.0",
-        "info": {"title": "t", "version": "1", "license": {"name": "MIT", "identifier": "MIT"}},
-        "paths": {},
-        "components": {
-            "schemas": {
-                "Thing": {
-                    "type": "object",
-                    "properties": {
-                        "type": {"anyOf": [{"$ref": "#/components/schemas/Kind"}, {"type": "null"}]},
-                        "const": {"const": "x", "examples": ["x"]},
-                        "score": {"type": ["number", "null"], "exclusiveMinimum": 0},
-                        "either": {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]},
-                    },
-                },
-                "Kind": {"type": "string", "enum": ["a", "b"]},
-            }
-        },
-    }
-    out = openapi_30(spec)
-    props = out["components"]["schemas"]["Thing"]["properties"]
-    assert out["openapi"] == "3.0.3" and "identifier" not in out["info"]["license"]
-    assert props["type"] == {"allOf": [{"$ref": "#/components/schemas/Kind"}], "nullable": True}
-    assert props["const"] == {"enum": ["x"], "example": "x"}
-    assert props["score"] == {"type": "number", "nullable": True, "minimum": 0, "exclusiveMinimum": True}
-    assert props["either"] == {"anyOf": [{"type": "string"}, {"type": "integer"}], "nullable": True}
-    assert spec["openapi"] == "3.1.0"  # the input is left as it was
+    # Swagger UI 5 reads the app's own OpenAPI 3.1 document, with the upload as a file field
+    assert "url: '/openapi.json'" in html
+    spec = client.get("/openapi.json").json()
+    assert spec["openapi"].startswith("3.1") and "/v1/upload" in spec["paths"] and "/docs" not in spec["paths"]
 
 
 # ---- the page, in Chromium, against the real server ----------------------------------------------------------

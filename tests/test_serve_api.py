@@ -420,3 +420,48 @@ def test_the_cli_offers_exactly_the_serve_backends_params_accept() -> None:
     from deepfake.core.params import ServeParams
 
     assert typing.get_args(ServeParams.model_fields["backend"].annotation) == SERVE_BACKENDS
+
+
+def sleep_with_parent_death_signal(parent: int, armed: str) -> None:  # a spawned child: module level
+    import signal
+
+    from deepfake.apps.predict import init_worker
+
+    init_worker(parent, on_parent_death=signal.SIGKILL)
+    Path(armed).touch()
+    time.sleep(60)
+
+
+@pytest.mark.parametrize("through_spawner", [False, True])
+def test_workers_outlive_the_thread_that_started_them(through_spawner: bool, tmp_path: Path) -> None:
+    """Linux fires the parent-death signal when the *thread* that started a child ends: a worker started
+    from the app's start-up thread died when the thread pool retired it. The spawner thread outlives them."""
+    import multiprocessing
+    import os
+    import threading
+
+    from deepfake.apps.serve.workers import _Spawner
+
+    armed = tmp_path / "armed"
+    spawner = _Spawner()
+    child = multiprocessing.get_context("spawn").Process(
+        target=sleep_with_parent_death_signal, args=(os.getpid(), str(armed))
+    )
+
+    def start_then_end() -> None:  # the thread lives until the child has set its signal, then ends
+        spawner.call(child.start) if through_spawner else child.start()
+        deadline = time.monotonic() + 60
+        while not armed.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=start_then_end)
+    thread.start()
+    thread.join()
+    assert armed.exists()
+    time.sleep(1.0)  # the kernel's signal, when sent, has landed
+    try:
+        assert child.is_alive() is through_spawner, child.exitcode
+    finally:
+        child.kill()
+        child.join(timeout=10)
+        spawner.close()

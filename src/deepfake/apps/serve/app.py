@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 WORKER_START_TIMEOUT_S = 300.0
 LIST_LIMIT = 100
+FIRST_JOB_GUESS_S = 10.0  # Retry-After's job time before any job has finished
 FORM_OVERHEAD = 64 << 10  # multipart headers and boundaries around the video's bytes
 PAGE_CSP = (
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
@@ -341,9 +342,10 @@ def _add_api(app: FastAPI, service: Service) -> None:
 
 
 def _queue_wait(service: Service) -> int:
-    """Retry-After for a full queue: the recent mean job time times the queue per worker, in [1, 300] s."""
-    mean = service.jobs.mean_job_seconds() or 10.0
-    return int(min(300, max(1, math.ceil(mean * service.config.queue_size / service.config.workers))))
+    """Retry-After for a full queue: about when the next place frees up (the recent mean job time over the
+    workers), in [1, 300] s."""
+    mean = service.jobs.mean_job_seconds() or FIRST_JOB_GUESS_S
+    return int(min(300, max(1, math.ceil(mean / service.config.workers))))
 
 
 def _result_file(service: Service, job_id: str, name: str, media_type: str) -> FileResponse:

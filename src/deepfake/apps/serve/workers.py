@@ -13,10 +13,13 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +114,35 @@ def worker_main(config: ServeConfig, parent: int, events: Any) -> None:
         runner.run(job, jobs)
 
 
+class _Spawner:
+    """Starts processes from one thread that outlives them. Linux sends a child's parent-death signal when
+    the *thread* that started it ends, not the process: workers started from a thread pool's thread (the
+    app's start-up) or the supervisor thread were killed when that thread retired."""
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="deepfake-serve-spawner", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (request := self._requests.get()) is not None:
+            func, future = request
+            try:
+                future.set_result(func())
+            except BaseException as err:  # noqa: BLE001 - handed to the caller waiting on the future
+                future.set_exception(err)
+
+    def call(self, func: Callable[[], Any]) -> Any:
+        future: Future[Any] = Future()
+        self._requests.put((func, future))
+        return future.result()
+
+    def close(self) -> None:
+        """Only once every process it started has ended."""
+        self._requests.put(None)
+        self._thread.join(timeout=5)
+
+
 @dataclass
 class _Worker:
     process: Any
@@ -129,6 +161,7 @@ class WorkerPool:
         self.workers: dict[int, _Worker] = {}
         self.load_error: str | None = None
         self._thread: threading.Thread | None = None
+        self._spawner = _Spawner()
         self._halt = threading.Event()
         self._last_finished = time.time()
         self._last_janitor = 0.0
@@ -142,7 +175,7 @@ class WorkerPool:
             name="deepfake-serve-worker",
             daemon=True,
         )
-        process.start()
+        self._spawner.call(process.start)
         self.workers[process.pid] = _Worker(process)
 
     def start(self, timeout_s: float) -> None:
@@ -180,6 +213,7 @@ class WorkerPool:
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join(timeout=5)
+        self._spawner.close()
         for job in self.jobs.running():  # stopped mid-job: the next start runs it again
             self.jobs.release(job.id, "interrupted by a server shutdown", self.config.max_attempts)
         self.events.close()
@@ -191,8 +225,6 @@ class WorkerPool:
     # ---- supervision ----------------------------------------------------------------------------
 
     def _drain_events(self, timeout: float = 0.0) -> None:
-        import queue
-
         try:
             kind, pid, text = self.events.get(timeout=timeout) if timeout else self.events.get_nowait()
         except queue.Empty:

@@ -275,3 +275,13 @@ def test_a_stages_work_in_progress_is_invisible_to_dvc() -> None:
         for name in (".dfdc_train_part_0.partial", ".dfdc_train_part_0.previous"):
             assert repo.dvcignore.is_ignored_dir(os.path.join(ROOT, "data", "crops", name)), name
         assert not repo.dvcignore.is_ignored_dir(os.path.join(ROOT, "data", "crops", "dfdc_train_part_0"))
+
+
+def test_the_export_stage_tracks_every_setting_its_manifest_records() -> None:
+    """A model package's manifest records PACKAGE_SETTINGS; DVC must rerun export when one changes."""
+    from deepfake.core.params import PACKAGE_SETTINGS
+
+    tracked = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["export"]["params"])
+    for section, keys in PACKAGE_SETTINGS.items():
+        for key in [section] if keys is None else [f"{section}.{k}" for k in keys]:
+            assert key in tracked or section in tracked, f"export's params in dvc.yaml lack {key}"

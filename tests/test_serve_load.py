@@ -172,14 +172,8 @@ def test_a_short_load_run_accounts_for_every_upload(servers, hostile_part: Path,
     uploads = report["uploads"]
     accounting = report["accounting"]
 
-    # KNOWN SERVICE BUG (reported, not fixed here): concurrent uploads share the event-loop thread's
-    # SQLite connection (app.py create_analysis: `jobs = service.jobs` is read on the loop thread, then
-    # used in several threadpool threads at once), so two `JobStore.add` transactions can interleave:
-    # a 500 "cannot start a transaction within a transaction" (upload file left in uploads/ with no
-    # row), or a 500 "cannot commit - no transaction is active" for an upload the other add committed
-    # (queued and run, but its client never got the id: `unknown_to_client`). The next request on that
-    # keep-alive connection then fails in transport (ReadError). These three assertions catch it when
-    # the race happens (not every run: it needs two adds at the same instant).
+    # These catch the race this test found: concurrent uploads once shared one SQLite connection, whose
+    # interleaved transactions gave 500s, an upload left with no row, or a job whose client never got its id.
     assert accounting["ok"], accounting
     assert accounting["accepted"] == accounting["final"] == sum(1 for u in uploads if u["id"])
     assert report["responses_5xx"] == 0 and report["errors"] == 0, report["error_samples"]
@@ -201,7 +195,7 @@ def test_a_short_load_run_accounts_for_every_upload(servers, hostile_part: Path,
     assert report["memory"]["peak_tree_mib"] > 0 and report["memory"]["peak_processes"] >= 2
 
     # the server's own view: exactly the accepted analyses, all final, no upload file left behind
-    # (the known bug above breaks these too when it strikes: an extra row, or an orphaned <id>.video)
+    # (that race broke these too: an extra row, or an orphaned <id>.video)
     rows = _rows(server.data)
     assert set(rows) == {u["id"] for u in uploads if u["id"]}
     assert {r["status"] for r in rows.values()} <= {"done", "failed"}

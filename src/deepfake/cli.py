@@ -123,7 +123,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from deepfake.apps.serve.app import create_app
     from deepfake.apps.serve.settings import ServeConfig
 
-    models = args.models or Path(params_models_default(args))
+    models = args.models or Path(_serve_models_default(args))
     params = _model_params(args, models)
     config = ServeConfig.from_params(
         params,
@@ -149,18 +149,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def params_models_default(args: argparse.Namespace) -> str:
+def _serve_models_default(args: argparse.Namespace) -> str:
     """serve.models from --params or ./params.yaml when there is one, else models/ (whose settings apply)."""
     path = args.params or Path("params.yaml")
     return load_params(path).serve.models if path.is_file() else "models"
 
 
 def _cmd_serve_key(args: argparse.Namespace) -> int:
-    from deepfake.apps.serve.settings import hash_key, new_key
+    from deepfake.apps.serve.settings import KEY_HASHES_ENV, hash_key, new_key
 
     key = new_key()
     print(f"API key (give it to the client; it is not stored anywhere): {key}")
-    print(f"line for serve.api_keys_file (or {'DEEPFAKE_API_KEY_HASHES'}): {args.label} {hash_key(key)}")
+    print(f"line for serve.api_keys_file (or {KEY_HASHES_ENV}): {args.label} {hash_key(key)}")
     return 0
 
 

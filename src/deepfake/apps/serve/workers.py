@@ -98,7 +98,7 @@ def worker_main(config: ServeConfig, parent: int, events: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s worker %(process)d: %(message)s")
-    set_torch_threads(max(1, (os.cpu_count() or 1) // config.workers))  # the detector's share of the cores
+    set_torch_threads(1)
     try:
         runner = JobRunner(config)
         jobs = JobStore(config.data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -290,7 +291,9 @@ def live(models_root: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield client
 
 
-def test_a_served_verdict_equals_deepfake_predict(live: TestClient, models_root: dict, hostile_part: Path) -> None:
+def test_a_served_verdict_equals_deepfake_predict(
+    live: TestClient, models_root: dict, hostile_part: Path, tmp_path: Path
+) -> None:
     from deepfake.apps import predict as infer
     from deepfake.backends.base import create_backend
 
@@ -299,9 +302,11 @@ def test_a_served_verdict_equals_deepfake_predict(live: TestClient, models_root:
     assert job["status"] == "done" and job["attempts"] == 1, job
     record = job["record"]
     backend = create_backend("onnx", models_root["store"], models_root["params"])
-    config = infer.PredictConfig.from_params(models_root["params"])
-    prepared = infer.prepare_video(hostile_part / "reala.mp4", config, backend.face_input)
-    [expected] = infer.score_prepared([prepared], backend, config)
+    # predict with a worker process, as the service runs it: one torch thread, a detector of its own
+    config = replace(infer.PredictConfig.from_params(models_root["params"]), workers=1)
+    outputs = infer.Outputs(tmp_path / "p.csv", tmp_path / "p.json", tmp_path / "p.jsonl")
+    infer.predict_videos([hostile_part / "reala.mp4"], backend, config, outputs)
+    [expected] = json.loads((tmp_path / "p.json").read_text())["videos"]
     assert record["status"] == "ok" and record["probability"] == pytest.approx(expected["probability"], abs=1e-6)
     assert record["label"] == expected["label"] and record["path"] == "reala.mp4"
     assert job["probability"] == record["probability"]

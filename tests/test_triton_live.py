@@ -160,7 +160,9 @@ def test_the_service_on_triton_scores_as_on_onnx(
     from deepfake.apps.serve.app import create_app
     from deepfake.apps.serve.settings import ServeConfig
 
-    expected, _ = predict(models_root, hostile_part / "reala.mp4", tmp_path / "onnx")
+    raw = copy.deepcopy(models_root["raw"])
+    raw["predict"]["workers"] = 1  # a worker process, as the service runs it: one torch thread, its own detector
+    expected, _ = predict({**models_root, "raw": raw}, hostile_part / "reala.mp4", tmp_path / "onnx")
     config = ServeConfig.from_params(
         models_root["params"],
         models=models_root["root"],

@@ -98,7 +98,7 @@ def worker_main(config: ServeConfig, parent: int, events: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s worker %(process)d: %(message)s")
-    set_torch_threads(1)
+    set_torch_threads(1)  # as predict's workers: a verdict's floats never depend on the machine's core count
     try:
         runner = JobRunner(config)
         jobs = JobStore(config.data)
@@ -220,7 +220,8 @@ class WorkerPool:
         self.jobs.close()
 
     def ready_count(self) -> int:
-        return sum(1 for w in self.workers.values() if w.ready and w.process.is_alive())
+        """Workers with their models loaded (from request threads: a copy, as the supervisor edits the dict)."""
+        return sum(1 for w in list(self.workers.values()) if w.ready and w.process.is_alive())
 
     # ---- supervision ----------------------------------------------------------------------------
 

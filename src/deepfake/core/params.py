@@ -218,10 +218,12 @@ class DataParams(_Section):
         return tuple(Path(root) for root in spec.extra_roots) if spec else ()
 
 
-# mirror stages/sample.py's MIN_FRAMES, MIN_SIDE, MIN_GENERATOR_SIZE and DATASETS (core cannot import
-# stages); SampleConfig checks them again
+# The built-in sample's settings (deepfake.sample) are checked here only: SampleConfig reads them as they are.
 SAMPLE_MIN_FRAMES, SAMPLE_MIN_SIDE, SAMPLE_MIN_GENERATOR_SIZE = 8, 64, 16
+# the layouts deepfake.sample.writers can write (a test keeps its WRITERS equal to them)
 SampleDataset = Literal["ffpp", "celebdf", "dfdc_test", "dfdcp", "deeperforensics"]
+SAMPLE_DATASETS: tuple[str, ...] = typing.get_args(SampleDataset)
+SAMPLE_IDENTITIES = "identities"  # the sample's folder of identities/<dataset>.csv maps, beside the datasets
 
 
 class SampleParams(_Section):
@@ -260,7 +262,7 @@ class SampleParams(_Section):
                     f"least one of the {self.identity_groups} identity_groups for train",
                 )
             )
-        clash = sorted(set(self.parts) & {*self.datasets, "identities"})
+        clash = sorted(set(self.parts) & {*self.datasets, SAMPLE_IDENTITIES})
         if clash:
             problems.append(("parts", f"{clash} clash with the folders of sample.datasets"))
         _raise_problems(problems)

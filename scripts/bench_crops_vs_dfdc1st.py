@@ -45,6 +45,7 @@ import av
 import cv2
 
 from deepfake.core.params import load_params
+from deepfake.core.vocabulary import REAL
 from deepfake.media.video import FrameSampling, iter_sampled_frames
 from deepfake.stages import crops, ingest
 
@@ -107,7 +108,7 @@ def upscale(folder: Path, boxes: Path, out: Path, width: int, height: int, video
     """The first ``videos`` REAL videos of the part and their fakes, scaled to ``width x height`` H.264
     (libx264, as DFDC), with their boxes scaled to match; returns (part folder, boxes folder)."""
     meta = json.loads((folder / "metadata.json").read_text())
-    reals = sorted(n for n, e in meta.items() if e["label"] == "REAL" and (boxes / f"{Path(n).stem}.json").is_file())
+    reals = sorted(n for n, e in meta.items() if e["label"] == REAL and (boxes / f"{Path(n).stem}.json").is_file())
     reals = reals[:videos]
     chosen = {n: e for n, e in meta.items() if n in reals or e.get("original") in reals}
     part, box_out = out / folder.name, out / "boxes"

@@ -21,13 +21,14 @@ import pytest
 import yaml
 
 from deepfake.core.errors import InputError, LeakageError
-from deepfake.core.params import LAYOUT_NAMES, DatasetParams
+from deepfake.core.params import DatasetParams
+from deepfake.core.vocabulary import LAYOUT_NAMES
 from deepfake.media.crop_index import INDEX_COLUMNS as CROP_COLUMNS
 from deepfake.media.face_input import crop_face
-from deepfake.media.layouts import LAYOUTS, REQUIRED, IndexRow, read_index_csv
+from deepfake.media.layouts import LAYOUTS, REQUIRED, IndexRow, load_dataset, read_index_csv
 from deepfake.media.layouts.base import INDEX_COLUMNS
 from deepfake.media.masks import binarize
-from deepfake.media.metadata import MetadataError, load_dataset, resolve_inside
+from deepfake.media.metadata import MetadataError, resolve_inside
 from deepfake.media.video import FrameSampling, iter_sampled_frames
 from deepfake.modeling.data import select_training_data
 from deepfake.modeling.splits import FoldsConfig, assign_folds, find_leaks, official_splits

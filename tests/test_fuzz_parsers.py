@@ -26,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from deepfake.core.vocabulary import LABELS
 from deepfake.media import faces, metadata
 from deepfake.media.face_input import expand_box
 from deepfake.media.faces import (
@@ -39,7 +40,6 @@ from deepfake.media.faces import (
 )
 from deepfake.media.metadata import (
     IDENTITY_KEY,
-    LABELS,
     MAX_METADATA_BYTES,
     METADATA_NAME,
     MetadataError,

@@ -74,7 +74,7 @@ def assert_portable(index: DatasetIndex, tmp_path: Path) -> None:
 
 
 def test_registry_names_each_layout_and_its_options() -> None:
-    from deepfake.core.params import LAYOUT_NAMES
+    from deepfake.core.vocabulary import LAYOUT_NAMES
 
     assert set(LAYOUTS) == {"dfdc", "dfdc_test", "dfdcp", "ffpp", "celebdf", "deeperforensics"} == set(LAYOUT_NAMES)
     accepted = {name: set(layout.accepted()) for name, layout in LAYOUTS.items()}

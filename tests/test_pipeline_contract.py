@@ -148,6 +148,63 @@ def test_imports_point_one_way_down_the_layers_and_no_stage_imports_another() ->
                 assert target.name == "__init__.py", f"{relative} imports another stage module, {name}"
 
 
+def _import_graph() -> dict[Path, set[Path]]:
+    """Each package file -> the package files importing it runs: every module it names, lazy imports
+    included, and the ``__init__`` of each package it enters (not those it lies in: they are running)."""
+    graph: dict[Path, set[Path]] = {}
+    for path in sorted((SRC / "deepfake").rglob("*.py")):
+        edges: set[Path] = set()
+        for name in _imported_modules(path):
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):
+                found = _module_file(".".join(parts[:i]))
+                if found is None or found == path:
+                    continue
+                if found.name == "__init__.py" and found.parent in path.parents:
+                    continue
+                edges.add(found)
+        graph[path] = edges
+    return graph
+
+
+def _first_cycle(graph: dict[Path, set[Path]]) -> list[Path]:
+    """One import cycle of ``graph`` as ``[a, b, ..., a]``, or [] when there is none (depth-first, sorted)."""
+    done: set[Path] = set()
+    for start in sorted(graph):
+        if start in done:
+            continue
+        trail, on_trail = [start], {start}
+        stack = [iter(sorted(graph.get(start, ())))]
+        while stack:
+            following = next(stack[-1], None)
+            if following is None:
+                stack.pop()
+                finished = trail.pop()
+                on_trail.discard(finished)
+                done.add(finished)
+                continue
+            if following in on_trail:
+                return [*trail[trail.index(following) :], following]
+            if following not in done:
+                trail.append(following)
+                on_trail.add(following)
+                stack.append(iter(sorted(graph.get(following, ()))))
+    return []
+
+
+def test_the_cycle_finder_finds_a_cycle_and_only_a_cycle() -> None:
+    a, b, c, d = (Path(n) for n in "abcd")
+    assert _first_cycle({a: {b}, b: {c}, c: {a, d}, d: set()}) == [a, b, c, a]
+    assert _first_cycle({a: {b, c}, b: {d}, c: {d}, d: set()}) == []  # a diamond is no cycle
+
+
+def test_no_import_cycle_among_the_package_modules() -> None:
+    """No module imports, at the top or lazily, one that (transitively) imports it back: each import runs
+    one way (media.layouts -> media.metadata -> core.vocabulary, never back)."""
+    cycle = _first_cycle(_import_graph())
+    assert not cycle, "import cycle: " + " -> ".join(str(p.relative_to(SRC)) for p in cycle)
+
+
 def test_stage_params_exist_in_params_yaml(stages: dict, params: dict) -> None:
     for name, stage in stages.items():
         for dep in stage.deps:

@@ -45,6 +45,7 @@ from deepfake.backends.base import Backend
 from deepfake.core.errors import InputError
 from deepfake.core.fileio import atomic_path, write_json_atomic
 from deepfake.core.parallel import ExecutorConfig, cached, dask_client, set_torch_threads
+from deepfake.core.vocabulary import FAKE, REAL
 from deepfake.media.face_input import FaceInput, crop_face, normalize_batch, probabilities
 from deepfake.media.faces import Detection, FaceDetector
 from deepfake.media.video import SampledFrame, SpanReader, SpanSampling
@@ -350,7 +351,7 @@ def _score_video(
         return record
     record.update(
         probability=probability,
-        label="FAKE" if probability >= 0.5 else "REAL",
+        label=FAKE if probability >= 0.5 else REAL,
         decided_by=scores.decided_by,
         members={m: round(v, 5) for m, v in scores.member_probabilities().items()},
         crops=len(video.crops),

@@ -51,6 +51,7 @@ from pydantic import (
 )
 
 from deepfake.core.errors import ParamsError
+from deepfake.core.vocabulary import COMPRESSIONS, LAYOUT_NAMES, PART_NUMBER, SPLITS
 
 __all__ = [
     "AugmentParams",
@@ -178,9 +179,7 @@ class _Section(BaseModel):
 # ---- one model per section of params.yaml ---------------------------------------------------------
 
 
-# mirror deepfake.media.layouts.LAYOUTS (core cannot import media); a test keeps them equal
-LAYOUT_NAMES = ("dfdc", "dfdc_test", "dfdcp", "ffpp", "celebdf", "deeperforensics")
-Layout = Literal["dfdc", "dfdc_test", "dfdcp", "ffpp", "celebdf", "deeperforensics"]
+Layout = Literal[LAYOUT_NAMES]  # the vocabulary's names (deepfake.media.layouts registers one adapter each)
 MethodList = Annotated[list[NonEmptyStr], AfterValidator(_unique)]
 
 
@@ -190,12 +189,12 @@ class DatasetParams(_Section):
 
     layout: Layout
     root: NonEmptyStr
-    compression: Literal["raw", "c23", "c40"] | None = None  # ffpp
+    compression: Literal[COMPRESSIONS] | None = None  # ffpp
     methods: MethodList | None = None  # ffpp: manipulated_sequences/<method> folders to read (default: all)
     splits: NonEmptyStr | None = None  # ffpp: folder of train/val/test.json (default <root>/splits)
     variants: MethodList | None = None  # deeperforensics: manipulated_videos/<variant> folders
     ffpp_root: NonEmptyStr | None = None  # deeperforensics: its reals are FF++'s youtube c23 videos
-    split: Literal["train", "val", "test"] | None = None  # dfdc_test: the split its videos belong to (default test)
+    split: Literal[SPLITS] | None = None  # dfdc_test: the split its videos belong to (default test)
     identities: NonEmptyStr | None = None  # CSV path,identity: who each video shows, across datasets
 
     def options(self) -> dict[str, Any]:
@@ -571,9 +570,6 @@ class ServeParams(_Section):
     cors_origins: list[NonEmptyStr]
 
 
-_PART_NUMBER = re.compile(r"\d+$")  # modeling.splits.part_number
-
-
 class Params(_Section):
     """The whole of params.yaml: one attribute per top-level section."""
 
@@ -637,7 +633,7 @@ class Params(_Section):
             problems.append(("train.momentum", "must be > 0 with optimizer sgd (Nesterov)"))
         if folds.strategy == "part":
             for name in self.data.datasets:
-                if not _PART_NUMBER.search(name):
+                if not PART_NUMBER.search(name):
                     problems.append(
                         (f"data.datasets.{name}", "has no trailing number, which folds.strategy part needs")
                     )

@@ -1,4 +1,4 @@
-"""DFDC metadata.json: parsing, validation, and safe paths.
+"""The stages' view of a dataset's videos (``PartMetadata``), DFDC metadata.json, and safe paths.
 
 A malformed file is a clear error (the part cannot be processed without it): missing, not JSON,
 a duplicate key anywhere (never last-one-wins), or the wrong top-level shape. A malformed entry (a
@@ -11,27 +11,29 @@ Paths never leave the part folder. An entry's name must be a plain ``.mp4`` file
 one that leads out of it (``link.mp4 -> ../../elsewhere/x.mp4``, a link to a folder elsewhere), or that
 cannot be resolved (a loop), refuses that entry. The check runs when the metadata is loaded and again
 in ``PartMetadata.video_path``, the only way stages get a video's path.
+
+An indexed path (the canonical index of ``deepfake.media.layouts``) may name a file below the root, or
+through ``..`` in a declared extra root; ``path_problem`` is the one check of it, used by the layouts at
+ingest and by ``resolve_inside`` here. The vocabulary (labels, video names, identities) is
+``deepfake.core.vocabulary``'s.
 """
 
 from __future__ import annotations
 
-import re
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from deepfake.core.errors import InputError, is_environment_fault
 from deepfake.core.fileio import read_json_limited
+from deepfake.core.vocabulary import FAKE, LABELS, TRAIN, is_identity, is_video_name
 
 METADATA_NAME = "metadata.json"
-LABELS = ("REAL", "FAKE")
-# A plain file name: no folders, no leading dot, a video extension. DFDC names are 10 letters + .mp4.
-# Always used with fullmatch: with match, '$' also matches before a trailing newline ("a.mp4\n").
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}\.mp4$")
 MAX_METADATA_BYTES = 64 * 1024 * 1024  # DFDC's largest metadata.json is ~0.3 MB
 # An optional label of the person (or cluster of look-alikes) whose face a video shows; DFDC's own
 # metadata has none. Folds keep videos sharing an identity in one fold (see deepfake.modeling.splits).
 IDENTITY_KEY = "identity"
-_SAFE_IDENTITY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
 
 
 class MetadataError(InputError):
@@ -54,7 +56,7 @@ class VideoEntry:
 
     @property
     def is_fake(self) -> bool:
-        return self.label == "FAKE"
+        return self.label == FAKE
 
     @property
     def stem(self) -> str:
@@ -69,7 +71,8 @@ class VideoEntry:
 
 @dataclass(frozen=True)
 class PartMetadata:
-    """The videos of one dataset: a DFDC part's metadata.json, or a canonical index (``load_dataset``)."""
+    """The videos of one dataset: a DFDC part's metadata.json, or a canonical index
+    (``deepfake.media.layouts.load_dataset``)."""
 
     part: str  # the dataset's name
     folder: Path  # the dataset root
@@ -103,45 +106,57 @@ class PartMetadata:
         return resolve_inside(self.folder, entry.mask, self.extra_roots) if entry.mask else None
 
 
+def is_relative_posix(path: str) -> bool:
+    """Whether ``path`` is a non-empty relative POSIX path (no backslash, no NUL)."""
+    return bool(path) and "\\" not in path and "\x00" not in path and not PurePosixPath(path).is_absolute()
+
+
+def _lexical(root: Path, relative: str) -> Path:
+    """``root/relative`` made absolute with ``..`` removed by name, before any link is followed."""
+    return Path(os.path.normpath(os.path.join(os.path.abspath(root), relative)))
+
+
+def _inside(path: Path, homes: Iterable[Path]) -> bool:
+    return any(path == home or path.is_relative_to(home) for home in homes)
+
+
+def path_problem(root: Path, relative: str, extra_roots: Sequence[Path] = ()) -> tuple[Path | None, str | None]:
+    """Resolve ``relative`` under ``root``: ``(resolved path, None)``, or ``(None, why it is refused)``.
+
+    Refused: anything but a relative POSIX path; ``..`` that does not lead into an extra root; a path
+    that, once every link is followed, lies outside the root and every extra root; an unresolvable
+    link (a loop). Environment faults (EACCES, EIO, ...) propagate. Whether the file exists is left to
+    the caller.
+    """
+    if not is_relative_posix(relative):
+        return None, f"path {relative!r} is not a relative POSIX path"
+    lexical = _lexical(root, relative)
+    extras = [Path(os.path.abspath(extra)) for extra in extra_roots]
+    if ".." in PurePosixPath(relative).parts and not _inside(lexical, extras):
+        return None, f"path {relative!r} escapes the dataset root"
+    if not _inside(lexical, [Path(os.path.abspath(root)), *extras]):
+        return None, f"path {relative!r} escapes the dataset root"
+    try:
+        resolved = lexical.resolve()
+        homes = [Path(home).resolve() for home in (root, *extra_roots)]
+    except RuntimeError:  # Python < 3.13 reports a symlink loop this way
+        return None, f"path {relative!r} cannot be resolved (a symbolic link loop)"
+    except OSError as err:
+        if is_environment_fault(err):
+            raise
+        return None, f"path {relative!r} cannot be resolved ({err.strerror or type(err).__name__})"
+    if not _inside(resolved, homes):
+        return None, f"path {relative!r} resolves outside the dataset root (through a symbolic link)"
+    return resolved, None
+
+
 def resolve_inside(root: Path, relative: str, extra_roots: tuple[Path, ...] = ()) -> Path:
     """The file at ``relative`` under ``root``, refused (``MetadataError``) when, with ``..`` taken by name
     and then every link followed, it lies outside ``root`` and every extra root (the ingest check)."""
-    from deepfake.media.layouts import path_problem  # lazy: the dfdc adapter imports this module
-
     _, reason = path_problem(root, relative, extra_roots)
     if reason:
         raise MetadataError(f"refused in {root}: {reason}")
     return root / relative  # as named: reports show the indexed name, not a link's target
-
-
-def load_dataset(index_csv: Path, root: Path, name: str, extra_roots: tuple[Path, ...] = ()) -> PartMetadata:
-    """A dataset's canonical index (written by the ingest stage) as the stages' view of its videos.
-
-    The index was validated when it was written; ``read_index_csv`` checks it again (columns,
-    vocabularies, originals naming REAL rows), and every path is checked again when opened.
-    """
-    from deepfake.media.layouts import read_index_csv  # lazy: the dfdc adapter imports this module
-
-    entries = {
-        row.video: VideoEntry(
-            name=row.video,
-            label=row.label,
-            original=row.original or None,
-            split=row.split,
-            part=name,
-            identity=row.identity,
-            path=row.path,
-            method=row.method,
-            compression=row.compression,
-            mask=row.mask,
-        )
-        for row in sorted(read_index_csv(Path(index_csv)), key=lambda r: r.video)
-    }
-    return PartMetadata(part=name, folder=Path(root), entries=entries, refused={}, extra_roots=tuple(extra_roots))
-
-
-def _is_plain_name(name: object) -> bool:
-    return isinstance(name, str) and _SAFE_NAME.fullmatch(name) is not None and ".." not in name
 
 
 def _escape_reason(folder: Path, name: str) -> str | None:
@@ -171,7 +186,7 @@ def safe_join(folder: Path, name: str) -> Path:
     Refused: a name with a folder or ``..`` in it, and a name that is (or goes through) a symbolic
     link resolving outside ``folder``. A symlink resolving to a file directly inside ``folder`` is allowed.
     """
-    if not _is_plain_name(name):
+    if not is_video_name(name):
         raise MetadataError(f"refused file name {name!r}: not a plain .mp4 name inside {folder}")
     reason = _escape_reason(folder, name)
     if reason:
@@ -181,26 +196,26 @@ def safe_join(folder: Path, name: str) -> Path:
 
 def _check_entry(name: object, value: object) -> str | None:
     """Return why an entry is refused, or None if it is well formed."""
-    if not _is_plain_name(name):
+    if not is_video_name(name):
         return "name is not a plain .mp4 file name inside the part folder"
     if not isinstance(value, dict):
         return f"entry must be an object, got {type(value).__name__}"
     label = value.get("label")
     if label not in LABELS:
         return f"label must be one of {LABELS}, got {label!r}"
-    split = value.get("split", "train")
+    split = value.get("split", TRAIN)
     if not isinstance(split, str):
         return f"split must be a string, got {type(split).__name__}"
     original = value.get("original")
-    if label == "FAKE":
-        if not _is_plain_name(original):
+    if label == FAKE:
+        if not is_video_name(original):
             return f"a FAKE needs 'original' as a plain .mp4 name, got {original!r}"
         if original == name:
             return "a FAKE cannot be its own original"
     elif original is not None:
         return f"a REAL must have original null, got {original!r}"
     identity = value.get(IDENTITY_KEY)
-    if identity is not None and (not isinstance(identity, str) or not _SAFE_IDENTITY.fullmatch(identity)):
+    if identity is not None and not is_identity(identity):
         return f"{IDENTITY_KEY} must be a short plain label (letters, digits, '_', '-', '.'), got {identity!r}"
     return None
 
@@ -231,7 +246,7 @@ def load_metadata(folder: Path | str) -> PartMetadata:
             name=name,
             label=value["label"],
             original=value.get("original"),
-            split=value.get("split", "train"),
+            split=value.get("split", TRAIN),
             part=folder.name,
             identity=value.get(IDENTITY_KEY) or "",
         )

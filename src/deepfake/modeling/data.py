@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from deepfake.core.errors import InputError
+from deepfake.core.vocabulary import FAKE
 from deepfake.media.face_input import fit_transform, normalize_image
 from deepfake.modeling.augment import (
     AugmentConfig,
@@ -69,7 +70,7 @@ def select_training_data(table: pd.DataFrame, datasets: Sequence[str], holdout_m
             raise InputError(f"train.datasets {missing} have no crops in the folds table (datasets: {sorted(known)})")
         rows = rows[rows["part"].isin(list(datasets))]
     if holdout_methods and "method" in rows.columns:
-        rows = rows[~((rows["label"] == "FAKE") & rows["method"].isin(list(holdout_methods)))]
+        rows = rows[~((rows["label"] == FAKE) & rows["method"].isin(list(holdout_methods)))]
     return rows
 
 
@@ -77,7 +78,7 @@ def select_folds(table: pd.DataFrame, folds: list[int], drop_unmasked_fakes: boo
     """Rows of ``folds``; fakes without a mask (no original crop to compare) are left out of training."""
     rows = table[table["fold"].isin(folds)]
     if drop_unmasked_fakes:
-        unmasked = (rows["label"] == "FAKE") & (rows["mask"] == "")
+        unmasked = (rows["label"] == FAKE) & (rows["mask"] == "")
         if unmasked.any():
             logger.info("leaving out %d fake crops without a diff mask", int(unmasked.sum()))
         rows = rows[~unmasked]
@@ -149,7 +150,7 @@ class CropDataset(Dataset):
 
     @property
     def labels(self) -> np.ndarray:
-        return (self.rows["label"] == "FAKE").to_numpy(dtype=np.int64)
+        return (self.rows["label"] == FAKE).to_numpy(dtype=np.int64)
 
     def _read(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         row = self.rows.iloc[index]
@@ -159,7 +160,7 @@ class CropDataset(Dataset):
             raise InputError(f"{path}: crop missing or unreadable (dvc repro or dvc pull the crops)")
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         mask = np.zeros(image.shape[:2], np.uint8)
-        if row["label"] == "FAKE" and row["mask"]:
+        if row["label"] == FAKE and row["mask"]:
             stored = cv2.imread(str(self.roots.masks / row["mask"]), cv2.IMREAD_GRAYSCALE)
             if stored is None or stored.shape != mask.shape:
                 raise InputError(f"{self.roots.masks / row['mask']}: mask missing or of another size")
@@ -191,7 +192,7 @@ class CropDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         row_index = index % len(self.rows)
         image, mask, landmarks = self._read(row_index)
-        is_fake = self.rows.iloc[row_index]["label"] == "FAKE"
+        is_fake = self.rows.iloc[row_index]["label"] == FAKE
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             if index >= len(self.rows):

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from deepfake.core.fileio import atomic_path
+from deepfake.core.vocabulary import FAKE, REAL
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -73,8 +74,8 @@ def roc_pr_confusion(curves: dict[str, dict[str, Any]], out_dir: Path, where: st
         ax.set(
             xticks=[0, 1],
             yticks=[0, 1],
-            xticklabels=["REAL", "FAKE"],
-            yticklabels=["REAL", "FAKE"],
+            xticklabels=[REAL, FAKE],
+            yticklabels=[REAL, FAKE],
             xlabel="predicted",
             ylabel="true",
             title=name,

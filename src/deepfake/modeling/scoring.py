@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from deepfake.core.vocabulary import FAKE
 from deepfake.media.face_input import probabilities
 from deepfake.modeling.data import CropDataset
 from deepfake.modeling.metrics import ConfidentStrategy, aggregate_video, binary_metrics, mask_iou_dice
@@ -72,13 +73,13 @@ def predict_crops_with(
 
 def video_predictions(rows: pd.DataFrame, probs: np.ndarray, aggregation: Aggregation) -> pd.DataFrame:
     """One row per video: its label ``y`` and aggregated probability ``prob``."""
-    frame = rows.assign(prob=probs, y=(rows["label"] == "FAKE").astype(int))
+    frame = rows.assign(prob=probs, y=(rows["label"] == FAKE).astype(int))
     grouped = frame.groupby("video", sort=True)
     return pd.DataFrame({"y": grouped["y"].first(), "prob": grouped["prob"].apply(lambda p: aggregation(p.to_numpy()))})
 
 
 def score(rows: pd.DataFrame, probs: np.ndarray, aggregation: Aggregation) -> tuple[dict[str, Any], pd.DataFrame]:
     """Frame- and video-level metrics of crop probabilities ``probs`` (in ``rows`` order)."""
-    labels = (rows["label"] == "FAKE").astype(int).to_numpy()
+    labels = (rows["label"] == FAKE).astype(int).to_numpy()
     videos = video_predictions(rows, probs, aggregation)
     return {"frame": binary_metrics(labels, probs), "video": binary_metrics(videos["y"], videos["prob"])}, videos

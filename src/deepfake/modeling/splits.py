@@ -25,7 +25,6 @@ followed, so it says how far that protocol leaks identities.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +33,7 @@ import pandas as pd
 
 from deepfake.core.errors import InputError, ParamsError
 from deepfake.core.errors import LeakageError as LeakageError  # re-exported: a group would straddle folds
-
-_PART_NUMBER = re.compile(r"(\d+)$")
+from deepfake.core.vocabulary import PART_NUMBER, TEST, TRAIN, VAL
 
 
 @dataclass(frozen=True)
@@ -101,7 +99,7 @@ def leak_units(frame: pd.DataFrame, identity: bool) -> pd.Series:
 
 
 def part_number(part: str) -> int:
-    match = _PART_NUMBER.search(part)
+    match = PART_NUMBER.search(part)
     if not match:
         raise ParamsError(f"part {part!r} has no trailing number (expected dfdc_train_part_N)")
     return int(match.group(1))
@@ -132,7 +130,7 @@ def folds_by_part(frame: pd.DataFrame, part_splits: int, parts_total: int) -> pd
     return np.minimum(numbers // chunk, part_splits - 1).astype(int)
 
 
-SPLIT_ORDER = ("test", "val", "train")  # strictest first: a group with mixed splits goes to the first
+SPLIT_ORDER = (TEST, VAL, TRAIN)  # strictest first: a group with mixed splits goes to the first
 
 
 def _official_splits(frame: pd.DataFrame) -> pd.Series:
@@ -220,9 +218,9 @@ def folds_with_official_splits(frame: pd.DataFrame, config: FoldsConfig, officia
     if not training:
         raise InputError(f"folds.n_splits={config.n_splits} leaves no training fold besides the holdout and val folds")
     fold = pd.Series(-1, index=frame.index, dtype=int)
-    fold[split == "test"] = config.holdout_fold
-    fold[split == "val"] = config.val_fold
-    for wanted, folds in (("train", training), ("", list(range(config.n_splits)))):
+    fold[split == TEST] = config.holdout_fold
+    fold[split == VAL] = config.val_fold
+    for wanted, folds in ((TRAIN, training), ("", list(range(config.n_splits)))):
         rows = split == wanted
         if rows.any():
             sizes = units[rows].value_counts().sort_index()

@@ -15,7 +15,7 @@ import numpy as np
 from deepfake.core.parallel import LOCAL, ExecutorConfig, cached, map_videos
 from deepfake.core.report import SKIPPED, StageReport, VideoResult
 from deepfake.media.faces import Detection, FaceDetector, boxes_to_json, save_boxes
-from deepfake.media.metadata import load_dataset
+from deepfake.media.layouts import load_dataset
 from deepfake.media.video import FrameSampling, iter_sampled_frames, probe
 
 logger = logging.getLogger(__name__)

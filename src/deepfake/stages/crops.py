@@ -14,7 +14,8 @@ from deepfake.core.report import SKIPPED, StageReport, VideoResult
 from deepfake.media.crop_index import INDEX_NAME, crop_name, index_csv
 from deepfake.media.face_input import crop_face
 from deepfake.media.faces import load_boxes
-from deepfake.media.metadata import VideoEntry, load_dataset
+from deepfake.media.layouts import load_dataset
+from deepfake.media.metadata import VideoEntry
 from deepfake.media.video import FrameSampling, iter_sampled_frames
 
 logger = logging.getLogger(__name__)

@@ -22,11 +22,12 @@ from deepfake.core.errors import InputError
 from deepfake.core.fileio import atomic_dir, write_png
 from deepfake.core.parallel import LOCAL, ExecutorConfig, map_videos
 from deepfake.core.report import SKIPPED, StageReport, VideoResult
+from deepfake.core.vocabulary import FAKE
 from deepfake.media.crop_index import read_index
 from deepfake.media.face_input import crop_face
 from deepfake.media.faces import load_boxes
+from deepfake.media.layouts import load_dataset
 from deepfake.media.masks import binarize, ssim_difference
-from deepfake.media.metadata import load_dataset
 from deepfake.media.video import FrameSampling, iter_sampled_frames
 
 logger = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
     """Diff maps into ``diffs_out/<fake>/`` and masks into ``masks_out/<fake>/``, same file names as crops."""
     crops_dir, part = paths.crops, paths.part
     index = read_index(crops_dir / part)
-    fakes = index[index["label"] == "FAKE"]
+    fakes = index[index["label"] == FAKE]
     mask_sources = _mask_sources(paths)
     report = StageReport("diffs", part)
     # the diffs folder is renamed last: a failure before it keeps the previous diffs, masks and report

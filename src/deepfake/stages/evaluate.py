@@ -29,6 +29,7 @@ import pandas as pd
 from deepfake.core.device import resolve_device
 from deepfake.core.errors import InputError, ParamsError
 from deepfake.core.fileio import write_json_atomic
+from deepfake.core.vocabulary import FAKE, REAL
 from deepfake.modeling.data import CropDataset, DataRoots, read_folds, select_folds
 from deepfake.modeling.metrics import precision_recall_curve, roc_curve
 from deepfake.modeling.scoring import Aggregation, predict_crops, score
@@ -106,7 +107,7 @@ def select_testset(table: pd.DataFrame, config: Config, source: Path | str) -> p
         )
     part = rows["part"].astype(str)
     method = rows["method"].astype(str) if "method" in rows.columns else pd.Series("", index=rows.index)
-    fake = rows["label"] == "FAKE"
+    fake = rows["label"] == FAKE
     method = method.where(~fake | (method != ""), UNSPECIFIED).where(fake, "")
     return rows.assign(part=part, method=method, video=part + "/" + rows["video"].astype(str))
 
@@ -117,8 +118,8 @@ def select_testset(table: pd.DataFrame, config: Config, source: Path | str) -> p
 def _null_reason(metrics: dict[str, Any]) -> str | None:
     if metrics["count"] and 0 < metrics["fakes"] < metrics["count"]:
         return None
-    missing = "FAKE" if not metrics["fakes"] else "REAL"
-    undefined = [k for k in TWO_CLASS_KEYS if k != "ap" or missing == "FAKE"]
+    missing = FAKE if not metrics["fakes"] else REAL
+    undefined = [k for k in TWO_CLASS_KEYS if k != "ap" or missing == FAKE]
     return f"no {missing} rows: {', '.join(undefined)} need both classes (null)"
 
 
@@ -136,8 +137,8 @@ def _levels(rows: pd.DataFrame, probs: np.ndarray, aggregation: Aggregation) -> 
 
 
 def _mask_scores(rows: pd.DataFrame, prediction: dict[str, Any]) -> dict[str, float]:
-    fakes = ((rows["label"] == "FAKE") & (rows["mask"] != "")).to_numpy()
-    reals = (rows["label"] == "REAL").to_numpy()
+    fakes = ((rows["label"] == FAKE) & (rows["mask"] != "")).to_numpy()
+    reals = (rows["label"] == REAL).to_numpy()
     return {
         "fake_iou": float(prediction["iou"][fakes].mean()) if fakes.any() else float("nan"),
         "fake_dice": float(prediction["dice"][fakes].mean()) if fakes.any() else float("nan"),
@@ -147,7 +148,7 @@ def _mask_scores(rows: pd.DataFrame, prediction: dict[str, Any]) -> dict[str, fl
 
 def _by_method(rows: pd.DataFrame, prediction: dict[str, Any], config: Config) -> dict[str, dict[str, Any]]:
     """Per method among the fakes: that method's fakes against every real of the test set."""
-    reals = (rows["label"] == "REAL").to_numpy()
+    reals = (rows["label"] == REAL).to_numpy()
     out: dict[str, dict[str, Any]] = {}
     for method in sorted(set(rows.loc[~reals, "method"])):
         fakes = (rows["method"] == method).to_numpy()
@@ -207,7 +208,7 @@ def strict_json(value: Any) -> Any:
 
 
 def _describe(rows: pd.DataFrame, config: Config) -> dict[str, Any]:
-    fakes = rows[rows["label"] == "FAKE"]
+    fakes = rows[rows["label"] == FAKE]
     found = set(rows["part"])
     return {
         "testset": config.testset,
@@ -226,7 +227,7 @@ def _describe(rows: pd.DataFrame, config: Config) -> dict[str, Any]:
         "crops": len(rows),
         "videos": int(rows["video"].nunique()),
         "fake_videos": int(fakes["video"].nunique()),
-        "real_videos": int(rows.loc[rows["label"] == "REAL", "video"].nunique()),
+        "real_videos": int(rows.loc[rows["label"] == REAL, "video"].nunique()),
         "methods": {
             str(m): {"fake_crops": len(group), "fake_videos": int(group["video"].nunique())}
             for m, group in fakes.groupby("method", sort=True)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from deepfake.core.errors import LeakageError
 from deepfake.core.fileio import write_bytes_atomic, write_json_atomic
+from deepfake.core.vocabulary import FAKE
 from deepfake.media.crop_index import INDEX_COLUMNS, read_index
 from deepfake.modeling.splits import FoldsConfig, assign_folds, find_leaks, leak_units, official_splits
 
@@ -41,7 +42,7 @@ def build_table(
     original_stem = table["original"].str.removesuffix(".mp4")
     landmarks = table["part"] + "/" + original_stem + "/" + stem + ".npy"
     table["landmarks"] = _existing(landmarks_dir, landmarks)
-    fake_file = table["file"].where(table["label"] == "FAKE", "")
+    fake_file = table["file"].where(table["label"] == FAKE, "")
     table["diff"] = _existing(diffs_dir, fake_file).where(fake_file != "", "")
     table["mask"] = _existing(masks_dir, fake_file).where(fake_file != "", "")
     return table
@@ -86,7 +87,7 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
             "crops": len(rows),
             "videos": int(rows["video"].nunique()),
             "originals": int(rows["original"].nunique()),
-            "fake_crops": int((rows["label"] == "FAKE").sum()),
+            "fake_crops": int((rows["label"] == FAKE).sum()),
         }
         for fold, rows in table.groupby("fold")
     }

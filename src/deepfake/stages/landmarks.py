@@ -17,6 +17,7 @@ import numpy as np
 from deepfake.core.fileio import write_npy_atomic
 from deepfake.core.parallel import LOCAL, ExecutorConfig, cached, map_videos
 from deepfake.core.report import StageReport, VideoResult
+from deepfake.core.vocabulary import REAL
 from deepfake.media.crop_index import read_index
 from deepfake.media.faces import DetectorConfig, FaceDetector, pick_central_face
 
@@ -79,7 +80,7 @@ def landmarks_video(task: LandmarksTask) -> VideoResult:
 def run(config: Config, paths: Paths) -> dict[str, Any]:
     """Landmarks for the REAL crops listed in ``paths.crops/<part>/index.csv`` into ``paths.out``."""
     index = read_index(paths.crops / paths.part)
-    reals = index[index["label"] == "REAL"]
+    reals = index[index["label"] == REAL]
     report = StageReport("landmarks", paths.part)
     with report.outputs(paths.out, paths.report) as tmp:
         tasks = [

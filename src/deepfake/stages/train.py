@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Subset
 from deepfake.core.device import resolve_device
 from deepfake.core.errors import InputError
 from deepfake.core.fileio import atomic_path
+from deepfake.core.vocabulary import FAKE
 from deepfake.modeling.augment import AugmentConfig
 from deepfake.modeling.data import (
     CropDataset,
@@ -224,7 +225,7 @@ def train_step(
 
 def video_losses(rows: pd.DataFrame, probs: np.ndarray, fake_weight: float) -> dict[str, float]:
     """DFDC-1st's validation: mean probability per video, log loss on fakes and reals separately."""
-    frame = rows.assign(prob=probs, y=(rows["label"] == "FAKE").astype(int))
+    frame = rows.assign(prob=probs, y=(rows["label"] == FAKE).astype(int))
     videos = frame.groupby("video").agg(prob=("prob", "mean"), y=("y", "first"))
     fakes, reals = videos[videos["y"] == 1], videos[videos["y"] == 0]
     fake_loss = log_loss(fakes["y"], fakes["prob"]) if len(fakes) else float("nan")
@@ -376,7 +377,7 @@ def fit(
             predictions = predict_crops(unwrap(model), val_set, config.batch_size, runtime.device)
             record.update(video_losses(val_rows, predictions["prob"], config.fake_weight))
             if "iou" in predictions:
-                fakes = (val_rows["label"] == "FAKE").to_numpy()
+                fakes = (val_rows["label"] == FAKE).to_numpy()
                 record["val_mask_iou"] = float(np.mean(predictions["iou"][fakes])) if fakes.any() else float("nan")
             record["seconds"] = time.perf_counter() - started
             record["data_share"] = data_seconds / max(record["seconds"], 1e-9)

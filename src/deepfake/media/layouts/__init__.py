@@ -1,20 +1,21 @@
 """Dataset layouts and the canonical index (docs/datasets.md).
 
 ``ingest(name, layout, root, options)`` lists a dataset root in one of the supported layouts as a
-``DatasetIndex``; ``write_index`` / ``read_index_csv`` store it as ``data/index/<dataset>.csv``;
+``DatasetIndex``; ``write_index`` / ``read_index_csv`` store it as ``data/index/<dataset>.csv``, and
+``load_dataset`` reads it as the stages' view of the dataset (``deepfake.media.metadata.PartMetadata``);
 ``resolve_video`` is the only way to turn an index row into a file. One module per layout:
 ``dfdc`` (dfdc, dfdc_test), ``dfdcp``, ``ffpp``, ``celebdf``, ``deeperforensics``. Imports ``core``
-and ``media`` only.
+and ``media`` only; ``deepfake.media.metadata`` never imports the layouts (one way, no cycle). The
+labels, splits, compressions and layout names are ``deepfake.core.vocabulary``'s.
 """
 
 from deepfake.media.layouts import celebdf, deeperforensics, dfdc, dfdcp, ffpp  # noqa: F401  (register)
 from deepfake.media.layouts.base import (
-    COMPRESSIONS,
     INDEX_COLUMNS,
-    LABELS,
+    INDEX_COMPRESSIONS,
+    INDEX_SPLITS,
     LAYOUTS,
     REQUIRED,
-    SPLITS,
     DatasetIndex,
     IndexRow,
     Layout,
@@ -23,19 +24,18 @@ from deepfake.media.layouts.base import (
     VideoPathError,
     extra_roots,
     ingest,
-    path_problem,
+    load_dataset,
     read_index_csv,
     resolve_video,
     write_index,
 )
 
 __all__ = [
-    "COMPRESSIONS",
     "INDEX_COLUMNS",
-    "LABELS",
+    "INDEX_COMPRESSIONS",
+    "INDEX_SPLITS",
     "LAYOUTS",
     "REQUIRED",
-    "SPLITS",
     "DatasetIndex",
     "IndexRow",
     "Layout",
@@ -44,7 +44,7 @@ __all__ = [
     "VideoPathError",
     "extra_roots",
     "ingest",
-    "path_problem",
+    "load_dataset",
     "read_index_csv",
     "resolve_video",
     "write_index",

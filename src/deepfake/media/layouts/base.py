@@ -9,8 +9,8 @@ Paths. An index path is POSIX and relative to the dataset root. ``..`` is allowe
 leads into a declared extra root (DeeperForensics' FF++ reals). A path is first normalised
 lexically (``root/../ffpp/x`` is ``<parent of root>/ffpp/x`` even when ``root`` is a symbolic link,
 so the same index works on every machine), then every link is followed and the file must lie inside
-the root or an extra root: ``resolve_video`` checks it when a stage opens a video, ``ingest`` when the
-index is built.
+the root or an extra root (``deepfake.media.metadata.path_problem``, the one check of a dataset path):
+``resolve_video`` checks it when a stage opens a video, ``ingest`` when the index is built.
 
 Problems. An entry that cannot be used is refused on its own and recorded as
 ``"<file>:<line>: <reason>"``, the file relative to the dataset root (never absolute: reports must
@@ -26,19 +26,27 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from deepfake.core.errors import InputError, ParamsError, is_environment_fault
 from deepfake.core.fileio import read_json_limited, write_bytes_atomic
-from deepfake.media.metadata import _SAFE_IDENTITY, _SAFE_NAME, MetadataError
+from deepfake.core.vocabulary import COMPRESSIONS, FAKE, LABELS, REAL, SPLITS, is_identity, is_video_name
+from deepfake.media.metadata import (
+    METADATA_NAME,
+    MetadataError,
+    PartMetadata,
+    VideoEntry,
+    is_relative_posix,
+    path_problem,
+)
 
 INDEX_COLUMNS = ["video", "path", "label", "original", "identity", "method", "compression", "split", "mask"]
-LABELS = ("REAL", "FAKE")
-COMPRESSIONS = ("", "raw", "c23", "c40")
-SPLITS = ("", "train", "val", "test")
+# the index's compression and split columns: the vocabulary's values, or "" (not stated, no official split)
+INDEX_COMPRESSIONS = ("", *COMPRESSIONS)
+INDEX_SPLITS = ("", *SPLITS)
 IDENTITIES_OPTION = "identities"  # every layout takes it; applied here, after the layout's own scan
 MAX_LIST_BYTES = 256 * 1024 * 1024  # the largest list (a DFDC index of ~120k rows) is ~20 MB
 REQUIRED = object()  # an option default meaning "the layout cannot run without it"
@@ -85,7 +93,7 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
         # DFDC's metadata.json holds every entry on line 1: the line alone does not say which entry
-        json_entry = self.file.endswith("metadata.json") and self.video and self.video not in self.reason
+        json_entry = self.file.endswith(METADATA_NAME) and self.video and self.video not in self.reason
         named = f"{self.video}: " if json_entry else ""
         return f"{where}: {named}{self.reason}"
 
@@ -145,49 +153,6 @@ def register(layout: Layout) -> Layout:
 
 
 # ---- paths ------------------------------------------------------------------------------------------
-
-
-def _is_relative_posix(path: str) -> bool:
-    return bool(path) and "\\" not in path and "\x00" not in path and not PurePosixPath(path).is_absolute()
-
-
-def _lexical(root: Path, relative: str) -> Path:
-    """``root/relative`` made absolute with ``..`` removed by name, before any link is followed."""
-    return Path(os.path.normpath(os.path.join(os.path.abspath(root), relative)))
-
-
-def _inside(path: Path, homes: Iterable[Path]) -> bool:
-    return any(path == home or path.is_relative_to(home) for home in homes)
-
-
-def path_problem(root: Path, relative: str, extra_roots: Sequence[Path] = ()) -> tuple[Path | None, str | None]:
-    """Resolve ``relative`` under ``root``: ``(resolved path, None)``, or ``(None, why it is refused)``.
-
-    Refused: anything but a relative POSIX path; ``..`` that does not lead into an extra root; a path
-    that, once every link is followed, lies outside the root and every extra root; an unresolvable
-    link (a loop). Environment faults (EACCES, EIO, ...) propagate. Whether the file exists is left to
-    the caller.
-    """
-    if not _is_relative_posix(relative):
-        return None, f"path {relative!r} is not a relative POSIX path"
-    lexical = _lexical(root, relative)
-    extras = [Path(os.path.abspath(extra)) for extra in extra_roots]
-    if ".." in PurePosixPath(relative).parts and not _inside(lexical, extras):
-        return None, f"path {relative!r} escapes the dataset root"
-    if not _inside(lexical, [Path(os.path.abspath(root)), *extras]):
-        return None, f"path {relative!r} escapes the dataset root"
-    try:
-        resolved = lexical.resolve()
-        homes = [Path(home).resolve() for home in (root, *extra_roots)]
-    except RuntimeError:  # Python < 3.13 reports a symlink loop this way
-        return None, f"path {relative!r} cannot be resolved (a symbolic link loop)"
-    except OSError as err:
-        if is_environment_fault(err):
-            raise
-        return None, f"path {relative!r} cannot be resolved ({err.strerror or type(err).__name__})"
-    if not _inside(resolved, homes):
-        return None, f"path {relative!r} resolves outside the dataset root (through a symbolic link)"
-    return resolved, None
 
 
 def resolve_video(root: Path, row: IndexRow, extra_roots: Sequence[Path] = ()) -> Path:
@@ -370,9 +335,9 @@ class Scan:
         return True
 
     def _row_problem(self, row: IndexRow) -> str | None:
-        if _SAFE_NAME.fullmatch(row.video) is None or ".." in row.video:
+        if not is_video_name(row.video):
             return f"video key {row.video!r} is not a plain .mp4 file name"
-        if row.identity and _SAFE_IDENTITY.fullmatch(row.identity) is None:
+        if row.identity and not is_identity(row.identity):
             return f"identity {row.identity!r} is not a short plain label"
         for what, relative in (("video", row.path), ("mask", row.mask)):
             if what == "mask" and not relative:
@@ -448,10 +413,10 @@ def ingest(name: str, layout: str, root: Path, options: Mapping[str, Any]) -> Da
 def _refuse_orphan_fakes(scan: Scan) -> None:
     """A FAKE whose named original is not a kept REAL row is refused: every original names a REAL row."""
     for video, row in list(scan.rows.items()):
-        if row.label != "FAKE" or not row.original:
+        if row.label != FAKE or not row.original:
             continue
         original = scan.rows.get(row.original)
-        if original is None or original.label != "REAL":
+        if original is None or original.label != REAL:
             del scan.rows[video]
             file, line = scan.where.pop(video)
             reason = f"fake whose source is absent: original {row.original!r} is not a REAL video of the index"
@@ -472,7 +437,7 @@ def _apply_identities(scan: Scan, path: Path) -> None:
             scan.refuse(shown, line, f"path {relative!r} listed twice (first on line {seen[relative]})")
             continue
         seen[relative] = line
-        if _SAFE_IDENTITY.fullmatch(identity) is None:
+        if not is_identity(identity):
             scan.refuse(shown, line, f"identity {identity!r} is not a short plain label (letters, digits, _ - .)")
             continue
         video = by_path.get(relative)
@@ -533,22 +498,46 @@ def read_index_csv(path: Path) -> list[IndexRow]:
     return [row for _, row in numbered]
 
 
+def load_dataset(index_csv: Path, root: Path, name: str, extra_roots: tuple[Path, ...] = ()) -> PartMetadata:
+    """A dataset's canonical index (written by the ingest stage) as the stages' view of its videos.
+
+    The index was validated when it was written; ``read_index_csv`` checks it again (columns,
+    vocabularies, originals naming REAL rows), and every path is checked again when opened.
+    """
+    entries = {
+        row.video: VideoEntry(
+            name=row.video,
+            label=row.label,
+            original=row.original or None,
+            split=row.split,
+            part=name,
+            identity=row.identity,
+            path=row.path,
+            method=row.method,
+            compression=row.compression,
+            mask=row.mask,
+        )
+        for row in sorted(read_index_csv(Path(index_csv)), key=lambda r: r.video)
+    }
+    return PartMetadata(part=name, folder=Path(root), entries=entries, refused={}, extra_roots=tuple(extra_roots))
+
+
 def _row_value_problem(row: IndexRow) -> str | None:
-    if _SAFE_NAME.fullmatch(row.video) is None or ".." in row.video:
+    if not is_video_name(row.video):
         return f"video {row.video!r} is not a plain .mp4 file name"
-    if not _is_relative_posix(row.path):
+    if not is_relative_posix(row.path):
         return f"path {row.path!r} is not a relative POSIX path"
     if row.label not in LABELS:
         return f"label {row.label!r} is not one of {', '.join(LABELS)}"
-    if row.compression not in COMPRESSIONS:
-        return f"compression {row.compression!r} is not one of raw, c23, c40 or empty"
-    if row.split not in SPLITS:
-        return f"split {row.split!r} is not one of train, val, test or empty"
-    if row.identity and (_SAFE_IDENTITY.fullmatch(row.identity) is None):
+    if row.compression not in INDEX_COMPRESSIONS:
+        return f"compression {row.compression!r} is not one of {', '.join(COMPRESSIONS)} or empty"
+    if row.split not in INDEX_SPLITS:
+        return f"split {row.split!r} is not one of {', '.join(SPLITS)} or empty"
+    if row.identity and not is_identity(row.identity):
         return f"identity {row.identity!r} is not a short plain label"
-    if row.mask and not _is_relative_posix(row.mask):
+    if row.mask and not is_relative_posix(row.mask):
         return f"mask {row.mask!r} is not a relative POSIX path"
-    if row.label == "REAL" and (row.original or row.method):
+    if row.label == REAL and (row.original or row.method):
         return "a REAL has no original and no method"
     return None
 
@@ -570,8 +559,8 @@ def _index_problems(numbered: Sequence[tuple[int, IndexRow]]) -> list[tuple[int,
         videos[row.video] = (line, row)
         paths[row.path] = line
     for line, row in numbered:
-        if row.label == "FAKE" and row.original:
+        if row.label == FAKE and row.original:
             original = videos.get(row.original)
-            if original is None or original[1].label != "REAL":
+            if original is None or original[1].label != REAL:
                 problems.append((line, f"original {row.original!r} is not a REAL row of the index"))
     return sorted(problems)

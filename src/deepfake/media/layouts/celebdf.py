@@ -18,6 +18,7 @@ import re
 from dataclasses import replace
 from pathlib import PurePosixPath
 
+from deepfake.core.vocabulary import FAKE, REAL, TEST, TRAIN
 from deepfake.media.layouts.base import (
     IndexRow,
     Layout,
@@ -32,8 +33,8 @@ from deepfake.media.layouts.base import (
 TEST_LIST = "List_of_testing_videos.txt"
 CELEB_REAL, YOUTUBE_REAL, SYNTHESIS = "Celeb-real", "YouTube-real", "Celeb-synthesis"
 FOLDERS = {CELEB_REAL: CELEB_REAL, YOUTUBE_REAL: YOUTUBE_REAL, "Youtube-real": YOUTUBE_REAL, SYNTHESIS: SYNTHESIS}
-FOLDER_LABELS = {CELEB_REAL: "REAL", YOUTUBE_REAL: "REAL", SYNTHESIS: "FAKE"}
-LIST_LABELS = {"1": "REAL", "0": "FAKE"}  # Celeb-DF's own convention: 1 = real
+FOLDER_LABELS = {CELEB_REAL: REAL, YOUTUBE_REAL: REAL, SYNTHESIS: FAKE}
+LIST_LABELS = {"1": REAL, "0": FAKE}  # Celeb-DF's own convention: 1 = real
 
 _CELEB = re.compile(r"^(id\d+)_(\d+)\.mp4$")
 _FAKE = re.compile(r"^(id\d+)_(id\d+)_(\d+)\.mp4$")
@@ -59,9 +60,9 @@ def _candidates(scan: Scan) -> dict[str, IndexRow]:
                 if not match:
                     scan.refuse(rel, None, "unexpected file name (idK_NNNN.mp4 expected)")
                     continue
-                rows[key] = IndexRow(video=key, path=rel, label="REAL", identity=f"celebdf-{match.group(1)}")
+                rows[key] = IndexRow(video=key, path=rel, label=REAL, identity=f"celebdf-{match.group(1)}")
             elif canonical == YOUTUBE_REAL:
-                rows[key] = IndexRow(video=key, path=rel, label="REAL")
+                rows[key] = IndexRow(video=key, path=rel, label=REAL)
             else:
                 match = _FAKE.fullmatch(name)
                 if not match:
@@ -71,7 +72,7 @@ def _candidates(scan: Scan) -> dict[str, IndexRow]:
                 rows[key] = IndexRow(
                     video=key,
                     path=rel,
-                    label="FAKE",
+                    label=FAKE,
                     original=f"{CELEB_REAL}__{target}_{clip}.mp4",
                     identity=f"celebdf-{source}",
                     method=SYNTHESIS,
@@ -120,10 +121,10 @@ def _scan(scan: Scan) -> None:
             continue
         listed[key] = line
     # reals first, so that a fake's original is in place; the fakes are checked again by ingest
-    for key, row in sorted(candidates.items(), key=lambda item: (item[1].label != "REAL", item[0])):
+    for key, row in sorted(candidates.items(), key=lambda item: (item[1].label != REAL, item[0])):
         if key in refused:
             continue
-        split = "test" if key in listed else "train"
+        split = TEST if key in listed else TRAIN
         where = (TEST_LIST, listed[key]) if key in listed else (row.path, None)
         scan.add(replace(row, split=split), *where)
 

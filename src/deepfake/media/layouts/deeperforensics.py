@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfake.core.errors import ParamsError
+from deepfake.core.vocabulary import FAKE, REAL, SPLITS
 from deepfake.media.layouts.base import (
     REQUIRED,
     IndexRow,
@@ -39,7 +40,6 @@ VARIANTS = (
     "end_to_end_random_level",
     *(f"end_to_end_mix_{j}_distortions" for j in range(2, 5)),
 )
-SPLIT_NAMES = ("train", "val", "test")
 SPLITS_DIR = "lists/splits"
 FFPP_REALS = "original_sequences/youtube/c23"  # the dataset's README: FF++ target videos at c23
 
@@ -60,7 +60,7 @@ def _check(options: dict[str, Any]) -> None:
 def _load_splits(scan: Scan) -> dict[str, tuple[str, str, int]]:
     """file name -> (split, list file, line); malformed or repeated lines are refused."""
     named: dict[str, tuple[str, str, int]] = {}
-    for split in SPLIT_NAMES:
+    for split in SPLITS:
         shown = f"{SPLITS_DIR}/{split}.txt"
         for line, text in enumerate(read_text_lines(scan.root / shown, "DeeperForensics split"), start=1):
             name = text.strip()
@@ -125,7 +125,7 @@ def _scan(scan: Scan) -> None:
         row = IndexRow(
             video=f"youtube__{target}.mp4",
             path=scan.rel(real),
-            label="REAL",
+            label=REAL,
             identity=f"ffpp-{target}",
             compression="c23",
             split=next(iter(agreed)) if len(agreed) == 1 else "",
@@ -145,7 +145,7 @@ def _scan(scan: Scan) -> None:
         row = IndexRow(
             video=video,
             path=rel,
-            label="FAKE",
+            label=FAKE,
             original=original,
             identity=f"deeperforensics-{actor}",
             method=variant,

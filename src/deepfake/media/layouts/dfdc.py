@@ -17,9 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from deepfake.core.errors import ParamsError
+from deepfake.core.vocabulary import FAKE, REAL, SPLITS
 from deepfake.media.layouts.base import (
+    INDEX_SPLITS,
     REQUIRED,
-    SPLITS,
     IndexRow,
     Layout,
     LayoutError,
@@ -31,7 +32,7 @@ from deepfake.media.layouts.base import (
 from deepfake.media.metadata import METADATA_NAME, MetadataError, load_metadata
 
 LABELS_CSV = "labels.csv"
-TEST_LABELS = {"0": "REAL", "1": "FAKE"}  # DFDC test labels.csv: 1 = fake
+TEST_LABELS = {"0": REAL, "1": FAKE}  # DFDC test labels.csv: 1 = fake
 
 
 def _scan_part(scan: Scan) -> None:
@@ -55,8 +56,8 @@ def _scan_part(scan: Scan) -> None:
         scan.refuse(METADATA_NAME, lines.get(name), reason, name)
     for name, entry in part.entries.items():
         line = lines.get(name)
-        if entry.split not in SPLITS:
-            scan.refuse(METADATA_NAME, line, f"split {entry.split!r} is not one of train, val, test", name)
+        if entry.split not in INDEX_SPLITS:
+            scan.refuse(METADATA_NAME, line, f"split {entry.split!r} is not one of {', '.join(SPLITS)}", name)
             continue
         row = IndexRow(
             video=name,
@@ -72,8 +73,8 @@ def _scan_part(scan: Scan) -> None:
 
 
 def _check_split(options: dict[str, Any]) -> None:
-    if options["split"] not in SPLITS:
-        raise ParamsError(f"split: one of train, val, test or empty, got {options['split']!r}")
+    if options["split"] not in INDEX_SPLITS:
+        raise ParamsError(f"split: one of {', '.join(SPLITS)} or empty, got {options['split']!r}")
 
 
 def _scan_test(scan: Scan) -> None:

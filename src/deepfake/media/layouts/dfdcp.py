@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+from deepfake.core.vocabulary import FAKE, REAL, SPLITS
 from deepfake.media.layouts.base import IndexRow, Layout, LayoutError, Scan, read_json_entries, register
 
 DATASET_JSON = "dataset.json"
-GROUPS = {"method_A": "FAKE", "method_B": "FAKE", "original_videos": "REAL"}
-LABELS = {"real": "REAL", "fake": "FAKE"}
-SETS = ("train", "val", "test")
+GROUPS = {"method_A": FAKE, "method_B": FAKE, "original_videos": REAL}
+JSON_LABELS = {"real": REAL, "fake": FAKE}  # dataset.json's spelling
 
 
 def _candidates(relative: str) -> list[str]:
@@ -50,20 +50,20 @@ def _scan(scan: Scan) -> None:
             scan.refuse(DATASET_JSON, line, f"malformed entry: an object expected, got {type(value).__name__}", video)
             continue
         raw_label, split = value.get("label"), value.get("set")
-        label = LABELS.get(raw_label) if isinstance(raw_label, str) else None
+        label = JSON_LABELS.get(raw_label) if isinstance(raw_label, str) else None
         if label is None:
             scan.refuse(DATASET_JSON, line, f"label {value.get('label')!r} is not 'real' or 'fake'", video)
             continue
         if label != GROUPS[group]:
             scan.refuse(DATASET_JSON, line, f"label {value['label']!r} disagrees with the folder {group}", video)
             continue
-        if split not in SETS:
-            scan.refuse(DATASET_JSON, line, f"set {split!r} is not one of {', '.join(SETS)}", video)
+        if split not in SPLITS:
+            scan.refuse(DATASET_JSON, line, f"set {split!r} is not one of {', '.join(SPLITS)}", video)
             continue
         path = next((c for c in _candidates(relative) if (root / c).exists()), relative)
         folder = PurePosixPath(path).parent.name
-        identity = f"dfdcp-{folder}" if label == "REAL" and folder.isalnum() and folder != "videos" else ""
-        method = group if label == "FAKE" else ""
+        identity = f"dfdcp-{folder}" if label == REAL and folder.isalnum() and folder != "videos" else ""
+        method = group if label == FAKE else ""
         row = IndexRow(video=video, path=path, label=label, identity=identity, method=method, split=split)
         scan.add(row, DATASET_JSON, line)
 

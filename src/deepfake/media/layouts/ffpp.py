@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfake.core.errors import ParamsError
+from deepfake.core.vocabulary import COMPRESSIONS, FAKE, REAL, SPLITS
 from deepfake.media.layouts.base import (
     REQUIRED,
     IndexRow,
@@ -41,8 +42,6 @@ from deepfake.media.layouts.base import (
 METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter", "DeepFakeDetection")
 IDENTITY_SWAP = frozenset({"Deepfakes", "FaceSwap", "FaceShifter", "DeepFakeDetection"})  # the rest reenact
 DFD = "DeepFakeDetection"
-SPLIT_NAMES = ("train", "val", "test")
-COMPRESSIONS = ("raw", "c23", "c40")
 
 _ID = re.compile(r"^\d{3}$")
 _YOUTUBE = re.compile(r"^(\d{3})\.mp4$")
@@ -85,7 +84,7 @@ def _load_splits(scan: Scan, folder: Path, known: set[str]) -> tuple[dict[str, s
     id_where: dict[str, str] = {}
     pair_split: dict[frozenset[str], str] = {}
     compression = scan.options["compression"]
-    for split in SPLIT_NAMES:
+    for split in SPLITS:
         path = folder / f"{split}.json"
         shown = scan.rel(path)
         document, entries = read_json_entries(path, "FF++ official split")
@@ -163,7 +162,7 @@ def _scan(scan: Scan) -> None:
         row = IndexRow(
             video=f"youtube__{path.name}",
             path=scan.rel(path),
-            label="REAL",
+            label=REAL,
             identity=f"ffpp-{vid}",
             compression=compression,
             split=id_split.get(vid, ""),
@@ -177,7 +176,7 @@ def _scan(scan: Scan) -> None:
         row = IndexRow(
             video=f"actors__{path.name}",
             path=scan.rel(path),
-            label="REAL",
+            label=REAL,
             identity=f"ffpp-{match.group(1)}",
             compression=compression,
         )
@@ -217,7 +216,7 @@ def _add_fake(scan: Scan, method: str, path: Path, pair_split: dict[frozenset[st
     row = IndexRow(
         video=video,
         path=rel,
-        label="FAKE",
+        label=FAKE,
         original=original,
         identity=f"ffpp-{source if method in IDENTITY_SWAP else target}",
         method=method,

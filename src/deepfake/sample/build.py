@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from deepfake.core.fileio import atomic_dir
+from deepfake.core.vocabulary import SPLITS
 from deepfake.sample.annotations import faces_dir, load_annotations, read_photo
-from deepfake.sample.plan import IDENTITIES, SPLITS, SampleConfig, identity_of, plan_sample
+from deepfake.sample.plan import IDENTITIES, SampleConfig, identity_of, plan_sample
 from deepfake.sample.render import cache_name, render_all, render_cache
 from deepfake.sample.writers import DatasetLayout, layout_datasets
 

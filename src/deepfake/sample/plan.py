@@ -22,12 +22,12 @@ import numpy as np
 
 from deepfake.core.errors import InputError, ParamsError
 from deepfake.core.params import SAMPLE_IDENTITIES
+from deepfake.core.vocabulary import TEST, TRAIN, VAL
 from deepfake.sample.annotations import faces_dir, read_photo
 from deepfake.sample.motion import animate_clip
 
 __all__ = [
     "IDENTITIES",
-    "SPLITS",
     "ClipPlan",
     "FakePlan",
     "SampleConfig",
@@ -37,7 +37,6 @@ __all__ = [
 ]
 
 IDENTITIES = SAMPLE_IDENTITIES  # out_root/identities/<dataset>.csv
-SPLITS = ("train", "val", "test")
 
 # Fixed roles, so the special clips never depend on the seed.
 TWO_FACE_PHOTO = "t1_person2.jpg"  # two full faces; both stay in view, only the subject is swapped
@@ -220,17 +219,17 @@ def plan_sample(config: SampleConfig, annotations: dict, faces: Path | None = No
     order = sorted((int(k) for k in rng.permutation(config.identity_groups)), key=lambda k: -unpaired[k])
     rank = {group: i for i, group in enumerate(order)}
     group_splits = tuple(
-        "test"
+        TEST
         if rank[k] < config.test_groups
-        else "val"
+        else VAL
         if rank[k] < config.test_groups + config.val_groups
-        else "train"
+        else TRAIN
         for k in range(config.identity_groups)
     )
     pairs = tuple((group[i], group[i + 1]) for group in members for i in range(0, len(group) - 1, 2))
     paired = [person for pair in pairs for person in pair]
     split_of = {person: group_splits[group_of[person]] for person in people}
-    no_val = [p for p in people if split_of[p] != "val"]  # Celeb-DF and DFDCP have no val split
+    no_val = [p for p in people if split_of[p] != VAL]  # Celeb-DF and DFDCP have no val split
     ffpp_ids = _numbered(rng, paired, "{:03d}")
     celebdf_ids = _numbered(rng, [p for p in paired if p in no_val], "id{}")
     youtube_ids = _numbered(rng, [p for p in no_val if p not in paired], "{:05d}")
@@ -239,7 +238,7 @@ def plan_sample(config: SampleConfig, annotations: dict, faces: Path | None = No
     dfdc_test_names = {
         person: (_draw_name(rng, taken), _draw_name(rng, taken) if person in paired else None)
         for person in people
-        if split_of[person] == "test"
+        if split_of[person] == TEST
     }
     return SamplePlan(
         people=tuple(people),

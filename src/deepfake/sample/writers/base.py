@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from deepfake.core.vocabulary import FAKE, REAL
 from deepfake.sample.plan import identity_of
 from deepfake.sample.render import RenderKey
 
@@ -39,11 +40,11 @@ class DatasetLayout:
 
     def counts(self) -> dict[str, Any]:
         """real/fake totals, fakes per method, real/fake per split."""
-        fakes = [e for e in self.entries if e.label == "FAKE"]
+        fakes = [e for e in self.entries if e.label == FAKE]
         splits: dict[str, dict[str, int]] = {}
         for entry in self.entries:
             row = splits.setdefault(entry.split or "none", {"real": 0, "fake": 0})
-            row["real" if entry.label == "REAL" else "fake"] += 1
+            row["real" if entry.label == REAL else "fake"] += 1
         return {
             "real": len(self.entries) - len(fakes),
             "fake": len(fakes),

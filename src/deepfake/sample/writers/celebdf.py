@@ -8,9 +8,13 @@ not listed counts as train, so the val groups' people are left out rather than c
 
 from __future__ import annotations
 
+from deepfake.core.vocabulary import FAKE, REAL, TEST, TRAIN
+from deepfake.media.layouts.celebdf import LIST_LABELS
 from deepfake.sample.plan import SampleConfig, SamplePlan, identity_of
 from deepfake.sample.render import RenderKey
 from deepfake.sample.writers.base import DatasetLayout, Entry, lines_bytes, real_key, shows, swap_key
+
+LIST_CODE = {label: code for code, label in LIST_LABELS.items()}  # Celeb-DF's test list spelling: 1 = real
 
 __all__ = ["celebdf_folder"]
 
@@ -22,16 +26,16 @@ def celebdf_folder(plan: SamplePlan, config: SampleConfig) -> DatasetLayout:
     entries = []
 
     def split(person: str) -> str:  # Celeb-DF lists its test videos; everything else is train
-        return "test" if plan.split_of(person) == "test" else "train"
+        return TEST if plan.split_of(person) == TEST else TRAIN
 
     for person, celeb_id in ids.items():
         path = f"Celeb-real/{celeb_id}_0000.mp4"
         videos[path] = real_key(person)
-        entries.append(Entry(path, "REAL", "", split(person), identity_of(person)))
+        entries.append(Entry(path, REAL, "", split(person), identity_of(person)))
     for person, number in plan.youtube_ids.items():
         path = f"YouTube-real/{number}.mp4"
         videos[path] = real_key(person)
-        entries.append(Entry(path, "REAL", "", split(person), identity_of(person)))
+        entries.append(Entry(path, REAL, "", split(person), identity_of(person)))
     for a, b in plan.pairs:
         if a not in ids:  # a val pair: Celeb-DF has no val split
             continue
@@ -39,8 +43,8 @@ def celebdf_folder(plan: SamplePlan, config: SampleConfig) -> DatasetLayout:
             key = swap_key(target, source, config.hq_generator_size)
             path = f"Celeb-synthesis/{ids[target]}_{ids[source]}_0000.mp4"
             videos[path] = key
-            entries.append(Entry(path, "FAKE", "Celeb-synthesis", split(target), shows(key)))
+            entries.append(Entry(path, FAKE, "Celeb-synthesis", split(target), shows(key)))
     entries.sort()
     # Celeb-DF's inverted convention: 1 = real, 0 = fake.
-    listed = [f"{1 if e.label == 'REAL' else 0} {e.path}" for e in entries if e.split == "test"]
+    listed = [f"{LIST_CODE[e.label]} {e.path}" for e in entries if e.split == TEST]
     return DatasetLayout("celebdf", videos, {}, {"List_of_testing_videos.txt": lines_bytes(listed)}, tuple(entries))

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from deepfake.core.errors import InputError
-from deepfake.sample.plan import SPLITS, SampleConfig, SamplePlan, identity_of
+from deepfake.core.vocabulary import FAKE, SPLITS
+from deepfake.sample.plan import SampleConfig, SamplePlan, identity_of
 from deepfake.sample.render import RenderKey
 from deepfake.sample.writers.base import DatasetLayout, Entry, lines_bytes, shows, swap_key
 from deepfake.sample.writers.ffpp import FFPP_COMPRESSION
@@ -49,7 +50,7 @@ def deeperforensics_folder(plan: SamplePlan, config: SampleConfig) -> DatasetLay
         key = swap_key(person, partner, config.hq_generator_size)
         path = f"manipulated_videos/end_to_end/{ffpp_id}_{_actor(partner, plan.people)}.mp4"
         videos[path] = key
-        entries.append(Entry(path, "FAKE", "end_to_end", plan.split_of(person), shows(key)))
+        entries.append(Entry(path, FAKE, "end_to_end", plan.split_of(person), shows(key)))
     entries.sort()
     texts = {
         f"lists/splits/{split}.txt": lines_bytes([Path(e.path).name for e in entries if e.split == split])

@@ -10,6 +10,8 @@ are DFDC's own ``split: train``, as the real parts are.
 from __future__ import annotations
 
 from deepfake.core.fileio import json_bytes
+from deepfake.core.vocabulary import FAKE, REAL, TRAIN
+from deepfake.media.metadata import METADATA_NAME
 from deepfake.sample.plan import SampleConfig, SamplePlan, identity_of
 from deepfake.sample.render import RenderKey
 from deepfake.sample.writers.base import DatasetLayout, Entry, real_key, swap_key
@@ -28,19 +30,19 @@ def dfdc_parts(plan: SamplePlan, config: SampleConfig) -> list[DatasetLayout]:
                 continue
             videos[clip.name] = real_key(clip.person)
             metadata[clip.name] = {
-                "label": "REAL",
-                "split": "train",
+                "label": REAL,
+                "split": TRAIN,
                 "original": None,
                 "identity": identity_of(clip.person),
             }
             for fake in clip.fakes:
                 videos[fake.name] = swap_key(clip.person, fake.donor, config.generator_size)
                 metadata[fake.name] = {
-                    "label": "FAKE",
-                    "split": "train",
+                    "label": FAKE,
+                    "split": TRAIN,
                     "original": clip.name,
                     "identity": identity_of(fake.donor),
                 }
         entries = [Entry(name, e["label"], "", e["split"], e["identity"]) for name, e in sorted(metadata.items())]
-        layouts.append(DatasetLayout(part, videos, {}, {"metadata.json": json_bytes(metadata)}, tuple(entries)))
+        layouts.append(DatasetLayout(part, videos, {}, {METADATA_NAME: json_bytes(metadata)}, tuple(entries)))
     return layouts

@@ -8,9 +8,13 @@ their pair partner's face, under new DFDC-style names, and ``labels.csv`` (``fil
 
 from __future__ import annotations
 
+from deepfake.core.vocabulary import FAKE, REAL, TEST
+from deepfake.media.layouts.dfdc import LABELS_CSV, TEST_LABELS
 from deepfake.sample.plan import SampleConfig, SamplePlan, identity_of
 from deepfake.sample.render import RenderKey
 from deepfake.sample.writers.base import DatasetLayout, Entry, csv_bytes, real_key, shows, swap_key
+
+TEST_CODE = {label: int(code) for code, label in TEST_LABELS.items()}  # DFDC test's labels.csv: 1 = fake
 
 __all__ = ["dfdc_test_folder"]
 
@@ -21,12 +25,12 @@ def dfdc_test_folder(plan: SamplePlan, config: SampleConfig) -> DatasetLayout:
     entries = []
     for person, (real_name, fake_name) in plan.dfdc_test_names.items():
         videos[real_name] = real_key(person)
-        entries.append(Entry(real_name, "REAL", "", "test", identity_of(person)))
+        entries.append(Entry(real_name, REAL, "", TEST, identity_of(person)))
         partner = plan.partner(person)
         if fake_name is not None and partner is not None:
             key = swap_key(person, partner, config.generator_size)
             videos[fake_name] = key
-            entries.append(Entry(fake_name, "FAKE", "", "test", shows(key)))
+            entries.append(Entry(fake_name, FAKE, "", TEST, shows(key)))
     entries.sort()
-    labels = csv_bytes(["filename", "label"], [[e.path, 1 if e.label == "FAKE" else 0] for e in entries])
-    return DatasetLayout("dfdc_test", videos, {}, {"labels.csv": labels}, tuple(entries))
+    labels = csv_bytes(["filename", "label"], [[e.path, TEST_CODE[e.label]] for e in entries])
+    return DatasetLayout("dfdc_test", videos, {}, {LABELS_CSV: labels}, tuple(entries))

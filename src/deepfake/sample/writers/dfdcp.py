@@ -9,6 +9,7 @@ split, so the val groups' people are left out.
 from __future__ import annotations
 
 from deepfake.core.fileio import json_bytes
+from deepfake.core.vocabulary import FAKE, REAL
 from deepfake.sample.plan import SampleConfig, SamplePlan, identity_of
 from deepfake.sample.render import RenderKey
 from deepfake.sample.writers.base import DatasetLayout, Entry, real_key, shows, swap_key
@@ -25,7 +26,7 @@ def dfdcp_folder(plan: SamplePlan, config: SampleConfig) -> DatasetLayout:
         split = plan.split_of(person)  # train or test: val people are left out
         path = f"original_videos/videos/{pid}/{pid}_A_001.mp4"
         videos[path] = real_key(person)
-        entries.append(Entry(path, "REAL", "", split, identity_of(person)))
+        entries.append(Entry(path, REAL, "", split, identity_of(person)))
         partner = plan.partner(person)
         if partner is None:
             continue
@@ -33,7 +34,7 @@ def dfdcp_folder(plan: SamplePlan, config: SampleConfig) -> DatasetLayout:
             key = swap_key(person, partner, size)
             path = f"method_{method}/videos/{pid}/{pid}_{method}/{ids[partner]}_{pid}_{method}_001.mp4"
             videos[path] = key
-            entries.append(Entry(path, "FAKE", f"method_{method}", split, shows(key)))
+            entries.append(Entry(path, FAKE, f"method_{method}", split, shows(key)))
     entries.sort()
     dataset = {e.path: {"label": e.label.lower(), "set": e.split} for e in entries}
     return DatasetLayout("dfdcp", videos, {}, {"dataset.json": json_bytes(dataset)}, tuple(entries))

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 
-from deepfake.sample.plan import SPLITS, SampleConfig, SamplePlan, identity_of
+from deepfake.core.vocabulary import FAKE, REAL, SPLITS
+from deepfake.sample.plan import SampleConfig, SamplePlan, identity_of
 from deepfake.sample.render import RenderKey
 from deepfake.sample.writers.base import DatasetLayout, Entry, real_key, shows
 
@@ -36,7 +37,7 @@ def ffpp_folder(plan: SamplePlan, config: SampleConfig) -> DatasetLayout:
     for person in sorted(ids, key=ids.__getitem__):
         path = f"original_sequences/youtube/{FFPP_COMPRESSION}/videos/{ids[person]}.mp4"
         videos[path] = real_key(person)
-        entries.append(Entry(path, "REAL", "", plan.split_of(person), identity_of(person)))
+        entries.append(Entry(path, REAL, "", plan.split_of(person), identity_of(person)))
     for a, b in plan.pairs:
         for target, source in ((a, b), (b, a)):  # FF++ ships both directions of a pair
             name = f"{ids[target]}_{ids[source]}.mp4"
@@ -45,7 +46,7 @@ def ffpp_folder(plan: SamplePlan, config: SampleConfig) -> DatasetLayout:
                 path = f"manipulated_sequences/{method}/{FFPP_COMPRESSION}/videos/{name}"
                 videos[path] = key
                 masks[f"manipulated_sequences/{method}/masks/videos/{name}"] = key
-                entries.append(Entry(path, "FAKE", method, plan.split_of(target), shows(key)))
+                entries.append(Entry(path, FAKE, method, plan.split_of(target), shows(key)))
     texts = {}
     for split in SPLITS:
         pairs = sorted(sorted([ids[a], ids[b]]) for a, b in plan.pairs if plan.split_of(a) == split)

@@ -268,22 +268,21 @@ def test_videos_readable_with_configured_size(built: tuple[Path, dict]) -> None:
     assert all(s in ((CONFIG.height, CONFIG.width), (CONFIG.width, CONFIG.height)) for s in sizes)
 
 
-def test_byte_identical_for_same_seed(built: tuple[Path, dict], tmp_path: Path) -> None:
+def test_byte_identical_for_same_seed_and_a_rebuild_replaces_the_folders(
+    built: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """A rebuild over an existing copy renders everything again: the same seed gives the same bytes, and a
+    file the previous build did not write is gone; another seed changes every video."""
     root, _ = built
-    build_sample(tmp_path / "again", CONFIG)
-    assert _hashes(tmp_path / "again") == _hashes(root)
+    again = tmp_path / "again"
+    shutil.copytree(root, again)
+    (again / PARTS[0] / "stale.mp4").write_bytes(b"x")
+    build_sample(again, CONFIG)
+    assert _hashes(again) == _hashes(root)
     other = SampleConfig(**{**CONFIG.__dict__, "seed": CONFIG.seed + 1})
     build_sample(tmp_path / "other", other)
     videos = {k: v for k, v in _hashes(root).items() if k.endswith(".mp4")}
     assert set(_hashes(tmp_path / "other").values()).isdisjoint(videos.values())
-
-
-def test_rebuild_replaces_parts(built: tuple[Path, dict], tmp_path: Path) -> None:
-    root = tmp_path / "out"
-    build_sample(root, CONFIG)
-    (root / PARTS[0] / "stale.mp4").write_bytes(b"x")
-    build_sample(root, CONFIG)
-    assert _hashes(root) == _hashes(built[0])
 
 
 # ----------------------------------------------------------------------------- plan and swap

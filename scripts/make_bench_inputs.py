@@ -41,15 +41,12 @@ def make_models(out: Path, encoder: str, size: int, margin: float) -> None:
     kwargs = {"encoder": encoder, "dropout": 0.0, "drop_path": 0.0, "input_filter": "none"}
     torch.manual_seed(0)
     model = create_model("classifier", **kwargs).eval()
-    checkpoint = store.checkpoint(member)
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {"model": model.state_dict(), "epoch": 0, "model_name": "classifier", "model_kwargs": kwargs}, checkpoint
-    )
+    face_input = FaceInput(size, margin)
+    store.add_model(member, model.state_dict(), kwargs, face_input)  # a model from outside the train stage
     store.folder("onnx").mkdir(parents=True, exist_ok=True)
     names = export_onnx(model, store.graph(member.name, "onnx"), size, opset=18)
     entry = {"name": member.name, "model": "classifier", "file": f"{member.name}.onnx", "outputs": names}
-    store.write_manifest("onnx", [entry], FaceInput(size, margin), opset=18)
+    store.write_manifest("onnx", [entry], face_input, opset=18)
 
 
 def make_video(source: Path, target: Path, width: int, height: int, frames: int, fps: int) -> None:

@@ -21,9 +21,8 @@ import yaml
 from deepfake.core.errors import UserError, describe_user_error
 from deepfake.core.params import validate_params
 from deepfake.modeling.data import CropDataset, DataRoots, read_folds, select_folds
-from deepfake.modeling.models import create_model, load_state, read_checkpoint
 from deepfake.modeling.scoring import Aggregation, predict_crops, score
-from deepfake.modeling.store import Member, ModelStore
+from deepfake.modeling.store import BEST, LAST, Member, ModelStore
 from deepfake.stages import train
 
 
@@ -39,14 +38,6 @@ def override(params: dict, assignment: str) -> None:
     if not isinstance(node, dict) or last not in node:
         raise SystemExit(f"unknown params key {key!r}")
     node[last] = yaml.safe_load(value)
-
-
-def load_checkpoint(path: Path, model_name: str) -> torch.nn.Module:
-    """A checkpoint of ``model_name`` (best.pt or last.pt) as a module in eval mode, loaded strictly."""
-    checkpoint = read_checkpoint(path)
-    model = create_model(model_name, **checkpoint.get("model_kwargs", {}))
-    load_state(model, checkpoint, str(path))
-    return model.eval()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,14 +59,14 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out
     config = train.TrainConfig.from_params(params, args.model)
     train.run(config, train.Paths(folds_csv, roots, out / "models", out / "live", out / "loss.png"))
-    checkpoints = ModelStore(out / "models").checkpoint_dir(Member(args.model))
+    store, member = ModelStore(out / "models"), Member(args.model)
     aggregation, device = Aggregation.from_params(params), torch.device("cpu")
     table = read_folds(folds_csv)
     for fold in (params.train.holdout_fold, params.train.val_fold):
         rows = select_folds(table, [fold], drop_unmasked_fakes=False)
         dataset = CropDataset(rows, roots, params.train.image_size)
-        for checkpoint in ("best", "last"):
-            model = load_checkpoint(checkpoints / f"{checkpoint}.pt", args.model)
+        for checkpoint in (BEST, LAST):
+            model = store.load_torch(member, device, which=checkpoint)
             metrics, _ = score(rows, predict_crops(model, dataset, 32, device)["prob"], aggregation)
             print(
                 f"fold {fold} {checkpoint}.pt: video AUC {metrics['video']['auc']:.3f}, "

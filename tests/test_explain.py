@@ -12,6 +12,7 @@ import torch
 from deepfake.apps import explain
 from deepfake.core.errors import InputError, ParamsError
 from deepfake.modeling.models import create_model
+from deepfake.modeling.store import INPUT_NAME
 
 
 def test_grad_cam_is_a_normalised_map_at_the_input_size() -> None:
@@ -68,7 +69,7 @@ def test_occlusion_map_finds_the_patch_the_model_relies_on() -> None:
         """A stand-in session whose logit is the mean of the top-left eighth of the image."""
 
         def run(self, names: list[str], feeds: dict) -> list[np.ndarray]:
-            images = feeds["image"]
+            images = feeds[INPUT_NAME]
             return [images[:, :, :8, :8].mean(axis=(1, 2, 3)).reshape(-1, 1)]
 
     image = np.ones((3, 64, 64), np.float32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ import torch
 
 from deepfake.backends.onnx_backend import onnx_session
 from deepfake.core.errors import CheckpointError, InputError, ParamsError
+from deepfake.media.face_input import FaceInput
 from deepfake.modeling.models import create_model, list_models
-from deepfake.modeling.store import ModelStore
+from deepfake.modeling.store import INPUT_NAME, LOGIT, MASK, Member, ModelStore
 from deepfake.stages import export
 from tests.conftest import as_params, tiny_params
 
@@ -29,9 +31,9 @@ def test_export_has_named_io_dynamic_batch_and_matches_torch(name: str, tmp_path
     model = create_model(name, **SMALL[name]).eval()
     path = tmp_path / f"{name}.onnx"
     names = export.export_onnx(model, path, 64, 18)
-    assert names == (["logit", "mask"] if name == "uynet" else ["logit"])
+    assert names == ([LOGIT, MASK] if name == "uynet" else [LOGIT])
     graph = onnx.load(str(path))
-    assert [i.name for i in graph.graph.input] == ["image"]
+    assert [i.name for i in graph.graph.input] == [INPUT_NAME]
     assert [o.name for o in graph.graph.output] == names
     assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= 17
     assert not model.training  # the exporter must not leave BatchNorm in training mode
@@ -41,7 +43,7 @@ def test_export_has_named_io_dynamic_batch_and_matches_torch(name: str, tmp_path
         differences = export.parity(model, session, images, names)
         assert set(differences) == set(names)
         assert max(differences.values()) < 1e-4
-    assert session.run(["logit"], {"image": np.zeros((5, 3, 64, 64), np.float32)})[0].shape == (5, 1)
+    assert session.run([LOGIT], {INPUT_NAME: np.zeros((5, 3, 64, 64), np.float32)})[0].shape == (5, 1)
 
 
 def test_export_config_is_checked(tmp_path: Path) -> None:
@@ -84,11 +86,28 @@ def test_export_stage_writes_every_member_manifest_and_parity(trained: dict, tmp
     assert all(m["parity_crops"] == params.export.parity_crops for m in report["members"].values())
 
 
+def test_export_packages_an_added_model_under_its_own_contract(trained: dict, tmp_path: Path) -> None:
+    """A model added to the store from elsewhere (``ModelStore.add_model``) is exported like a trained
+    member, checked on crops fitted to its own input size, and its contract goes into the manifest."""
+    store = ModelStore(tmp_path / "models")
+    contract = FaceInput(96, 0.25)
+    assert contract != export.Config.from_params(trained["params"]).face_input
+    torch.manual_seed(0)
+    model = create_model("classifier", **SMALL["classifier"]).eval()
+    store.add_model(Member("classifier"), model.state_dict(), SMALL["classifier"], contract)
+    config = replace(export.Config.from_params(trained["params"]), members=(Member("classifier"),))
+    report = export.run(config, _paths(trained, store.root, tmp_path / "export.json"))
+    assert store.face_input("onnx") == contract
+    assert list(report["members"]) == ["classifier"] and report["max_abs_diff"] < 1e-4
+    graph = onnx.load(str(store.graph("classifier")))
+    assert [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim[1:]] == [3, 96, 96]
+
+
 def test_export_refuses_a_model_that_disagrees_with_onnx(
     trained: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = _store_with_checkpoints(trained, tmp_path)
-    monkeypatch.setattr(export, "parity", lambda *args: {"logit": 0.5})
+    monkeypatch.setattr(export, "parity", lambda *args: {LOGIT: 0.5})
     with pytest.raises(export.ExportError, match=r"differs from PyTorch by 0\.5"):
         export.run(export.Config.from_params(trained["params"]), _paths(trained, store.root, tmp_path / "bad.json"))
     assert not list(store.folder("onnx").glob("*.onnx")) and not (tmp_path / "bad.json").exists()

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from deepfake.modeling.losses import balanced_bce, dice_loss, segmentation_loss, total_loss
+from deepfake.modeling.store import LOGIT, MASK
 
 
 def test_balanced_bce_averages_the_class_terms() -> None:
@@ -37,8 +38,8 @@ def test_dice_and_segmentation_loss() -> None:
 def test_total_loss_adds_weighted_segmentation_only_for_uynet() -> None:
     labels, valid = torch.tensor([1.0, 0.0]), torch.tensor([1, 1])
     masks = torch.zeros(2, 1, 4, 4)
-    outputs = {"logit": torch.zeros(2, 1), "mask": torch.zeros(2, 1, 4, 4)}
-    cls_only, parts = total_loss({"logit": outputs["logit"]}, labels, valid, masks, 0.5, 0.01)
+    outputs = {LOGIT: torch.zeros(2, 1), MASK: torch.zeros(2, 1, 4, 4)}
+    cls_only, parts = total_loss({LOGIT: outputs[LOGIT]}, labels, valid, masks, 0.5, 0.01)
     both, parts_both = total_loss(outputs, labels, valid, masks, 0.5, 0.01)
     assert "seg" not in parts
     assert float(both) == pytest.approx(parts_both["cls"] + 0.5 * parts_both["seg"], rel=1e-5)

@@ -7,7 +7,7 @@ import torch
 
 from deepfake.core.errors import ParamsError
 from deepfake.modeling.models import CheckpointError, HighPassStem, create_model, list_models
-from deepfake.modeling.store import Member, ModelStore
+from deepfake.modeling.store import LOGIT, MASK, Member, ModelStore
 
 # Small encoders keep these tests fast; the defaults are exercised by name only.
 SMALL = {"classifier": {"encoder": "mobilenetv3_small_050"}, "uynet": {"encoder": "resnet18", "depth": 3}}
@@ -22,9 +22,9 @@ def test_forward_returns_logits(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name, **SMALL[name]).eval()
     out = model(torch.rand(2, 3, 64, 64))
-    assert out["logit"].shape == (2, 1)
+    assert out[LOGIT].shape == (2, 1)
     if name == "uynet":
-        assert out["mask"].shape == (2, 1, 64, 64)
+        assert out[MASK].shape == (2, 1, 64, 64)
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -33,7 +33,7 @@ def test_srm_input_filter_feeds_six_channels_to_the_encoder(name: str, tmp_path:
     model = create_model(name, input_filter="srm", **SMALL[name]).eval()
     assert isinstance(model.stem, HighPassStem)
     out = model(torch.rand(2, 3, 64, 64))
-    assert out["logit"].shape == (2, 1)
+    assert out[LOGIT].shape == (2, 1)
     # the fixed kernels are state (saved and restored), not trainable parameters
     assert not any(p is model.stem.weight for p in model.parameters())
     torch.save(model.state_dict(), tmp_path / "srm.pt")
@@ -81,7 +81,7 @@ def test_weights_round_trip_strictly(name: str, tmp_path: Path) -> None:
     torch.manual_seed(1)
     loaded = create_model(name, weights=tmp_path / "ckpt.pt", **SMALL[name]).eval()
     x = torch.rand(1, 3, 64, 64)
-    assert torch.equal(model(x)["logit"], loaded(x)["logit"])
+    assert torch.equal(model(x)[LOGIT], loaded(x)[LOGIT])
 
 
 def test_checkpoint_of_another_shape_is_refused(tmp_path: Path) -> None:
@@ -153,6 +153,6 @@ def test_every_checkpoint_reader_refuses_a_payload_and_another_architecture(tmp_
 
 def test_uynet_decoder_channels_must_match_depth() -> None:
     model = create_model("uynet", encoder="resnet18", depth=3, decoder_channels=[32, 16, 8])
-    assert model(torch.rand(1, 3, 64, 64))["mask"].shape == (1, 1, 64, 64)
+    assert model(torch.rand(1, 3, 64, 64))[MASK].shape == (1, 1, 64, 64)
     with pytest.raises(ParamsError, match="needs 3 entries"):
         create_model("uynet", encoder="resnet18", depth=3, decoder_channels=[32, 16])

@@ -11,7 +11,26 @@ import torch
 from deepfake.core.errors import CheckpointError, InputError
 from deepfake.media.face_input import FaceInput
 from deepfake.modeling.models import create_model
-from deepfake.modeling.store import FORMATS, INPUT_NAME, MANIFEST, MANIFEST_FORMAT, Member, ModelStore, members
+from deepfake.modeling.store import (
+    BEST,
+    FACE_INPUT_KEY,
+    FORMATS,
+    INPUT_NAME,
+    LAST,
+    LOGIT,
+    MANIFEST,
+    MANIFEST_FORMAT,
+    MASK,
+    RESUME_KEYS,
+    WEIGHTS_KEYS,
+    Member,
+    ModelStore,
+    epoch_checkpoint,
+    members,
+    resume_payload,
+    weights_of,
+    weights_payload,
+)
 
 MODELS = ("classifier", "uynet")
 # Small encoders keep these tests fast (as in test_models.py)
@@ -20,7 +39,8 @@ SPEC = FaceInput(64, 0.3333)
 
 
 def save_checkpoint(store: ModelStore, member: Member, model_name: str | None = None, seed: int = 0) -> torch.nn.Module:
-    """A freshly built ``model_name`` saved as ``member``'s best.pt, as stages/train.py's _checkpoint writes it."""
+    """A freshly built ``model_name`` saved as ``member``'s best.pt by a plain torch.save of the train
+    stage's keys, as versions before the store's writer did: such checkpoints must keep loading."""
     model_name = model_name or member.model
     torch.manual_seed(seed)
     model = create_model(model_name, **SMALL[model_name]).eval()
@@ -31,7 +51,7 @@ def save_checkpoint(store: ModelStore, member: Member, model_name: str | None = 
 
 
 def entry(name: str, model: str, **extra: object) -> dict:
-    return {"name": name, "model": model, "file": f"{name}.onnx", "outputs": ["logit"], **extra}
+    return {"name": name, "model": model, "file": f"{name}.onnx", "outputs": [LOGIT], **extra}
 
 
 def write_raw_manifest(store: ModelStore, fmt: str, content: str) -> Path:
@@ -169,6 +189,123 @@ def test_load_torch_refuses_another_architecture(tmp_path: Path) -> None:
         store.load_torch(Member("classifier"))
 
 
+def test_the_model_io_names_are_the_published_ones() -> None:
+    """Packages, Triton configs and clients outside this repository address the graphs by these names."""
+    assert (INPUT_NAME, LOGIT, MASK) == ("image", "logit", "mask")
+    for name in MODELS:
+        torch.manual_seed(0)
+        outputs = create_model(name, **SMALL[name]).eval()(torch.rand(1, 3, 64, 64))
+        assert list(outputs) == ([LOGIT, MASK] if name == "uynet" else [LOGIT])
+
+
+# ---- the checkpoint format -------------------------------------------------------------------------
+
+
+def _tensors_equal(a: dict, b: dict) -> bool:
+    return list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_written_by_the_store_reads_back_equal(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    member = Member("uynet", 8)
+    torch.manual_seed(0)
+    model = create_model("uynet", **SMALL["uynet"])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.rand(2, 3, 64, 64))[LOGIT].sum().backward()
+    optimizer.step()
+    weights = weights_payload(model.state_dict(), 3, "uynet", SMALL["uynet"])
+    assert tuple(weights) == WEIGHTS_KEYS  # a trained member records no contract of its own
+    last = resume_payload(
+        weights,
+        optimizer=optimizer.state_dict(),
+        schedule={"last_epoch": 4},
+        history=[{"epoch": 3, "train_loss": 0.5}],
+        fingerprint="abc",
+        epochs=12,
+        rng={"cpu": torch.get_rng_state()},
+    )
+    assert tuple(last) == WEIGHTS_KEYS + RESUME_KEYS
+    folder = store.checkpoints(member)
+    folder.path.mkdir(parents=True)
+    for which, payload in ((BEST, weights), (LAST, last), (epoch_checkpoint(3), weights)):
+        path = folder.write(which, payload)
+        assert path == store.checkpoint(member, which) and path.name == f"{which}.pt"
+        back = folder.read(which)
+        assert list(back) == list(payload)
+        assert _tensors_equal(back["model"], payload["model"])
+        assert {k: back[k] for k in ("epoch", "model_name", "model_kwargs")} == {
+            k: payload[k] for k in ("epoch", "model_name", "model_kwargs")
+        }
+    back = folder.read(LAST)
+    assert (back["history"], back["fingerprint"], back["epochs"]) == (last["history"], "abc", 12)
+    assert torch.equal(back["rng"]["cpu"], last["rng"]["cpu"])
+    momentum = [s["momentum_buffer"] for s in back["optimizer"]["state"].values()]
+    assert momentum and all(
+        torch.equal(a, b["momentum_buffer"]) for a, b in zip(momentum, last["optimizer"]["state"].values(), strict=True)
+    )
+    assert list(weights_of(back)) == list(WEIGHTS_KEYS)  # last.pt -> what best.pt holds
+    # plain torch.save bytes, independent of the temporary name and of objects loaded back
+    written = folder.file(LAST).read_bytes()
+    folder.write(LAST, back)
+    assert folder.file(LAST).read_bytes() == written
+    assert not [p for p in folder.path.iterdir() if p.suffix != ".pt"]  # no temporary file left
+    assert store.load_torch(member, which=LAST).state_dict().keys() == model.state_dict().keys()
+    folder.clear()
+    assert not list(folder.path.iterdir())
+
+
+def test_an_added_model_enters_through_the_train_stages_door(tmp_path: Path) -> None:
+    """A model from elsewhere (a converted published checkpoint) is written by the same writer, loads
+    through the same path and brings its own face-input contract."""
+    store = ModelStore(tmp_path / "models")
+    member, contract, params_contract = Member("classifier"), FaceInput(96, 0.25), FaceInput(64, 0.3333)
+    torch.manual_seed(1)
+    published = create_model("classifier", **SMALL["classifier"]).eval()
+    path = store.add_model(member, published.state_dict(), SMALL["classifier"], contract)
+    assert path == store.checkpoint(member, BEST)
+    checkpoint = store.read_checkpoint(member)
+    assert tuple(checkpoint) == (*WEIGHTS_KEYS, FACE_INPUT_KEY) and checkpoint["epoch"] is None
+    loaded, recorded = store.load_member(member)
+    assert recorded == contract
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.equal(store.load_torch(member)(x)[LOGIT], published(x)[LOGIT])
+        assert torch.equal(loaded(x)[LOGIT], published(x)[LOGIT])
+    assert store.checkpoint_face_input([member], params_contract) == contract
+    from deepfake.backends.torch_backend import TorchBackend
+
+    backend = TorchBackend(store, [member], params_contract, "cpu")
+    assert backend.members == ["classifier"] and backend.face_input == contract
+    # a trained member (no recorded contract) takes the params'; one beside the added model cannot run with it
+    trained = Member("uynet")
+    save_checkpoint(store, trained)
+    assert store.checkpoint_face_input([trained], params_contract) == params_contract
+    with pytest.raises(CheckpointError, match="expect different face inputs"):
+        store.checkpoint_face_input([member, trained], params_contract)
+    with pytest.raises(CheckpointError, match="expect different face inputs"):
+        TorchBackend(store, [member, trained], params_contract, "cpu")
+    assert store.checkpoint_face_input([member, trained], contract) == contract  # unless the params' agrees
+
+
+def test_add_model_refuses_weights_that_do_not_fit_and_writes_nothing(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    state = create_model("uynet", **SMALL["uynet"]).state_dict()
+    with pytest.raises(CheckpointError, match="does not fit"):
+        store.add_model(Member("classifier"), state, SMALL["classifier"], SPEC)
+    assert not store.checkpoint(Member("classifier")).exists()
+
+
+def test_a_recorded_contract_of_another_preprocessing_is_refused(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    member = Member("classifier")
+    save_checkpoint(store, member)
+    checkpoint = store.read_checkpoint(member)
+    checkpoint[FACE_INPUT_KEY] = {**SPEC.manifest(), "channels": "BGR"}
+    store.checkpoints(member).write(BEST, checkpoint)
+    with pytest.raises(InputError, match=r"preprocessing \['channels'\] differs"):
+        store.load_member(member)
+
+
 # ---- manifests -------------------------------------------------------------------------------------
 
 
@@ -186,8 +323,8 @@ def test_read_manifest_missing_names_the_stage_that_makes_it(tmp_path: Path) -> 
 
 def test_write_then_read_manifest_and_face_input_round_trip(tmp_path: Path) -> None:
     store = ModelStore(tmp_path / "models")
-    entries = [entry("classifier", "classifier", bytes=123), entry("uynet-8", "uynet", max_abs_diff={"logit": 0.0})]
-    entries[1]["outputs"] = ["logit", "mask"]
+    entries = [entry("classifier", "classifier", bytes=123), entry("uynet-8", "uynet", max_abs_diff={LOGIT: 0.0})]
+    entries[1]["outputs"] = [LOGIT, MASK]
     store.write_manifest("onnx", entries, SPEC, opset=18)
     path = store.folder("onnx") / MANIFEST
     assert path.is_file() and not [p for p in path.parent.iterdir() if p.name.startswith(".")]
@@ -197,7 +334,7 @@ def test_write_then_read_manifest_and_face_input_round_trip(tmp_path: Path) -> N
     # only the four member keys are recorded: per-run figures (bytes, parity) belong in the report
     assert manifest["members"] == [
         entry("classifier", "classifier"),
-        {"name": "uynet-8", "model": "uynet", "file": "uynet-8.onnx", "outputs": ["logit", "mask"]},
+        {"name": "uynet-8", "model": "uynet", "file": "uynet-8.onnx", "outputs": [LOGIT, MASK]},
     ]
     assert store.face_input("onnx") == SPEC
     assert json.loads(path.read_text()) == manifest

@@ -22,6 +22,7 @@ from deepfake.modeling.augment import (
 )
 from deepfake.modeling.data import CropDataset, DataRoots, epoch_indices, read_folds, shard
 from deepfake.modeling.models import CheckpointError, create_model, load_weights
+from deepfake.modeling.store import LOGIT
 from deepfake.stages.train import Runtime, TrainConfig, build_optimizer, fit, pick_best, train_step
 from tests.conftest import as_params, tiny_params
 
@@ -163,7 +164,7 @@ def test_classifier_overfits_eight_crops(train_data: tuple[Path, DataRoots], hos
         train_step(model, batch, optimizer, cfg, runtime)
     model.train()  # batch statistics: what the model fitted
     with torch.no_grad():
-        probs = torch.sigmoid(model(batch["image"])["logit"]).reshape(-1)
+        probs = torch.sigmoid(model(batch["image"])[LOGIT]).reshape(-1)
     assert torch.equal((probs > 0.5).float(), batch["label"])
 
 

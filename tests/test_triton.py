@@ -11,7 +11,7 @@ import pytest
 from tritonclient.grpc import model_config_pb2
 
 from deepfake.core.errors import ParamsError
-from deepfake.modeling.store import ModelStore
+from deepfake.modeling.store import INPUT_NAME, ModelStore
 from deepfake.stages import export, triton
 from tests.conftest import as_params, tiny_params
 
@@ -58,7 +58,7 @@ def test_repository_configs_parse_and_match_the_onnx_models(store: ModelStore, t
         assert parsed.dynamic_batching.max_queue_delay_microseconds == 500
         model = "uynet" if name == "uynet-trt" else name
         graph = onnx.load(str(onnx_dir / f"{model}.onnx")).graph
-        assert [i.name for i in parsed.input] == [i.name for i in graph.input] == ["image"]
+        assert [i.name for i in parsed.input] == [i.name for i in graph.input] == [INPUT_NAME]
         assert [o.name for o in parsed.output] == [o.name for o in graph.output]
         size = store.read_manifest("onnx")["input"]["image_size"]
         assert list(parsed.input[0].dims) == [3, size, size]

@@ -25,7 +25,7 @@ from deepfake.backends.onnx_backend import OnnxBackend
 from deepfake.backends.triton_backend import TritonBackend, max_batch_size
 from deepfake.cli import main as cli_main
 from deepfake.core.errors import ToolchainError
-from deepfake.modeling.store import ModelStore
+from deepfake.modeling.store import INPUT_NAME, LOGIT, MASK, ModelStore
 from deepfake.stages import triton
 from tests.triton_live import TritonUrls, build_repository, running_triton, triton_unavailable_reason
 
@@ -136,16 +136,16 @@ def test_concurrent_requests_batched_together_return_each_its_own_outputs(
     with client.InferenceServerClient(url=live.http, concurrency=len(batches)) as triton_client:
         pending = []
         for images in batches:
-            request = client.InferInput("image", list(images.shape), "FP32")
+            request = client.InferInput(INPUT_NAME, list(images.shape), "FP32")
             request.set_data_from_numpy(images)
-            outputs = [client.InferRequestedOutput("logit"), client.InferRequestedOutput("mask")]
+            outputs = [client.InferRequestedOutput(LOGIT), client.InferRequestedOutput(MASK)]
             pending.append(triton_client.async_infer("uynet", [request], outputs=outputs))
         results = [p.get_result() for p in pending]
     session = onnx_backend.sessions["uynet"]
     for images, result in zip(batches, results, strict=True):
-        logit, mask = session.run(["logit", "mask"], {"image": images})
-        np.testing.assert_allclose(result.as_numpy("logit"), logit, rtol=0, atol=TOLERANCE)
-        np.testing.assert_allclose(result.as_numpy("mask"), mask, rtol=0, atol=TOLERANCE)
+        logit, mask = session.run([LOGIT, MASK], {INPUT_NAME: images})
+        np.testing.assert_allclose(result.as_numpy(LOGIT), logit, rtol=0, atol=TOLERANCE)
+        np.testing.assert_allclose(result.as_numpy(MASK), mask, rtol=0, atol=TOLERANCE)
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

@@ -25,9 +25,9 @@ from deepfake.apps.predict import PredictConfig, PreparedVideo, prepare_video
 from deepfake.backends.base import EXPLAIN_BACKENDS
 from deepfake.core.errors import InputError, ParamsError
 from deepfake.core.fileio import atomic_path, write_json_atomic, write_png_atomic
-from deepfake.media.face_input import FaceInput, normalize_batch, probabilities, to_picture
+from deepfake.media.face_input import normalize_batch, probabilities, to_picture
 from deepfake.modeling.models import Classifier, UYNet
-from deepfake.modeling.store import INPUT_NAME, Member, ModelStore
+from deepfake.modeling.store import INPUT_NAME, LOGIT, MASK, Member, ModelStore, params_face_input, shared_face_input
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def grad_cam(model: Classifier, image: torch.Tensor) -> tuple[np.ndarray, float]
 def predicted_mask(model: UYNet, image: torch.Tensor) -> tuple[np.ndarray, float]:
     """U-YNet's mask probability (H, W) and the crop's P(fake)."""
     out = model.eval()(image)
-    return probabilities(out["mask"][0, 0].numpy()), float(probabilities(float(out["logit"].reshape(-1)[0])))
+    return probabilities(out[MASK][0, 0].numpy()), float(probabilities(float(out[LOGIT].reshape(-1)[0])))
 
 
 def overlay(picture: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
@@ -78,7 +78,7 @@ def occlusion_map(session: Any, image: np.ndarray, patches: int = 8) -> tuple[np
     batch = np.repeat(image[None], len(corners) + 1, axis=0)
     for k, (y, x) in enumerate(corners, start=1):
         batch[k, :, y : y + step, x : x + step] = 0.0
-    logits = session.run(["logit"], {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0].reshape(-1)
+    logits = session.run([LOGIT], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0].reshape(-1)
     drops = np.maximum(logits[0] - logits[1:], 0.0)
     heat = np.zeros((size, size), np.float32)
     for drop, (y, x) in zip(drops, corners, strict=True):
@@ -100,9 +100,10 @@ class Explainers:
         self.backend = backend
         names = list(params.models)
         if backend == "torch":
-            self.models = {n: store.load_torch(Member(n)) for n in names}
+            loaded = {n: store.load_member(Member(n)) for n in names}
+            self.models = {n: model for n, (model, _) in loaded.items()}
             self.kinds = {n: "classifier" if isinstance(m, Classifier) else "uynet" for n, m in self.models.items()}
-            self.face_input = FaceInput(params.train.image_size, params.crops.margin)
+            self.face_input = shared_face_input({n: fi for n, (_, fi) in loaded.items()}, params_face_input(params))
         elif backend in ("onnx", "onnx-int8"):
             from deepfake.backends.onnx_backend import onnx_session
 
@@ -130,7 +131,7 @@ class Explainers:
                 heat, prob = predicted_mask(model, torch.from_numpy(image[None]))
                 title = f"{name} mask  p={prob:.2f}"
             else:
-                logit, mask = model.run(["logit", "mask"], {INPUT_NAME: image[None]})
+                logit, mask = model.run([LOGIT, MASK], {INPUT_NAME: image[None]})
                 heat = probabilities(mask[0, 0])
                 prob = float(probabilities(logit.reshape(-1)[0]))
                 title = f"{name} mask  p={prob:.2f}"

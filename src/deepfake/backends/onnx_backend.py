@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from deepfake.backends.base import Backend
-from deepfake.modeling.store import INPUT_NAME, ModelStore
+from deepfake.modeling.store import INPUT_NAME, LOGIT, ModelStore
 
 CPU = ("CPUExecutionProvider",)
 
@@ -55,7 +55,7 @@ class OnnxBackend(Backend):
         return cls(store)
 
     def logits(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        return {n: s.run(["logit"], {INPUT_NAME: images})[0].reshape(-1) for n, s in self.sessions.items()}
+        return {n: s.run([LOGIT], {INPUT_NAME: images})[0].reshape(-1) for n, s in self.sessions.items()}
 
 
 class OnnxInt8Backend(OnnxBackend):

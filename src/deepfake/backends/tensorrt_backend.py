@@ -12,7 +12,7 @@ import numpy as np
 
 from deepfake.backends.base import Backend
 from deepfake.core.errors import InputError, ToolchainError
-from deepfake.modeling.store import INPUT_NAME, ModelStore
+from deepfake.modeling.store import INPUT_NAME, LOGIT, ModelStore
 
 
 def check_tensorrt(purpose: str = "the tensorrt backend") -> Any:
@@ -70,5 +70,5 @@ class TensorRTBackend(Backend):
             if not context.execute_async_v3(stream.cuda_stream):
                 raise RuntimeError(f"TensorRT engine {name} failed to run")
             stream.synchronize()
-            out[name] = buffers["logit"].reshape(-1).cpu().numpy()
+            out[name] = buffers[LOGIT].reshape(-1).cpu().numpy()
         return out

@@ -15,27 +15,26 @@ import torch
 from deepfake.backends.base import Backend
 from deepfake.core.device import resolve_device
 from deepfake.media.face_input import FaceInput
-from deepfake.modeling.store import ModelStore, ensemble
+from deepfake.modeling.store import LOGIT, ModelStore, ensemble, params_face_input, shared_face_input
 
 
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, store: ModelStore, member_list: list[Any], face_input: FaceInput, device: str) -> None:
+    def __init__(self, store: ModelStore, member_list: list[Any], default_face_input: FaceInput, device: str) -> None:
+        """``default_face_input``: the contract of members whose checkpoint records none (the params')."""
         self.device = resolve_device(device)
-        self.models = {
-            m.name: store.load_torch(m, self.device).to(memory_format=torch.channels_last) for m in member_list
-        }
+        loaded = {m.name: store.load_member(m, self.device) for m in member_list}
+        self.models = {name: model.to(memory_format=torch.channels_last) for name, (model, _) in loaded.items()}
         self.members = list(self.models)
-        self.face_input = face_input
+        self.face_input = shared_face_input({name: fi for name, (_, fi) in loaded.items()}, default_face_input)
 
     @classmethod
     def create(cls, store: ModelStore, params: Any, url: str | None = None) -> TorchBackend:
-        face_input = FaceInput(params.train.image_size, params.crops.margin)
-        return cls(store, list(ensemble(params)), face_input, params.evaluate.device)
+        return cls(store, list(ensemble(params)), params_face_input(params), params.evaluate.device)
 
     def logits(self, images: np.ndarray) -> dict[str, np.ndarray]:
         half = self.device.type == "cuda"
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.float16, enabled=half):
             batch = torch.from_numpy(images).to(self.device).contiguous(memory_format=torch.channels_last)
-            return {n: m(batch)["logit"].float().reshape(-1).cpu().numpy() for n, m in self.models.items()}
+            return {n: m(batch)[LOGIT].float().reshape(-1).cpu().numpy() for n, m in self.models.items()}

@@ -12,7 +12,7 @@ import numpy as np
 
 from deepfake.backends.base import Backend
 from deepfake.core.errors import ParamsError, ToolchainError
-from deepfake.modeling.store import INPUT_NAME, ModelStore
+from deepfake.modeling.store import INPUT_NAME, LOGIT, ModelStore
 
 
 class TritonBackend(Backend):
@@ -66,10 +66,10 @@ class TritonBackend(Backend):
         request = self.module.InferInput(INPUT_NAME, list(images.shape), "FP32")
         request.set_data_from_numpy(images)
         try:
-            result = self.client.infer(member, [request], outputs=[self.module.InferRequestedOutput("logit")])
+            result = self.client.infer(member, [request], outputs=[self.module.InferRequestedOutput(LOGIT)])
         except self.module.InferenceServerException as err:
             raise ToolchainError(f"the Triton server at {self.url} failed on model {member!r}: {err}") from err
-        return result.as_numpy("logit").reshape(-1)
+        return result.as_numpy(LOGIT).reshape(-1)
 
 
 def max_batch_size(client: Any, member: str, grpc: bool) -> int:

@@ -13,7 +13,7 @@ import numpy as np
 from deepfake.backends.base import Backend
 from deepfake.core.errors import InputError, ToolchainError
 from deepfake.media.face_input import FaceInput
-from deepfake.modeling.store import ModelStore, ensemble
+from deepfake.modeling.store import ModelStore, ensemble, params_face_input
 
 
 class VartBackend(Backend):
@@ -47,7 +47,7 @@ class VartBackend(Backend):
     @classmethod
     def create(cls, store: ModelStore, params: Any, url: str | None = None) -> VartBackend:
         names = [m.name for m in ensemble(params)]
-        return cls(store, names, FaceInput(params.train.image_size, params.crops.margin))
+        return cls(store, names, params_face_input(params))
 
     def logits(self, images: np.ndarray) -> dict[str, np.ndarray]:
         out = {}

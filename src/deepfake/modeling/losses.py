@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from deepfake.modeling.store import LOGIT, MASK
+
 
 def balanced_bce(
     logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None = None, label_clip: float = 0.01
@@ -53,10 +55,10 @@ def total_loss(
     label_clip: float,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training objective and its parts (for logging)."""
-    cls = balanced_bce(outputs["logit"], labels, valid, label_clip)
+    cls = balanced_bce(outputs[LOGIT], labels, valid, label_clip)
     parts = {"cls": float(cls.detach())}
-    if "mask" in outputs and masks is not None and seg_weight > 0:
-        seg = segmentation_loss(outputs["mask"], masks)
+    if MASK in outputs and masks is not None and seg_weight > 0:
+        seg = segmentation_loss(outputs[MASK], masks)
         parts["seg"] = float(seg.detach())
         return cls + seg_weight * seg, parts
     return cls, parts

@@ -2,9 +2,11 @@
 
 Every model returns raw logits (the sigmoid belongs to the caller, so exports stay quantizable):
 - ``classifier`` (DFDC-1st): timm encoder -> global average pool -> dropout -> Linear(features, 1).
-  Forward returns ``{"logit": (N, 1)}``.
+  Forward returns ``{LOGIT: (N, 1)}``.
 - ``uynet`` (U-YNet): a segmentation-models-pytorch UNet whose encoder bottleneck also feeds a
-  classification head (``aux_params``). Forward returns ``{"logit": (N, 1), "mask": (N, 1, H, W)}``.
+  classification head (``aux_params``). Forward returns ``{LOGIT: (N, 1), MASK: (N, 1, H, W)}``.
+The output names (``LOGIT`` = "logit", ``MASK`` = "mask") are the model store's
+(``deepfake.modeling.store``), as every exported graph names them.
 Encoders are built with random weights unless ``weights`` names a file this pipeline produced;
 nothing is ever downloaded.
 """
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 
 from deepfake.core.errors import CheckpointError, ParamsError
+from deepfake.modeling.store import LOGIT, MASK
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -109,7 +112,7 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         _check_input(x)
-        return {"logit": self.fc(self.dropout(self.encoder(self.stem(x))))}
+        return {LOGIT: self.fc(self.dropout(self.encoder(self.stem(x))))}
 
 
 class UYNet(nn.Module):
@@ -148,7 +151,7 @@ class UYNet(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         _check_input(x, self.multiple)
         mask, logit = self.net(self.stem(x))
-        return {"logit": logit, "mask": mask}
+        return {LOGIT: logit, MASK: mask}
 
 
 @register_model("classifier")

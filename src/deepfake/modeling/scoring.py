@@ -20,6 +20,7 @@ from deepfake.core.vocabulary import FAKE
 from deepfake.media.face_input import probabilities
 from deepfake.modeling.data import CropDataset
 from deepfake.modeling.metrics import ConfidentStrategy, aggregate_video, binary_metrics, mask_iou_dice
+from deepfake.modeling.store import LOGIT, MASK
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,9 @@ def predict_crops(
     logits, iou, dice = [], [], []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         outputs = model(batch["image"].to(device))
-        logits.append(outputs["logit"].float().reshape(-1).cpu().numpy())
-        if "mask" in outputs:
-            for predicted, target in zip((outputs["mask"] > 0).cpu().numpy(), batch["mask"].numpy() > 0.5, strict=True):
+        logits.append(outputs[LOGIT].float().reshape(-1).cpu().numpy())
+        if MASK in outputs:
+            for predicted, target in zip((outputs[MASK] > 0).cpu().numpy(), batch["mask"].numpy() > 0.5, strict=True):
                 i, d = mask_iou_dice(predicted, target)
                 iou.append(i)
                 dice.append(d)

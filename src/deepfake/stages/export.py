@@ -3,7 +3,9 @@
 Every ensemble member's checkpoint becomes an ONNX graph in the model store (``models/onnx``) with
 one input ``image`` (N, 3, S, S) float32, prepared by the face-input contract
 (``deepfake.media.face_input``), and logits out: ``logit`` (N, 1) and, for U-YNet, ``mask``
-(N, 1, S, S). The batch axis is dynamic. The store's ``manifest.json`` records the members and the
+(N, 1, S, S) (the store's ``INPUT_NAME``, ``LOGIT``, ``MASK``). The batch axis is dynamic. The
+contract is the params' (``train.image_size``, ``crops.margin``) unless the checkpoints record their
+own (a model added to the store from elsewhere). The store's ``manifest.json`` records the members and the
 contract, and the params prediction needs (detector, crop margin, sampling, tracks, aggregation), so a
 reader (``deepfake predict`` and ``deepfake serve`` from any folder, Triton) needs nothing else.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from deepfake.core.fileio import atomic_path, write_json_atomic
 from deepfake.core.params import package_settings
 from deepfake.media.face_input import FaceInput
 from deepfake.modeling.data import CropDataset, DataRoots, ModelStagePaths, read_folds, select_folds
-from deepfake.modeling.store import INPUT_NAME, Member, ModelStore, ensemble
+from deepfake.modeling.store import INPUT_NAME, LOGIT, Member, ModelStore, ensemble, params_face_input
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ class Config:
     opset: int
     parity_crops: int  # holdout crops each exported model is compared with PyTorch on
     tolerance: float  # largest absolute logit difference accepted
-    face_input: FaceInput
+    face_input: FaceInput  # the params'; a checkpoint that records its own contract overrides it (run)
     holdout_fold: int
     members: tuple[Member, ...]  # the ensemble: every model with train.seed and each ensemble seed
     settings: dict[str, Any]  # what prediction needs, recorded in the manifest (core.params.PACKAGE_SETTINGS)
@@ -51,7 +53,7 @@ class Config:
             opset=params.export.opset,
             parity_crops=params.export.parity_crops,
             tolerance=params.export.tolerance,
-            face_input=FaceInput(params.train.image_size, params.crops.margin),
+            face_input=params_face_input(params),
             holdout_fold=params.train.holdout_fold,
             members=ensemble(params),
             settings=package_settings(params),
@@ -78,7 +80,7 @@ def output_names(model: nn.Module, image_size: int) -> list[str]:
     """``logit`` first, then the model's other outputs (``mask``) in a stable order."""
     with torch.no_grad():
         keys = list(model.eval()(torch.zeros(1, 3, image_size, image_size)))
-    return ["logit", *sorted(k for k in keys if k != "logit")]
+    return [LOGIT, *sorted(k for k in keys if k != LOGIT)]
 
 
 def export_onnx(model: nn.Module, path: Path, image_size: int, opset: int) -> list[str]:
@@ -99,6 +101,7 @@ def export_onnx(model: nn.Module, path: Path, image_size: int, opset: int) -> li
             output_names=names,
             opset_version=opset,
             dynamo=True,
+            # keyed by OutputTuple.forward's argument name, not the graph's input name
             dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=4096)}},
             external_data=False,
         )
@@ -161,6 +164,7 @@ def export_member(store: ModelStore, member: Member, images: torch.Tensor, confi
 def run(config: Config, paths: Paths) -> dict[str, Any]:
     """The export stage: every ensemble member to ONNX, the store's manifest, and the parity report."""
     store = ModelStore(paths.models)
+    config = replace(config, face_input=store.checkpoint_face_input(config.members, config.face_input))
     images = parity_images(paths.folds, paths.roots, config)
     out_dir = store.folder("onnx")
     out_dir.mkdir(parents=True, exist_ok=True)

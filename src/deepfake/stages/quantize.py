@@ -28,7 +28,7 @@ from deepfake.core.errors import ToolchainError
 from deepfake.core.fileio import atomic_path, write_json_atomic
 from deepfake.modeling.data import CropDataset, DataRoots, ModelStagePaths, calibration_rows, read_folds, select_folds
 from deepfake.modeling.scoring import Aggregation, predict_crops_with, score
-from deepfake.modeling.store import INPUT_NAME, ModelStore
+from deepfake.modeling.store import INPUT_NAME, LOGIT, ModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def operator_report(path: Path) -> dict[str, Any]:
 
 def onnx_probabilities(session: Any, dataset: CropDataset, batch_size: int) -> np.ndarray:
     """P(fake) of the ``logit`` output over ``dataset`` in row order."""
-    return predict_crops_with(lambda batch: session.run(["logit"], {INPUT_NAME: batch})[0], dataset, batch_size)
+    return predict_crops_with(lambda batch: session.run([LOGIT], {INPUT_NAME: batch})[0], dataset, batch_size)
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, float]:

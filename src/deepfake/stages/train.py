@@ -1,6 +1,7 @@
 """Training: one model, one seed. Runs alone or under ``torchrun`` (DDP, SyncBatchNorm).
 
-Checkpoints (rank 0 only) go to the output folder:
+Checkpoints (rank 0 only) go to the output folder, in the model store's format
+(``deepfake.modeling.store``: its file names, keys and writer):
 - ``last.pt``: model, optimiser, schedule, torch RNG state, epoch, history and a fingerprint of the
   config and the folds file; a rerun with the same fingerprint resumes from it (bit for bit on CPU:
   the data order and augmentations are seeded per epoch, dropout draws from the restored RNG), any
@@ -18,7 +19,6 @@ import logging
 import os
 import random
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,7 +33,6 @@ from torch.utils.data import DataLoader, Subset
 
 from deepfake.core.device import resolve_device
 from deepfake.core.errors import InputError
-from deepfake.core.fileio import atomic_path
 from deepfake.core.vocabulary import FAKE
 from deepfake.modeling.augment import AugmentConfig
 from deepfake.modeling.data import (
@@ -47,9 +46,19 @@ from deepfake.modeling.data import (
 )
 from deepfake.modeling.losses import total_loss
 from deepfake.modeling.metrics import balanced_log_loss, log_loss, roc_auc
-from deepfake.modeling.models import create_model, read_checkpoint
+from deepfake.modeling.models import create_model
 from deepfake.modeling.scoring import predict_crops
-from deepfake.modeling.store import Member, ModelStore
+from deepfake.modeling.store import (
+    BEST,
+    LAST,
+    CheckpointFolder,
+    Member,
+    ModelStore,
+    epoch_checkpoint,
+    resume_payload,
+    weights_of,
+    weights_payload,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -254,33 +263,6 @@ def validation_rows(table: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
     return select_folds(table, [config.val_fold], drop_unmasked_fakes=False)
 
 
-def _save(path: Path, payload: dict[str, Any]) -> None:
-    """Write a checkpoint whose bytes depend only on its content, so DVC hashes equal runs alike.
-
-    Through a file object: given a path, torch.save names the zip records after the (random)
-    temporary file name. And canonical: pickle shares objects by identity, so a string or tuple
-    loaded back on resume would otherwise be written differently from the one a fresh run holds.
-    """
-    with atomic_path(path) as tmp, tmp.open("wb") as handle:
-        torch.save(_canonical(payload), handle)
-
-
-def _canonical(value: Any) -> Any:
-    """Containers rebuilt and strings interned, tensors untouched (their sharing is part of the content)."""
-    if isinstance(value, dict):
-        out = type(value)((_canonical(k), _canonical(v)) for k, v in value.items())
-        if hasattr(value, "_metadata"):  # a state dict's per-module versions, which load_state_dict reads
-            out._metadata = _canonical(value._metadata)
-        return out
-    if isinstance(value, list):
-        return [_canonical(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_canonical(v) for v in value)
-    if isinstance(value, str):
-        return sys.intern(value)
-    return value
-
-
 def pick_best(history: list[dict[str, float]], ignore_epochs: int) -> int | None:
     """The epoch with the lowest weighted validation loss, ignoring the first ``ignore_epochs``."""
     candidates = [h for h in history if h["epoch"] >= ignore_epochs and np.isfinite(h["val_weighted_loss"])]
@@ -289,11 +271,11 @@ def pick_best(history: list[dict[str, float]], ignore_epochs: int) -> int | None
     return int(min(candidates, key=lambda h: h["val_weighted_loss"])["epoch"])
 
 
-def _resume_state(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
-    last = out_dir / "last.pt"
+def _resume_state(checkpoints: CheckpointFolder, fingerprint: str) -> dict[str, Any] | None:
+    last = checkpoints.file(LAST)
     if not last.is_file():
         return None
-    state = read_checkpoint(last)  # a tampered last.pt is refused with a clear error, never unpickled
+    state = checkpoints.read(LAST)  # a tampered last.pt is refused with a clear error, never unpickled
     if state.get("fingerprint") != fingerprint:
         logger.info("%s belongs to another config or data: starting over", last)
         return None
@@ -301,11 +283,6 @@ def _resume_state(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
         logger.info("%s is a finished run: a rerun trains again from scratch", last)
         return None
     return state
-
-
-def _clear(out_dir: Path) -> None:
-    for path in out_dir.glob("*.pt"):
-        path.unlink()
 
 
 def fit(
@@ -335,13 +312,14 @@ def fit(
     scaler = torch.amp.GradScaler("cuda") if runtime.device.type == "cuda" else None
     fingerprint = config.fingerprint(folds_csv)
     out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints = CheckpointFolder(out_dir)
 
     history: list[dict[str, float]] = []
     start = 0
-    state = _resume_state(out_dir, fingerprint)
+    state = _resume_state(checkpoints, fingerprint)
     if state is None:
         if runtime.main:
-            _clear(out_dir)
+            checkpoints.clear()
     else:
         unwrap(model).load_state_dict(state["model"], strict=True)
         optimizer.load_state_dict(state["optimizer"])
@@ -382,14 +360,14 @@ def fit(
             record["seconds"] = time.perf_counter() - started
             record["data_share"] = data_seconds / max(record["seconds"], 1e-9)
             history.append(record)
-            _checkpoint(unwrap(model), optimizer, schedule, epoch, history, fingerprint, config, out_dir)
+            _checkpoint(unwrap(model), optimizer, schedule, epoch, history, fingerprint, config, checkpoints)
             if log_epoch:
                 log_epoch(record)
             logger.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in record.items() if k != "epoch"})
         if runtime.world_size > 1:
             dist.barrier()
     if runtime.main:
-        _finish_best(out_dir)
+        _finish_best(checkpoints)
     if runtime.world_size > 1:
         dist.barrier()
     return history
@@ -406,30 +384,25 @@ def _checkpoint(
     history: list[dict[str, float]],
     fingerprint: str,
     config: TrainConfig,
-    out_dir: Path,
+    checkpoints: CheckpointFolder,
 ) -> None:
-    weights = {
-        "model": model.state_dict(),
-        "epoch": epoch,
-        "model_name": config.model,
-        "model_kwargs": config.model_kwargs,
-    }
+    weights = weights_payload(model.state_dict(), epoch, config.model, config.model_kwargs)
     if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
-        _save(out_dir / f"epoch_{epoch}.pt", weights)
+        checkpoints.write(epoch_checkpoint(epoch), weights)
     if pick_best(history, config.ignore_epochs) == epoch:
-        _save(out_dir / "best.pt", weights)
-    _save(
-        out_dir / "last.pt",
-        {
-            **weights,
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
+        checkpoints.write(BEST, weights)
+    checkpoints.write(
+        LAST,
+        resume_payload(
+            weights,
+            optimizer=optimizer.state_dict(),
+            schedule=schedule.state_dict(),
             # wall-clock fields stay out, so a rerun (or a resumed run) writes the same bytes
-            "history": [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in history],
-            "fingerprint": fingerprint,
-            "epochs": config.epochs,
-            "rng": _rng_state(),
-        },
+            history=[{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in history],
+            fingerprint=fingerprint,
+            epochs=config.epochs,
+            rng=_rng_state(),
+        ),
     )
 
 
@@ -448,12 +421,11 @@ def _restore_rng(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _finish_best(out_dir: Path) -> None:
+def _finish_best(checkpoints: CheckpointFolder) -> None:
     """If no epoch qualified as best (all within ignore_epochs), the last epoch's weights are best.pt."""
-    if (out_dir / "best.pt").is_file():
+    if checkpoints.file(BEST).is_file():
         return
-    last = read_checkpoint(out_dir / "last.pt")
-    _save(out_dir / "best.pt", {k: last[k] for k in ("model", "epoch", "model_name", "model_kwargs")})
+    checkpoints.write(BEST, weights_of(checkpoints.read(LAST)))
 
 
 # ---- the DVC stage: one model, one seed ---------------------------------------------------------

@@ -19,13 +19,15 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import albumentations as A
 import cv2
 import numpy as np
 
 from deepfake.core.errors import InputError
+
+if TYPE_CHECKING:
+    import albumentations as A
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -67,7 +69,11 @@ def resize_and_pad(image_size: int, interpolation: int = cv2.INTER_AREA) -> list
     """Isotropic resize of the longer side to ``image_size``, then zero padding to a square.
 
     Training composes these with its augmentations (and other interpolations); inference uses them as is.
+    albumentations is imported here, not at the top: it imports torch (seconds), which the stages that only
+    crop (crops, diffs) and the ones that only read manifests (triton) never need.
     """
+    import albumentations as A
+
     return [
         A.LongestMaxSize(max_size=image_size, interpolation=interpolation, mask_interpolation=cv2.INTER_NEAREST),
         A.PadIfNeeded(
@@ -82,6 +88,8 @@ def fit_transform(image_size: int) -> A.Compose:
 
     Built once per size: it has no randomness, and prediction calls it per face (building it costs
     about twice the resize itself)."""
+    import albumentations as A
+
     return A.Compose(resize_and_pad(image_size))
 
 

@@ -58,7 +58,7 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from deepfake.apps.predict import Outputs, PredictConfig, predict_videos
+    from deepfake.apps.predict import FALLBACK_PROBABILITY, Outputs, PredictConfig, predict_videos
     from deepfake.backends.base import create_backend
     from deepfake.modeling.store import ModelStore
 
@@ -89,7 +89,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         outputs.jsonl,
     )
     for name, status in summary["not_scored"].items():
-        log.warning("%s: not scored (%s); the CSV carries 0.5", name, status)
+        log.warning("%s: not scored (%s); the CSV carries %s", name, status, FALLBACK_PROBABILITY)
     if summary["errors"]:
         log.error("%d videos failed with an error (a bug: tracebacks above and in %s)", summary["errors"], outputs.json)
         return 1

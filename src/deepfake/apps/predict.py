@@ -54,7 +54,9 @@ from deepfake.modeling.tracks import carry_boxes, link_tracks, score_tracks, tra
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-FALLBACK_PROBABILITY = 0.5  # what the CSV must carry for a video without a score (status says why)
+# The CSV's P(fake) for a video without a score (its status says why): DFDC's sample submission's value, the
+# uninformed guess (log loss ln 2 whatever the truth). Fixed by the format, not evaluate.decision_threshold.
+FALLBACK_PROBABILITY = 0.5
 CSV_COLUMNS = ("filename", "label", "status", "path")  # DFDC's filename,label first; path tells same names apart
 STEPS = ("decode", "detect", "crop", "infer", "aggregate")
 
@@ -350,7 +352,8 @@ def _score_video(
         return record
     record.update(
         probability=probability,
-        label="FAKE" if probability >= 0.5 else "REAL",
+        label=config.aggregation.label(probability),
+        threshold=config.aggregation.threshold,  # the label's cut (evaluate.decision_threshold), for readers of it
         decided_by=scores.decided_by,
         members={m: round(v, 5) for m, v in scores.member_probabilities().items()},
         crops=len(video.crops),
@@ -443,7 +446,8 @@ def read_done(jsonl: Path) -> dict[str, dict[str, Any]]:
 
 
 def write_submission(path: Path, records: Sequence[dict[str, Any]]) -> None:
-    """DFDC submission CSV (``filename,label``; label = P(fake)) plus status and path; unscored carry 0.5."""
+    """DFDC submission CSV (``filename,label``; label = P(fake)) plus status and path; unscored carry
+    ``FALLBACK_PROBABILITY``."""
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)

@@ -483,6 +483,8 @@ TestsetName = Annotated[str, AfterValidator(_testset_name)]
 class EvaluateParams(_Section):
     aggregation: Literal["confident", "mean"]
     confident: ConfidentParams
+    # a video (or crop) whose P(fake) reaches it is FAKE; at 0 or 1 every video would get the same label
+    decision_threshold: Annotated[float, Field(gt=0, lt=1)]
     batch_size: PositiveInt
     device: AutoDevice
     # test set -> the datasets whose holdout-fold rows it holds (one evaluate@<test set> stage each, in this order)
@@ -765,7 +767,7 @@ PACKAGE_SETTINGS: dict[str, tuple[str, ...] | None] = {
     "models": None,  # a whole top-level value
     "ensemble": ("seeds",),
     "train": ("image_size",),
-    "evaluate": ("aggregation", "confident"),
+    "evaluate": ("aggregation", "confident", "decision_threshold"),
     "predict": (
         "frames",
         "max_decoded",

@@ -73,6 +73,7 @@ def job_view(job: Job, with_record: bool = True) -> dict[str, Any]:
         "attempts": job.attempts,
         "probability": job.record.get("probability") if job.record else None,
         "label": job.record.get("label") if job.record else None,
+        "threshold": job.record.get("threshold") if job.record else None,  # the label's cut: P(fake) >= it is FAKE
         "explanation": f"{base}/explanation" if job.explanation else None,
         "overlay": f"{base}/overlay" if job.overlay else None,
     }

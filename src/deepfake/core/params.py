@@ -162,6 +162,9 @@ PartList = Annotated[list[PartName], Field(min_length=1), AfterValidator(_unique
 Device = Annotated[str, AfterValidator(_fixed_device)]  # cpu, cuda, cuda:N (handed to MTCNN as is)
 AutoDevice = Annotated[str, AfterValidator(_device_or_auto)]  # also auto (core.device.resolve_device)
 Thresholds = Annotated[list[Probability], Field(min_length=3, max_length=3)]  # MTCNN P/R/O-net
+# MTCNN's NMS overlaps: P-Net within a pyramid level, across levels, R-Net, O-Net (0 would keep one box per image)
+NmsThresholds = Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(min_length=4, max_length=4)]
+PyramidFactor = Annotated[float, Field(gt=0, lt=1)]  # MTCNN: each pyramid level's scale over the previous one's
 ScaleRow = Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)]  # [shorter side up to, scale]
 DetectionScale = Annotated[Literal["auto"] | float, PlainValidator(_detection_scale)]
 InputFilter = Literal["none", "srm"]  # modeling.models.INPUT_FILTERS
@@ -311,6 +314,8 @@ class BboxesParams(_Section):
     thresholds: Thresholds
     min_face_size: PositiveInt  # MTCNN divides by it
     min_face_share: FaceShare
+    pyramid_factor: PyramidFactor
+    nms_thresholds: NmsThresholds
     runtime: Literal["onnx", "torch"]  # media.faces.DETECTOR_RUNTIMES
     scale: DetectionScale
     scale_rule: Annotated[list[ScaleRow], Field(min_length=1)]
@@ -335,6 +340,8 @@ class LandmarksParams(_Section):
     thresholds: Thresholds
     min_face_size: PositiveInt
     min_face_share: FaceShare
+    pyramid_factor: PyramidFactor
+    nms_thresholds: NmsThresholds
     runtime: Literal["onnx", "torch"]
     workers: PositiveInt
     torch_threads: PositiveInt
@@ -762,7 +769,15 @@ def load_params(path: Path | str = "params.yaml") -> Params:
 # `deepfake serve` work from any folder. Machine-specific knobs (devices, workers, batch sizes) stay out.
 PACKAGE_SETTINGS: dict[str, tuple[str, ...] | None] = {
     "video": ("max_pixels",),
-    "bboxes": ("thresholds", "min_face_size", "min_face_share", "scale", "scale_rule"),
+    "bboxes": (
+        "thresholds",
+        "min_face_size",
+        "min_face_share",
+        "pyramid_factor",
+        "nms_thresholds",
+        "scale",
+        "scale_rule",
+    ),
     "crops": ("margin",),
     "models": None,  # a whole top-level value
     "ensemble": ("seeds",),

@@ -76,6 +76,8 @@ class PredictConfig:
     track_min_share: float
     batch_size: int  # crops per forward pass
     workers: int
+    torch_threads: int  # intra-op threads in each process that prepares videos (its detector's too)
+    inference_threads: int  # ONNX Runtime intra-op threads of the models' sessions; 0: ONNX Runtime's default
     detection: Detection
     aggregation: Aggregation
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
@@ -94,6 +96,8 @@ class PredictConfig:
             track_min_share=sect.track_min_share,
             batch_size=sect.batch_size,
             workers=sect.workers,
+            torch_threads=sect.torch_threads,
+            inference_threads=sect.inference_threads,
             detection=Detection.from_params(params),
             aggregation=Aggregation.from_params(params),
             executor=ExecutorConfig.from_params(params),
@@ -491,9 +495,9 @@ def video_pool(config: PredictConfig) -> Iterator[Any]:
     """Where ``prepare_video`` runs: in-process (workers 0), local spawned processes, or a Dask cluster."""
     if config.executor.kind == "dask":
         with dask_client(config.executor, config.workers) as client:
-            yield _DaskPool(client)
+            yield _DaskPool(client, config.torch_threads)
     elif config.workers == 0:
-        set_torch_threads(max(1, os.cpu_count() or 1))
+        set_torch_threads(max(1, os.cpu_count() or 1))  # the one process decodes, detects and infers: every core
         yield _Inline()
     else:
         import multiprocessing
@@ -502,7 +506,7 @@ def video_pool(config: PredictConfig) -> Iterator[Any]:
             max_workers=config.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=init_worker,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), config.torch_threads),
         ) as pool:
             yield pool
 
@@ -510,10 +514,11 @@ def video_pool(config: PredictConfig) -> Iterator[Any]:
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def init_worker(parent: int, on_parent_death: int = signal.SIGTERM) -> None:
-    """One torch thread per worker; and a worker whose parent is killed (SIGKILL leaves no time to shut
-    the pool down) is sent ``on_parent_death`` by the kernel instead of idling on with a detector in memory."""
-    set_torch_threads(1)
+def init_worker(parent: int, threads: int, on_parent_death: int = signal.SIGTERM) -> None:
+    """``threads`` torch threads per worker (``predict.torch_threads``: fixed, so a verdict's floats never depend
+    on the machine's core count); and a worker whose parent is killed (SIGKILL leaves no time to shut the pool
+    down) is sent ``on_parent_death`` by the kernel instead of idling on with a detector in memory."""
+    set_torch_threads(threads)
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -525,15 +530,15 @@ def init_worker(parent: int, on_parent_death: int = signal.SIGTERM) -> None:
 class _DaskPool:
     """Tasks on a Dask cluster; one whose worker died is rerun by the scheduler (``executor.retries``)."""
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
+    def __init__(self, client: Any, threads: int) -> None:
+        self.client, self.threads = client, threads
 
     def submit(self, func: Callable[..., Any], *args: Any) -> Any:
-        return self.client.submit(_with_one_thread, func, *args, pure=False)
+        return self.client.submit(_with_threads, self.threads, func, *args, pure=False)
 
 
-def _with_one_thread(func: Callable[..., Any], *args: Any) -> Any:
-    set_torch_threads(1)
+def _with_threads(threads: int, func: Callable[..., Any], *args: Any) -> Any:
+    set_torch_threads(threads)
     return func(*args)
 
 

@@ -66,6 +66,7 @@ __all__ = [
     "EnsembleParams",
     "EvaluateParams",
     "ExecutorParams",
+    "ExplainParams",
     "ExportParams",
     "FoldsParams",
     "LandmarksParams",
@@ -553,7 +554,14 @@ class PredictParams(_Section):
     track_min_share: Annotated[float, Field(ge=0, le=1)]
     batch_size: PositiveInt
     workers: NonNegativeInt  # 0: videos are prepared in the predict process itself
+    torch_threads: PositiveInt  # per worker process (predict's and the service's)
+    inference_threads: NonNegativeInt  # ONNX Runtime's intra_op_num_threads for the models; 0: its default
     backend: Literal["torch", "onnx", "onnx-int8", "tensorrt", "triton", "vart"]  # backends.base.BACKENDS
+
+
+class ExplainParams(_Section):
+    montage_rows: PositiveInt  # face rows in montage.png
+    overlay_fps: PositiveFloat  # overlay.mp4's frame rate
 
 
 class ServeParams(_Section):
@@ -573,9 +581,13 @@ class ServeParams(_Section):
     max_attempts: PositiveInt  # runs of a job in all, counting those a server restart interrupted
     job_timeout_s: PositiveFloat
     explain: bool
+    explain_faces: PositiveInt  # faces explained per analysis at most
     api_keys_file: NonEmptyStr | None = None  # optional by design: keys are off unless it (or the env) is set
     rate_limit_per_minute: NonNegativeInt  # uploads per API key (or client address); 0: no limit
     cors_origins: list[NonEmptyStr]
+    poll_s: PositiveFloat  # an idle worker's wait between looks at the queue
+    start_timeout_s: PositiveFloat  # for the workers to load the models
+    shutdown_grace_s: NonNegativeInt  # uvicorn's graceful shutdown and then the workers' (one value, so they agree)
 
 
 _PART_NUMBER = re.compile(r"\d+$")  # modeling.splits.part_number
@@ -605,6 +617,7 @@ class Params(_Section):
     build_trt: BuildTrtParams
     compile_dpu: CompileDpuParams
     predict: PredictParams
+    explain: ExplainParams
     serve: ServeParams
 
     @model_validator(mode="after")

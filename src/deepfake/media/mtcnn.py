@@ -97,7 +97,7 @@ def _onnx_net(module: Any, example: Any, axes: dict[int, str], threads: int) -> 
         )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
+    options.inter_op_num_threads = 1  # unused by the sequential executor these sessions run on; no pool to start
     options.log_severity_level = 3
     session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {"x": x})

@@ -442,15 +442,29 @@ class EnsembleParams(_Section):
     seeds: Annotated[list[Seed], AfterValidator(_unique)]  # may be empty: no extra members
 
 
+def _odd_kernel(side: int) -> int:
+    if side < 3 or side % 2 == 0:
+        raise ValueError("must be an odd number >= 3")
+    return side
+
+
+Pair = Field(min_length=2, max_length=2)
+
+
 class AugmentParams(_Section):
     jpeg: Probability
-    jpeg_quality: Annotated[list[Annotated[int, Field(ge=1, le=100)]], Field(min_length=2, max_length=2)]
+    jpeg_quality: Annotated[list[Annotated[int, Field(ge=1, le=100)]], Pair]
     noise: Probability
+    noise_std: Annotated[list[Probability], Pair]  # [low, high] share of the pixel range
     blur: Probability
+    blur_kernel: Annotated[list[Annotated[int, AfterValidator(_odd_kernel)]], Pair]  # [low, high] odd sides
     flip: Probability
     color: Probability
     gray: Probability
     affine: Probability
+    affine_shift: Annotated[float, Field(ge=0, lt=1)]  # share of the side, each way
+    affine_scale: Annotated[list[PositiveFloat], Pair]  # [low, high]
+    affine_rotate: Annotated[int, Field(ge=0, le=180)]  # degrees, each way
     landmark_cutout: Probability
     hull_cutout: Probability
     quadrant_cutout: Probability
@@ -458,10 +472,13 @@ class AugmentParams(_Section):
     min_changed_pixels: NonNegativeInt
 
     @model_validator(mode="after")
-    def _quality_range(self) -> AugmentParams:
-        low, high = self.jpeg_quality
-        if low > high:
-            _fail("jpeg_quality", f"must be [low, high] with low <= high, got {self.jpeg_quality}")
+    def _ranges_ordered(self) -> AugmentParams:
+        problems = [
+            (key, f"must be [low, high] with low <= high, got {getattr(self, key)}")
+            for key in ("jpeg_quality", "noise_std", "blur_kernel", "affine_scale")
+            if getattr(self, key)[0] > getattr(self, key)[1]
+        ]
+        _raise_problems(problems)
         return self
 
 

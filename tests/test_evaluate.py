@@ -255,6 +255,22 @@ def test_per_method_breakdown_matches_sklearn(tmp_path: Path, stub_models: None)
         assert (tmp_path / "plots" / "ffpp" / name).stat().st_size > 1000
 
 
+def test_accuracy_and_the_confusion_matrix_follow_evaluate_decision_threshold(
+    tmp_path: Path, stub_models: None
+) -> None:
+    """U-YNet's video probabilities here: reals 0.2 and 0.4, fakes 0.8, 0.45, 0.275 and 0.8. At 0.5 two reals
+    and two fakes are right; at 0.42 the fake at 0.45 turns FAKE too."""
+    folds = _write_table(tmp_path, _table())
+    for threshold, right in ((0.5, 4), (0.42, 5)):
+        config = evaluate.Config.from_params(_params(decision_threshold=threshold), "ffpp")
+        assert config.aggregation.threshold == threshold
+        report = evaluate.run(config, _paths(folds, tmp_path / str(threshold), "ffpp"))
+        assert report["models"]["uynet"]["video"]["accuracy"] == pytest.approx(right / 6)
+    videos = pd.DataFrame({"y": [0, 0, 1, 1], "prob": [0.2, 0.4, 0.45, 0.8]})
+    assert evaluate._curve(videos, {"auc": 1.0, "ap": 1.0}, 0.5)["confusion"] == [[2, 0], [1, 1]]
+    assert evaluate._curve(videos, {"auc": 1.0, "ap": 1.0}, 0.42)["confusion"] == [[2, 0], [0, 2]]
+
+
 def test_undefined_metrics_are_null_with_a_reason(tmp_path: Path, stub_models: None) -> None:
     """celebdf's holdout rows are fakes only: AUC & co. are null (never NaN), the methods have no reals."""
     folds = _write_table(tmp_path, _table())

@@ -55,6 +55,36 @@ def test_explain_writes_pngs_mp4_montage_and_scores(
     assert strips.shape == (len(summary["tracks"]) * explain.PANEL, explain.TRACK_STRIP * explain.PANEL, 3)
 
 
+def test_the_cli_takes_the_montage_rows_and_the_overlay_rate_from_params(
+    models_root: dict, hostile_part: Path, tmp_path: Path
+) -> None:
+    """Without --montage and --fps, ``deepfake explain`` draws explain.montage_rows rows at explain.overlay_fps."""
+    import copy
+
+    import av
+    import yaml
+
+    from deepfake.cli import main as cli_main
+
+    raw = copy.deepcopy(models_root["raw"])
+    raw["explain"].update(montage_rows=2, overlay_fps=2.5)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "explain"
+    video = str(hostile_part / "fakea.mp4")
+    assert (
+        cli_main(
+            ["--params", str(params_file), "explain", video, "--out", str(out), "--models", str(models_root["root"])]
+        )
+        == 0
+    )
+    faces = len(list(out.glob("frame*_face*.png")))
+    assert faces >= 2
+    assert cv2.imread(str(out / "montage.png")).shape[0] == 2 * explain.PANEL
+    with av.open(str(out / "overlay.mp4")) as container:
+        assert container.streams.video[0].average_rate == 2.5
+
+
 def test_unreadable_or_faceless_videos_are_clear_errors(models_root: dict, hostile_part: Path, tmp_path: Path) -> None:
     params, store = models_root["params"], models_root["store"]
     for name, message in (("zero.mp4", "cannot explain"), ("noface.mp4", "no face found")):

@@ -19,6 +19,15 @@ from deepfake.media.faces import (
 from tests.conftest import FACES, as_params, tiny_params
 
 RULE = [[299, 2.0], [1000, 1.0], [1900, 0.5], [100000, 0.33]]
+# MTCNN's published cascade settings, as params.yaml holds them (checked below)
+PUBLISHED = {"pyramid_factor": 0.709, "nms_thresholds": (0.5, 0.7, 0.7, 0.7)}
+
+
+def test_params_yaml_keeps_mtcnns_published_cascade_settings(tmp_path: Path) -> None:
+    params = as_params(tiny_params(tmp_path))
+    for section in (params.bboxes, params.landmarks):
+        config = DetectorConfig.from_section(section)
+        assert (config.pyramid_factor, config.nms_thresholds) == tuple(PUBLISHED.values())
 
 
 @pytest.mark.parametrize(
@@ -90,7 +99,9 @@ def test_malformed_boxes_files_are_refused(tmp_path: Path, content: str) -> None
 def test_detector_maps_boxes_back_to_full_resolution() -> None:
     image = cv2.cvtColor(cv2.imread(str(FACES / "grace_hopper.jpg")), cv2.COLOR_BGR2RGB)
     detector = FaceDetector(
-        DetectorConfig(thresholds=(0.6, 0.7, 0.7), min_face_size=20, min_face_share=0.0, runtime="onnx", device="cpu")
+        DetectorConfig(
+            thresholds=(0.6, 0.7, 0.7), min_face_size=20, min_face_share=0.0, runtime="onnx", device="cpu", **PUBLISHED
+        )
     )
     (full,) = detector.detect([image], scale=1.0)
     (half,) = detector.detect([image], scale=0.5)
@@ -105,7 +116,7 @@ def test_detector_maps_boxes_back_to_full_resolution() -> None:
 
 
 def _detector(**changes: object) -> FaceDetector:
-    config = {"thresholds": (0.6, 0.7, 0.7), "min_face_size": 20, "min_face_share": 0.0, "runtime": "onnx"}
+    config = {"thresholds": (0.6, 0.7, 0.7), "min_face_size": 20, "min_face_share": 0.0, "runtime": "onnx", **PUBLISHED}
     return FaceDetector(DetectorConfig(**{**config, **changes, "device": "cpu"}))  # type: ignore[arg-type]
 
 
@@ -123,10 +134,10 @@ def test_the_face_share_bounds_the_pyramid_and_what_it_finds() -> None:
 
     image = cv2.cvtColor(cv2.imread(str(FACES / "grace_hopper.jpg")), cv2.COLOR_BGR2RGB)
     height, width = image.shape[:2]
-    config = DetectorConfig((0.6, 0.7, 0.7), 20, 0.2, "onnx", "cpu")
+    config = DetectorConfig((0.6, 0.7, 0.7), 20, 0.2, "onnx", "cpu", **PUBLISHED)  # type: ignore[arg-type]
     assert config.min_size(width, height) == 0.2 * min(width, height)
-    bounded = pyramid_scales(height, width, 20, config.min_size(width, height))
-    full = pyramid_scales(height, width, 20)
+    bounded = pyramid_scales(height, width, 20, config.pyramid_factor, config.min_size(width, height))
+    full = pyramid_scales(height, width, 20, config.pyramid_factor)
     assert len(bounded) < len(full) and bounded == full[len(full) - len(bounded) :]  # the same grid, finest dropped
     (found,) = _detector(min_face_share=0.2).detect([image])
     assert len(found) >= 1 and (found[0, 2] - found[0, 0]) >= 0.2 * min(width, height)
@@ -147,3 +158,26 @@ def test_the_cascade_agrees_with_facenet_pytorch_and_across_runtimes() -> None:
     assert len(onnx) == len(reference) >= 2  # two people in the photo (and a face cut by its edge)
     assert iou_matrix(np.asarray(reference), onnx).max(axis=1).min() > 0.8
     assert np.abs(onnx - torch_boxes).max() < 0.5  # ONNX Runtime and torch run the same nets
+
+
+def test_the_pyramid_factor_and_nms_thresholds_take_effect() -> None:
+    """bboxes.pyramid_factor sets the pyramid's step; bboxes.nms_thresholds how much overlap the cascade's NMS
+    steps allow (at 1 they drop nothing)."""
+    from deepfake.media.mtcnn import _nms, pyramid_scales
+
+    coarse, fine = pyramid_scales(360, 640, 20, 0.5), pyramid_scales(360, 640, 20, 0.709)
+    assert coarse[0] == fine[0] == 12 / 20 and len(coarse) < len(fine)
+    np.testing.assert_allclose(np.diff(np.log(coarse)), np.log(0.5))
+    boxes = np.array([[0, 0, 10, 10, 0.9], [1, 1, 11, 11, 0.8], [0, 0, 4, 4, 0.7]], np.float32)
+    groups = np.zeros(3, np.int64)
+    # boxes 0 and 1: IoU 100 / 142 = 0.704 (MTCNN counts pixels inclusively); box 2 lies inside box 0 (IoU 0.21)
+    assert list(_nms(boxes, groups, 0.7)) == [0, 2]
+    assert list(_nms(boxes, groups, 0.75)) == [0, 1, 2]
+    assert list(_nms(boxes, groups, 0.7, "min")) == [0]  # over the smaller box: 100 / 121 and 25 / 25
+    image = cv2.cvtColor(cv2.imread(str(FACES / "grace_hopper.jpg")), cv2.COLOR_BGR2RGB)
+    (published,) = _detector().detect([image])
+    (coarser,) = _detector(pyramid_factor=0.5).detect([image])
+    assert len(published) >= 1 and len(coarser) >= 1
+    assert not np.array_equal(published, coarser)  # other pyramid levels: other scores and boxes
+    (all_kept,) = _detector(nms_thresholds=(1.0, 1.0, 1.0, 1.0)).detect([image])
+    assert len(all_kept) > len(published)  # without NMS the face's overlapping candidates all survive

@@ -372,7 +372,13 @@ def run_bboxes(part: Path, out: Path, report: Path) -> dict[str, Any]:
     from tests.conftest import ingest_part
 
     detector = DetectorConfig(
-        thresholds=(0.6, 0.7, 0.7), min_face_size=20, min_face_share=0.0, runtime="onnx", device="cpu"
+        thresholds=(0.6, 0.7, 0.7),
+        min_face_size=20,
+        min_face_share=0.0,
+        runtime="onnx",
+        device="cpu",
+        pyramid_factor=0.709,
+        nms_thresholds=(0.5, 0.7, 0.7, 0.7),
     )
     config = bboxes.Config(SAMPLING, Detection(detector, 4, 1.0, ((100000.0, 1.0),)), workers=1, torch_threads=1)
     index = ingest_part(part, part.parent.parent / "index")

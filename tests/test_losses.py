@@ -10,7 +10,7 @@ from deepfake.modeling.store import LOGIT, MASK
 def test_balanced_bce_averages_the_class_terms() -> None:
     logits = torch.tensor([0.0, 0.0, 0.0, math.log(3.0)])  # p = .5, .5, .5, .75
     labels = torch.tensor([1.0, 1.0, 1.0, 0.0])
-    loss = balanced_bce(logits, labels, label_clip=0.0)
+    loss = balanced_bce(logits, labels, None, label_clip=0.0)
     # fakes: -ln .5 each; real: -ln .25 -> (ln2 + ln4) / 2
     assert float(loss) == pytest.approx((math.log(2) + math.log(4)) / 2, rel=1e-5)
 
@@ -21,8 +21,8 @@ def test_invalid_samples_do_not_count_and_labels_are_clipped() -> None:
     only_first = balanced_bce(logits, labels, valid=torch.tensor([1, 0]), label_clip=0.0)
     assert float(only_first) == pytest.approx(float(torch.nn.functional.softplus(torch.tensor(-5.0))), rel=1e-5)
     # with clipping the target is .99, so a huge logit is no longer free
-    assert float(balanced_bce(torch.tensor([50.0]), torch.tensor([1.0]), label_clip=0.01)) > 0.4
-    empty = balanced_bce(logits, labels, valid=torch.tensor([0, 0]))
+    assert float(balanced_bce(torch.tensor([50.0]), torch.tensor([1.0]), None, label_clip=0.01)) > 0.4
+    empty = balanced_bce(logits, labels, valid=torch.tensor([0, 0]), label_clip=0.0)
     assert float(empty) == 0.0
 
 

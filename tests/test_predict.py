@@ -25,7 +25,7 @@ from deepfake.backends.base import create_backend
 from deepfake.cli import main as cli_main
 from deepfake.core.errors import InputError, ParamsError, ToolchainError
 from deepfake.media.face_input import FaceInput
-from tests.conftest import SIZE, face_frames, set_key, tiny_params, write_video
+from tests.conftest import SIZE, as_params, face_frames, set_key, tiny_params, write_video
 
 
 def outputs(folder: Path, name: str = "p") -> infer.Outputs:
@@ -412,6 +412,31 @@ def test_two_faces_make_two_tracks_and_the_swapped_one_decides(models_root: dict
     assert all(t["eligible"] == (t["crops"] >= config.track_min_share * longest) for t in scored["tracks"])
     assert scored["probability"] == pytest.approx(0.9, abs=0.01)
     assert config.aggregation(1 / (1 + np.exp(-logits))) < 0.6  # pooling all crops dilutes the swapped face
+
+
+def _one_face_video(face_input: FaceInput) -> infer.PreparedVideo:
+    """A prepared video of one frame with one face (one track), as prepare_video leaves it."""
+    record = infer.base_record(Path("one.mp4"))
+    face = {"box": [0.0, 0.0, 10.0, 10.0], "detector_score": 1.0, "track": 0, "detected": True}
+    record.update(
+        ms={}, frames=[{"frame": 0, "t": 0.0, "faces": [face]}], tracks=[{"id": 0, "frames": [0], "crops": 1}]
+    )
+    crops = np.zeros((1, face_input.image_size, face_input.image_size, 3), np.uint8)
+    return infer.PreparedVideo(record, crops, [(0, 0)], [0])
+
+
+@pytest.mark.parametrize("threshold, label", [(0.5, "FAKE"), (0.65, "FAKE"), (0.75, "REAL")])
+def test_the_label_follows_evaluate_decision_threshold(tmp_path: Path, threshold: float, label: str) -> None:
+    """A video of P(fake) 0.7 is FAKE from the threshold in params, not from a 0.5 in the code; the record
+    carries the threshold it was labelled at (the service's page reads it there)."""
+    params = as_params(tiny_params(tmp_path, evaluate__decision_threshold=threshold, evaluate__aggregation="mean"))
+    config = infer.PredictConfig.from_params(params)
+    assert config.aggregation.threshold == threshold
+    face_input = FaceInput(32, 0.3333)
+    logit = np.log(0.7 / 0.3).astype(np.float32)
+    [scored] = infer.score_prepared([_one_face_video(face_input)], SideBackend(face_input, np.array([logit])), config)
+    assert scored["probability"] == pytest.approx(0.7, abs=1e-6)
+    assert (scored["label"], scored["threshold"]) == (label, threshold)
 
 
 def _mean_x(record: dict, track: int) -> float:

@@ -260,6 +260,47 @@ def test_a_finished_job_keeps_its_record_and_old_ones_expire(tmp_path: Path) -> 
     assert not store.result_dir("a").exists()
 
 
+def test_one_shutdown_grace_for_uvicorn_and_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve.shutdown_grace_s is uvicorn's graceful-shutdown timeout and the workers' grace after SIGTERM."""
+    import uvicorn
+
+    from deepfake.apps.serve import app as app_module
+    from deepfake.apps.serve.workers import _Worker
+    from deepfake.cli import main as cli_main
+
+    raw = tiny_params(tmp_path / "raw", serve__shutdown_grace_s=3)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    seen: dict = {}
+    monkeypatch.setattr(app_module, "create_app", lambda config: seen.setdefault("config", config))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
+    assert cli_main(["--params", str(params_file), "serve", "--models", str(tmp_path), "--data", str(tmp_path)]) == 0
+    assert seen["timeout_graceful_shutdown"] == seen["config"].shutdown_grace_s == 3
+
+    class Stubborn:
+        """A worker that ignores SIGTERM: the pool waits the grace, then kills it."""
+
+        alive, waited = True, []
+
+        def is_alive(self) -> bool:
+            return self.alive
+
+        def terminate(self) -> None:
+            pass
+
+        def join(self, timeout: float) -> None:
+            self.waited.append(timeout)
+
+        def kill(self) -> None:
+            self.alive = False
+
+    pool = WorkerPool(serve_config(tmp_path, shutdown_grace_s=3), metrics=None)
+    worker = Stubborn()
+    pool.workers[1] = _Worker(worker)
+    pool.close()
+    assert 2.5 < worker.waited[0] <= 3 and not worker.alive
+
+
 def test_two_workers_never_claim_the_same_job(tmp_path: Path) -> None:
     first, second = JobStore(tmp_path), JobStore(tmp_path)
     for name in "abcdef":
@@ -310,6 +351,8 @@ def test_a_served_verdict_equals_deepfake_predict(
     assert record["status"] == "ok" and record["probability"] == pytest.approx(expected["probability"], abs=1e-6)
     assert record["label"] == expected["label"] and record["path"] == "reala.mp4"
     assert job["probability"] == record["probability"]
+    # the label's cut travels with the verdict: the page colours scores by it
+    assert job["threshold"] == record["threshold"] == models_root["params"].evaluate.decision_threshold
     montage = live.get(job["explanation"])
     assert montage.status_code == 200 and montage.content.startswith(b"\x89PNG")
     overlay = live.get(job["overlay"])
@@ -432,7 +475,7 @@ def sleep_with_parent_death_signal(parent: int, armed: str) -> None:  # a spawne
 
     from deepfake.apps.predict import init_worker
 
-    init_worker(parent, on_parent_death=signal.SIGKILL)
+    init_worker(parent, 1, on_parent_death=signal.SIGKILL)
     Path(armed).touch()
     time.sleep(60)
 

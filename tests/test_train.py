@@ -19,6 +19,7 @@ from deepfake.modeling.augment import (
     quadrant_cutout,
     quadrant_masks,
     self_blend,
+    train_transform,
 )
 from deepfake.modeling.data import CropDataset, DataRoots, epoch_indices, read_folds, shard
 from deepfake.modeling.models import CheckpointError, create_model, load_weights
@@ -41,6 +42,24 @@ def train_data(processed: dict, tmp_path_factory: pytest.TempPathFactory) -> tup
 def config(hostile_part: Path, model: str = "classifier", **overrides: object) -> TrainConfig:
     base = TrainConfig.from_params(as_params(tiny_params(hostile_part.parent)), model)
     return replace(base, **overrides)
+
+
+def test_the_augmentation_strengths_come_from_params(tmp_path: Path) -> None:
+    changes = {
+        "augment__noise_std": [0.1, 0.2],
+        "augment__blur_kernel": [5, 7],
+        "augment__affine_shift": 0.1,
+        "augment__affine_scale": [0.8, 1.25],
+        "augment__affine_rotate": 20,
+    }
+    config = AugmentConfig.from_params(as_params(tiny_params(tmp_path, **changes)))
+    steps = {type(t).__name__: t for t in train_transform(64, config).transforms}
+    assert steps["GaussNoise"].get_transform_init_args()["std_range"] == (0.1, 0.2)
+    assert steps["GaussianBlur"].get_transform_init_args()["blur_limit"] == (5, 7)
+    affine = steps["Affine"].get_transform_init_args()
+    assert affine["translate_percent"] == {"x": (-0.1, 0.1), "y": (-0.1, 0.1)}
+    assert affine["scale"] == {"x": (0.8, 1.25), "y": (0.8, 1.25)}
+    assert affine["rotate"] == (-20, 20)
 
 
 def test_dataset_items_are_normalised_tensors(train_data: tuple[Path, DataRoots], hostile_part: Path) -> None:

@@ -48,7 +48,7 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def onnx_backend(models_root: dict) -> OnnxBackend:
-    return OnnxBackend(models_root["store"])
+    return OnnxBackend(models_root["store"], models_root["params"].predict.inference_threads)
 
 
 def predict(models_root: dict, videos: Path, folder: Path, *backend: str) -> tuple[dict, dict[str, str]]:

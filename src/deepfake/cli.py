@@ -58,7 +58,7 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from deepfake.apps.predict import Outputs, PredictConfig, predict_videos
+    from deepfake.apps.predict import FALLBACK_PROBABILITY, Outputs, PredictConfig, predict_videos
     from deepfake.backends.base import create_backend
     from deepfake.modeling.store import ModelStore
 
@@ -89,7 +89,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         outputs.jsonl,
     )
     for name, status in summary["not_scored"].items():
-        log.warning("%s: not scored (%s); the CSV carries 0.5", name, status)
+        log.warning("%s: not scored (%s); the CSV carries %s", name, status, FALLBACK_PROBABILITY)
     if summary["errors"]:
         log.error("%d videos failed with an error (a bug: tracebacks above and in %s)", summary["errors"], outputs.json)
         return 1
@@ -112,7 +112,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     params = _model_params(args, args.models)
     store = ModelStore(args.models)
-    summary = explain(args.video, params, store, args.out, args.montage, args.fps, args.backend)
+    rows = args.montage if args.montage is not None else params.explain.montage_rows
+    fps = args.fps if args.fps is not None else params.explain.overlay_fps
+    summary = explain(args.video, params, store, args.out, rows, fps, args.backend)
     logging.getLogger("deepfake").info("%d faces explained: %s (montage.png, overlay.mp4)", summary["faces"], args.out)
     return 0
 
@@ -145,7 +147,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         config.port,
         config.data,
     )
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info", timeout_graceful_shutdown=30)
+    # open requests get serve.shutdown_grace_s to finish, then the app's shutdown gives the workers' jobs as long
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        log_level="info",
+        timeout_graceful_shutdown=config.shutdown_grace_s,
+    )
     return 0
 
 
@@ -226,8 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", type=Path, required=True, help="folder for the PNGs, overlay.mp4 and montage.png")
     explain.add_argument("--models", type=Path, default=Path("models"), help="holds train/, onnx/, int8/")
     explain.add_argument("--backend", choices=EXPLAIN_BACKENDS, default="torch", help="torch gives Grad-CAM (default)")
-    explain.add_argument("--montage", type=int, default=4, help="face rows in montage.png (default: %(default)s)")
-    explain.add_argument("--fps", type=float, default=4.0, help="overlay.mp4 frame rate (default: %(default)s)")
+    explain.add_argument("--montage", type=int, help="face rows in montage.png (default: explain.montage_rows)")
+    explain.add_argument("--fps", type=float, help="overlay.mp4 frame rate (default: explain.overlay_fps)")
     explain.set_defaults(func=_cmd_explain)
 
     serve = commands.add_parser("serve", help="the verdict service: REST API, web page, job store (docs/service.md)")

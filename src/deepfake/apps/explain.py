@@ -109,7 +109,8 @@ class Explainers:
 
             manifest = store.read_manifest(backend)
             members = {m["name"]: m for m in manifest["members"] if m["name"] in names}
-            self.models = {n: onnx_session(store.folder(backend) / m["file"]) for n, m in members.items()}
+            folder, threads = store.folder(backend), params.predict.inference_threads
+            self.models = {n: onnx_session(folder / m["file"], threads=threads) for n, m in members.items()}
             self.kinds = {n: m["model"] for n, m in members.items()}
             self.face_input = store.face_input(backend)
         else:

@@ -45,7 +45,6 @@ from deepfake.backends.base import Backend
 from deepfake.core.errors import InputError
 from deepfake.core.fileio import atomic_path, write_json_atomic
 from deepfake.core.parallel import ExecutorConfig, cached, dask_client, set_torch_threads
-from deepfake.core.vocabulary import FAKE, REAL
 from deepfake.media.face_input import FaceInput, crop_face, normalize_batch, probabilities
 from deepfake.media.faces import Detection, FaceDetector
 from deepfake.media.video import SampledFrame, SpanReader, SpanSampling
@@ -55,7 +54,9 @@ from deepfake.modeling.tracks import carry_boxes, link_tracks, score_tracks, tra
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-FALLBACK_PROBABILITY = 0.5  # what the CSV must carry for a video without a score (status says why)
+# The CSV's P(fake) for a video without a score (its status says why): DFDC's sample submission's value, the
+# uninformed guess (log loss ln 2 whatever the truth). Fixed by the format, not evaluate.decision_threshold.
+FALLBACK_PROBABILITY = 0.5
 CSV_COLUMNS = ("filename", "label", "status", "path")  # DFDC's filename,label first; path tells same names apart
 STEPS = ("decode", "detect", "crop", "infer", "aggregate")
 
@@ -75,6 +76,8 @@ class PredictConfig:
     track_min_share: float
     batch_size: int  # crops per forward pass
     workers: int
+    torch_threads: int  # intra-op threads in each process that prepares videos (its detector's too)
+    inference_threads: int  # ONNX Runtime intra-op threads of the models' sessions; 0: ONNX Runtime's default
     detection: Detection
     aggregation: Aggregation
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
@@ -93,6 +96,8 @@ class PredictConfig:
             track_min_share=sect.track_min_share,
             batch_size=sect.batch_size,
             workers=sect.workers,
+            torch_threads=sect.torch_threads,
+            inference_threads=sect.inference_threads,
             detection=Detection.from_params(params),
             aggregation=Aggregation.from_params(params),
             executor=ExecutorConfig.from_params(params),
@@ -351,7 +356,8 @@ def _score_video(
         return record
     record.update(
         probability=probability,
-        label=FAKE if probability >= 0.5 else REAL,
+        label=config.aggregation.label(probability),
+        threshold=config.aggregation.threshold,  # the label's cut (evaluate.decision_threshold), for readers of it
         decided_by=scores.decided_by,
         members={m: round(v, 5) for m, v in scores.member_probabilities().items()},
         crops=len(video.crops),
@@ -444,7 +450,8 @@ def read_done(jsonl: Path) -> dict[str, dict[str, Any]]:
 
 
 def write_submission(path: Path, records: Sequence[dict[str, Any]]) -> None:
-    """DFDC submission CSV (``filename,label``; label = P(fake)) plus status and path; unscored carry 0.5."""
+    """DFDC submission CSV (``filename,label``; label = P(fake)) plus status and path; unscored carry
+    ``FALLBACK_PROBABILITY``."""
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
@@ -488,9 +495,9 @@ def video_pool(config: PredictConfig) -> Iterator[Any]:
     """Where ``prepare_video`` runs: in-process (workers 0), local spawned processes, or a Dask cluster."""
     if config.executor.kind == "dask":
         with dask_client(config.executor, config.workers) as client:
-            yield _DaskPool(client)
+            yield _DaskPool(client, config.torch_threads)
     elif config.workers == 0:
-        set_torch_threads(max(1, os.cpu_count() or 1))
+        set_torch_threads(max(1, os.cpu_count() or 1))  # the one process decodes, detects and infers: every core
         yield _Inline()
     else:
         import multiprocessing
@@ -499,7 +506,7 @@ def video_pool(config: PredictConfig) -> Iterator[Any]:
             max_workers=config.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=init_worker,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), config.torch_threads),
         ) as pool:
             yield pool
 
@@ -507,10 +514,11 @@ def video_pool(config: PredictConfig) -> Iterator[Any]:
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def init_worker(parent: int, on_parent_death: int = signal.SIGTERM) -> None:
-    """One torch thread per worker; and a worker whose parent is killed (SIGKILL leaves no time to shut
-    the pool down) is sent ``on_parent_death`` by the kernel instead of idling on with a detector in memory."""
-    set_torch_threads(1)
+def init_worker(parent: int, threads: int, on_parent_death: int = signal.SIGTERM) -> None:
+    """``threads`` torch threads per worker (``predict.torch_threads``: fixed, so a verdict's floats never depend
+    on the machine's core count); and a worker whose parent is killed (SIGKILL leaves no time to shut the pool
+    down) is sent ``on_parent_death`` by the kernel instead of idling on with a detector in memory."""
+    set_torch_threads(threads)
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -522,15 +530,15 @@ def init_worker(parent: int, on_parent_death: int = signal.SIGTERM) -> None:
 class _DaskPool:
     """Tasks on a Dask cluster; one whose worker died is rerun by the scheduler (``executor.retries``)."""
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
+    def __init__(self, client: Any, threads: int) -> None:
+        self.client, self.threads = client, threads
 
     def submit(self, func: Callable[..., Any], *args: Any) -> Any:
-        return self.client.submit(_with_one_thread, func, *args, pure=False)
+        return self.client.submit(_with_threads, self.threads, func, *args, pure=False)
 
 
-def _with_one_thread(func: Callable[..., Any], *args: Any) -> Any:
-    set_torch_threads(1)
+def _with_threads(threads: int, func: Callable[..., Any], *args: Any) -> Any:
+    set_torch_threads(threads)
     return func(*args)
 
 

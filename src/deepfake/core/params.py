@@ -67,6 +67,7 @@ __all__ = [
     "EnsembleParams",
     "EvaluateParams",
     "ExecutorParams",
+    "ExplainParams",
     "ExportParams",
     "FoldsParams",
     "LandmarksParams",
@@ -163,6 +164,9 @@ PartList = Annotated[list[PartName], Field(min_length=1), AfterValidator(_unique
 Device = Annotated[str, AfterValidator(_fixed_device)]  # cpu, cuda, cuda:N (handed to MTCNN as is)
 AutoDevice = Annotated[str, AfterValidator(_device_or_auto)]  # also auto (core.device.resolve_device)
 Thresholds = Annotated[list[Probability], Field(min_length=3, max_length=3)]  # MTCNN P/R/O-net
+# MTCNN's NMS overlaps: P-Net within a pyramid level, across levels, R-Net, O-Net (0 would keep one box per image)
+NmsThresholds = Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(min_length=4, max_length=4)]
+PyramidFactor = Annotated[float, Field(gt=0, lt=1)]  # MTCNN: each pyramid level's scale over the previous one's
 ScaleRow = Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)]  # [shorter side up to, scale]
 DetectionScale = Annotated[Literal["auto"] | float, PlainValidator(_detection_scale)]
 InputFilter = Literal["none", "srm"]  # modeling.models.INPUT_FILTERS
@@ -312,6 +316,8 @@ class BboxesParams(_Section):
     thresholds: Thresholds
     min_face_size: PositiveInt  # MTCNN divides by it
     min_face_share: FaceShare
+    pyramid_factor: PyramidFactor
+    nms_thresholds: NmsThresholds
     runtime: Literal["onnx", "torch"]  # media.faces.DETECTOR_RUNTIMES
     scale: DetectionScale
     scale_rule: Annotated[list[ScaleRow], Field(min_length=1)]
@@ -336,6 +342,8 @@ class LandmarksParams(_Section):
     thresholds: Thresholds
     min_face_size: PositiveInt
     min_face_share: FaceShare
+    pyramid_factor: PyramidFactor
+    nms_thresholds: NmsThresholds
     runtime: Literal["onnx", "torch"]
     workers: PositiveInt
     torch_threads: PositiveInt
@@ -435,15 +443,29 @@ class EnsembleParams(_Section):
     seeds: Annotated[list[Seed], AfterValidator(_unique)]  # may be empty: no extra members
 
 
+def _odd_kernel(side: int) -> int:
+    if side < 3 or side % 2 == 0:
+        raise ValueError("must be an odd number >= 3")
+    return side
+
+
+Pair = Field(min_length=2, max_length=2)
+
+
 class AugmentParams(_Section):
     jpeg: Probability
-    jpeg_quality: Annotated[list[Annotated[int, Field(ge=1, le=100)]], Field(min_length=2, max_length=2)]
+    jpeg_quality: Annotated[list[Annotated[int, Field(ge=1, le=100)]], Pair]
     noise: Probability
+    noise_std: Annotated[list[Probability], Pair]  # [low, high] share of the pixel range
     blur: Probability
+    blur_kernel: Annotated[list[Annotated[int, AfterValidator(_odd_kernel)]], Pair]  # [low, high] odd sides
     flip: Probability
     color: Probability
     gray: Probability
     affine: Probability
+    affine_shift: Annotated[float, Field(ge=0, lt=1)]  # share of the side, each way
+    affine_scale: Annotated[list[PositiveFloat], Pair]  # [low, high]
+    affine_rotate: Annotated[int, Field(ge=0, le=180)]  # degrees, each way
     landmark_cutout: Probability
     hull_cutout: Probability
     quadrant_cutout: Probability
@@ -451,10 +473,13 @@ class AugmentParams(_Section):
     min_changed_pixels: NonNegativeInt
 
     @model_validator(mode="after")
-    def _quality_range(self) -> AugmentParams:
-        low, high = self.jpeg_quality
-        if low > high:
-            _fail("jpeg_quality", f"must be [low, high] with low <= high, got {self.jpeg_quality}")
+    def _ranges_ordered(self) -> AugmentParams:
+        problems = [
+            (key, f"must be [low, high] with low <= high, got {getattr(self, key)}")
+            for key in ("jpeg_quality", "noise_std", "blur_kernel", "affine_scale")
+            if getattr(self, key)[0] > getattr(self, key)[1]
+        ]
+        _raise_problems(problems)
         return self
 
 
@@ -484,6 +509,8 @@ TestsetName = Annotated[str, AfterValidator(_testset_name)]
 class EvaluateParams(_Section):
     aggregation: Literal["confident", "mean"]
     confident: ConfidentParams
+    # a video (or crop) whose P(fake) reaches it is FAKE; at 0 or 1 every video would get the same label
+    decision_threshold: Annotated[float, Field(gt=0, lt=1)]
     batch_size: PositiveInt
     device: AutoDevice
     # test set -> the datasets whose holdout-fold rows it holds (one evaluate@<test set> stage each, in this order)
@@ -545,7 +572,14 @@ class PredictParams(_Section):
     track_min_share: Annotated[float, Field(ge=0, le=1)]
     batch_size: PositiveInt
     workers: NonNegativeInt  # 0: videos are prepared in the predict process itself
+    torch_threads: PositiveInt  # per worker process (predict's and the service's)
+    inference_threads: NonNegativeInt  # ONNX Runtime's intra_op_num_threads for the models; 0: its default
     backend: Literal["torch", "onnx", "onnx-int8", "tensorrt", "triton", "vart"]  # backends.base.BACKENDS
+
+
+class ExplainParams(_Section):
+    montage_rows: PositiveInt  # face rows in montage.png
+    overlay_fps: PositiveFloat  # overlay.mp4's frame rate
 
 
 class ServeParams(_Section):
@@ -565,9 +599,13 @@ class ServeParams(_Section):
     max_attempts: PositiveInt  # runs of a job in all, counting those a server restart interrupted
     job_timeout_s: PositiveFloat
     explain: bool
+    explain_faces: PositiveInt  # faces explained per analysis at most
     api_keys_file: NonEmptyStr | None = None  # optional by design: keys are off unless it (or the env) is set
     rate_limit_per_minute: NonNegativeInt  # uploads per API key (or client address); 0: no limit
     cors_origins: list[NonEmptyStr]
+    poll_s: PositiveFloat  # an idle worker's wait between looks at the queue
+    start_timeout_s: PositiveFloat  # for the workers to load the models
+    shutdown_grace_s: NonNegativeInt  # uvicorn's graceful shutdown and then the workers' (one value, so they agree)
 
 
 class Params(_Section):
@@ -594,6 +632,7 @@ class Params(_Section):
     build_trt: BuildTrtParams
     compile_dpu: CompileDpuParams
     predict: PredictParams
+    explain: ExplainParams
     serve: ServeParams
 
     @model_validator(mode="after")
@@ -758,12 +797,20 @@ def load_params(path: Path | str = "params.yaml") -> Params:
 # `deepfake serve` work from any folder. Machine-specific knobs (devices, workers, batch sizes) stay out.
 PACKAGE_SETTINGS: dict[str, tuple[str, ...] | None] = {
     "video": ("max_pixels",),
-    "bboxes": ("thresholds", "min_face_size", "min_face_share", "scale", "scale_rule"),
+    "bboxes": (
+        "thresholds",
+        "min_face_size",
+        "min_face_share",
+        "pyramid_factor",
+        "nms_thresholds",
+        "scale",
+        "scale_rule",
+    ),
     "crops": ("margin",),
     "models": None,  # a whole top-level value
     "ensemble": ("seeds",),
     "train": ("image_size",),
-    "evaluate": ("aggregation", "confident"),
+    "evaluate": ("aggregation", "confident", "decision_threshold"),
     "predict": (
         "frames",
         "max_decoded",

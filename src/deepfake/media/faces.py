@@ -14,6 +14,7 @@ import numpy as np
 
 from deepfake.core.errors import InputError, ParamsError
 from deepfake.core.fileio import read_json_limited, write_json_atomic
+from deepfake.media.mtcnn import Cascade
 
 BOXES_FORMAT = 1
 MAX_BOXES_FILE_BYTES = 16 * 1024 * 1024
@@ -57,6 +58,8 @@ class DetectorConfig:
     min_face_share: float  # smallest face of interest as a share of the frame's shorter side (0 = no bound)
     runtime: str  # the P/R/O-nets on ONNX Runtime ("onnx") or PyTorch ("torch")
     device: str
+    pyramid_factor: float  # each pyramid level's scale over the previous one's
+    nms_thresholds: tuple[float, float, float, float]  # P-Net per level, P-Net across levels, R-Net, O-Net
 
     @classmethod
     def from_section(cls, section: Any) -> DetectorConfig:
@@ -67,7 +70,14 @@ class DetectorConfig:
             min_face_share=float(section.min_face_share),
             runtime=section.runtime,
             device=section.device,
+            pyramid_factor=float(section.pyramid_factor),
+            nms_thresholds=tuple(float(t) for t in section.nms_thresholds),  # type: ignore[arg-type]
         )
+
+    @property
+    def cascade(self) -> Cascade:
+        """The cascade's numbers as ``deepfake.media.mtcnn.detect_faces`` takes them."""
+        return Cascade(self.pyramid_factor, *self.nms_thresholds)
 
     def min_size(self, width: int, height: int) -> float:
         """The smallest face (detector pixels) looked for in a ``width x height`` detector input.
@@ -127,7 +137,8 @@ class FaceDetector:
         min_size = self.config.min_size(width, height)
         if min(width, height) < max(min_size, CELL):  # the pyramid would be empty
             return [np.zeros((0, 5), np.float32)] * len(images), [np.zeros((0, 5, 2), np.float32)] * len(images)
-        return detect_faces(images, self._nets, self.config.min_face_size, min_size, self.config.thresholds)
+        config = self.config
+        return detect_faces(images, self._nets, config.min_face_size, min_size, config.thresholds, config.cascade)
 
     def detect(self, frames_rgb: Sequence[np.ndarray], scale: float = 1.0) -> list[np.ndarray]:
         """Detect faces in equally sized RGB frames; one ``(n, 5)`` array [x1,y1,x2,y2,score] per frame.

@@ -7,7 +7,9 @@ every pyramid level and every candidate crop by gathers: the same "area" resampl
 (``adaptive_avg_pool2d``: output cell i averages input rows ``floor(i*h/oh)`` to ``ceil((i+1)*h/oh)``),
 in float, so the nets see what facenet-pytorch feeds them. The nets run on ONNX Runtime or PyTorch
 behind one callable each. The cascade's arithmetic (box generation, regression, squaring, clipping,
-the NMS thresholds and the final "Min" NMS) follows facenet-pytorch. Why exact: MTCNN's thresholds
+the final NMS measuring overlap by the smaller box, "Min") follows facenet-pytorch; its tunable numbers, the
+pyramid factor and the four NMS thresholds, come from params (``bboxes`` / ``landmarks``: ``pyramid_factor``,
+``nms_thresholds``), where params.yaml keeps MTCNN's published values. Why exact: MTCNN's thresholds
 sit close to the scores of blurry or low-resolution faces (a swapped face's), and a plain
 ``cv2.INTER_AREA`` on uint8 moved some of them below 0.95.
 """
@@ -23,12 +25,25 @@ from typing import Any
 import cv2
 import numpy as np
 
+# Fixed by the pretrained nets' architecture: P-Net's window and output stride, R-/O-Net's input sides
 CELL = 12  # P-Net's window: the smallest face the pyramid reaches is min_size at scale CELL / min_size
 STRIDE = 2  # P-Net's output stride
-FACTOR = 0.709  # pyramid step (facenet-pytorch's default)
-NET_BATCH = 512  # candidate crops per R-/O-Net call (bounds memory on a frame full of candidates)
+RNET_SIDE, ONET_SIDE = 24, 48
+NET_BATCH = 512  # candidate crops per R-/O-Net call: bounds memory on a frame full of candidates; results do not
+# depend on it
 
 Net = Callable[[np.ndarray], list[np.ndarray]]  # float32 NCHW in, the net's outputs out
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """The cascade's tunable numbers (``bboxes`` / ``landmarks``: ``pyramid_factor``, ``nms_thresholds``)."""
+
+    factor: float  # each pyramid level's scale over the previous one's
+    nms_scale: float  # P-Net's boxes within one pyramid level (IoU)
+    nms_pyramid: float  # P-Net's boxes across the levels (IoU)
+    nms_rnet: float  # R-Net's boxes (IoU)
+    nms_onet: float  # O-Net's final boxes (overlap over the smaller box)
 
 
 @dataclass(frozen=True)
@@ -46,7 +61,12 @@ def load_nets(runtime: str, device: str, threads: int) -> Nets:
     modules = (PNet().eval(), RNet().eval(), ONet().eval())  # pretrained weights ship with facenet-pytorch
     if runtime == "torch":
         return Nets(*(_torch_net(m, torch.device(device)) for m in modules))
-    examples = (torch.zeros(1, 3, 24, 24), torch.zeros(2, 3, 24, 24), torch.zeros(2, 3, 48, 48))
+    pnet_example = 2 * CELL  # any side >= CELL: P-Net's height and width are dynamic axes
+    examples = (
+        torch.zeros(1, 3, pnet_example, pnet_example),
+        torch.zeros(2, 3, RNET_SIDE, RNET_SIDE),
+        torch.zeros(2, 3, ONET_SIDE, ONET_SIDE),
+    )
     axes = ({0: "batch", 2: "height", 3: "width"}, {0: "batch"}, {0: "batch"})
     return Nets(*(_onnx_net(m, e, a, threads) for m, e, a in zip(modules, examples, axes, strict=True)))
 
@@ -77,14 +97,17 @@ def _onnx_net(module: Any, example: Any, axes: dict[int, str], threads: int) -> 
         )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
+    options.inter_op_num_threads = 1  # unused by the sequential executor these sessions run on; no pool to start
     options.log_severity_level = 3
     session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {"x": x})
 
 
-def pyramid_scales(height: int, width: int, min_size: float, smallest_face: float | None = None) -> list[float]:
-    """Scales at which P-Net's 12-px window sees faces from ``min_size`` px up to the whole frame.
+def pyramid_scales(
+    height: int, width: int, min_size: float, factor: float, smallest_face: float | None = None
+) -> list[float]:
+    """Scales at which P-Net's 12-px window sees faces from ``min_size`` px up to the whole frame, each level
+    ``factor`` times the one before (``bboxes.pyramid_factor``).
 
     ``smallest_face`` drops the finest levels, those whose faces are smaller than it by more than one
     pyramid step. The levels kept are exactly those of the full pyramid: moving the grid instead (starting
@@ -95,15 +118,15 @@ def pyramid_scales(height: int, width: int, min_size: float, smallest_face: floa
     shorter = min(height, width) * scale
     scales = []
     while shorter >= CELL:
-        if smallest_face is None or CELL / scale > smallest_face * FACTOR:
+        if smallest_face is None or CELL / scale > smallest_face * factor:
             scales.append(scale)
-        scale *= FACTOR
-        shorter *= FACTOR
+        scale *= factor
+        shorter *= factor
     return scales
 
 
 def _normalise(images: np.ndarray) -> np.ndarray:
-    """0-255 NHWC -> float32 NCHW in [-1, 1) as the nets were trained."""
+    """0-255 NHWC -> float32 NCHW in [-1, 1) as the nets were trained (fixed by the weights)."""
     return np.ascontiguousarray(((images.astype(np.float32) - 127.5) * 0.0078125).transpose(0, 3, 1, 2))
 
 
@@ -127,7 +150,9 @@ def area_resize(table: np.ndarray, top: int, left: int, height: int, width: int,
 
 
 def _nms(boxes: np.ndarray, groups: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
-    """Indices kept by greedy NMS within each group (image), highest score first."""
+    """Indices kept by greedy NMS within each group (image), highest score first: a box overlapping a kept one
+    by more than ``threshold`` is dropped; overlap is IoU ("union") or the intersection over the smaller box
+    ("min", MTCNN's last stage)."""
     if not len(boxes):
         return np.zeros(0, np.int64)
     offset = (groups.astype(np.float64) * (boxes[:, :4].max() + 1))[:, None]
@@ -194,11 +219,12 @@ def _proposals(
     min_size: float,
     smallest_face: float,
     threshold: float,
+    cascade: Cascade,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stage 1: P-Net over the pyramid; boxes (n, 9: x1 y1 x2 y2 score + regression) and their image."""
     height, width = shape
     boxes, groups = [], []
-    for scale in pyramid_scales(height, width, min_size, smallest_face):
+    for scale in pyramid_scales(height, width, min_size, cascade.factor, smallest_face):
         size = (int(height * scale + 1), int(width * scale + 1))
         level = np.stack([area_resize(table, 0, 0, height, width, size) for table in tables])
         reg, prob = nets.pnet(_normalise(level))
@@ -211,7 +237,7 @@ def _proposals(
         found = np.concatenate([q1, q2, prob[image, 1, row, col][:, None], reg[image, :, row, col]], axis=1).astype(
             np.float32
         )
-        keep = _nms(found, image, 0.5)
+        keep = _nms(found, image, cascade.nms_scale)
         boxes.append(found[keep])
         groups.append(image[keep])
     if not boxes:
@@ -220,15 +246,20 @@ def _proposals(
 
 
 def detect_faces(
-    images: np.ndarray, nets: Nets, min_size: float, smallest_face: float, thresholds: Sequence[float]
+    images: np.ndarray,
+    nets: Nets,
+    min_size: float,
+    smallest_face: float,
+    thresholds: Sequence[float],
+    cascade: Cascade,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Faces in equally sized RGB uint8 images ``(n, h, w, 3)``: per image, boxes ``(k, 5)`` [x1 y1 x2 y2 score]
     by descending score, and 5-point landmarks ``(k, 5, 2)``. An image smaller than ``min_size`` has none."""
     count = len(images)
     shape = images.shape[1:3]
     tables = [integral(image) for image in images]
-    boxes, groups = _proposals(tables, shape, nets, min_size, smallest_face, thresholds[0])
-    keep = _nms(boxes, groups, 0.7)
+    boxes, groups = _proposals(tables, shape, nets, min_size, smallest_face, thresholds[0], cascade)
+    keep = _nms(boxes, groups, cascade.nms_pyramid)
     boxes, groups = boxes[keep], groups[keep]
     points = np.zeros((0, 5, 2), np.float32)
     if len(boxes):  # P-Net's own regression (scaled by the box side without the +1 of later stages), squared
@@ -236,17 +267,17 @@ def detect_faces(
         regressed = boxes[:, :4] + boxes[:, 5:9] * np.stack([w, h, w, h], axis=1)
         boxes = _square(np.concatenate([regressed, boxes[:, 4:5]], axis=1))
     if len(boxes):  # stage 2: R-Net refines and rejects
-        crops, valid = _crops(tables, shape, boxes, groups, 24)
+        crops, valid = _crops(tables, shape, boxes, groups, RNET_SIDE)
         boxes, groups = boxes[valid], groups[valid]
         reg, prob = _batched(nets.rnet, _normalise(crops))
         passed = prob[:, 1] > thresholds[1]
         boxes = np.concatenate([boxes[passed, :4], prob[passed, 1:2]], axis=1)
         groups, reg = groups[passed], reg[passed]
-        keep = _nms(boxes, groups, 0.7)
+        keep = _nms(boxes, groups, cascade.nms_rnet)
         boxes = _square(_regress(boxes[keep], reg[keep]))
         groups = groups[keep]
     if len(boxes):  # stage 3: O-Net, landmarks, final boxes
-        crops, valid = _crops(tables, shape, boxes, groups, 48)
+        crops, valid = _crops(tables, shape, boxes, groups, ONET_SIDE)
         boxes, groups = boxes[valid], groups[valid]
         reg, marks, prob = _batched(nets.onet, _normalise(crops))
         passed = prob[:, 1] > thresholds[2]
@@ -256,7 +287,7 @@ def detect_faces(
         h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
         points = np.stack([w * marks[:, :5] + boxes[:, :1] - 1, h * marks[:, 5:] + boxes[:, 1:2] - 1], axis=2)
         boxes = _regress(boxes, reg)
-        keep = _nms(boxes, groups, 0.7, "min")
+        keep = _nms(boxes, groups, cascade.nms_onet, "min")
         boxes, groups, points = boxes[keep], groups[keep], points[keep]
     per_image_boxes, per_image_points = [], []
     for index in range(count):

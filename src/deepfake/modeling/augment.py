@@ -10,6 +10,11 @@ colour-, resampling- and position-jittered copy of the face is blended back into
 through a soft face mask, so the only evidence left is the blending boundary and resampling trace
 every face swap leaves, not a second person's identity.
 All randomness comes from the ``rng`` passed in, so a sample's augmentation is set by its seed.
+
+Params set how often each augmentation applies and the albumentations strengths (``augment``). The cutouts'
+shapes and the self-blend recipe's ranges below are fixed: they define those augmentations (after DFDC-1st's
+cutouts and the SBI paper's source-target jitter), and ``augment.*_cutout`` / ``augment.self_blend`` set how
+much of them training sees.
 """
 
 from __future__ import annotations
@@ -29,11 +34,16 @@ class AugmentConfig:
     jpeg: float
     jpeg_quality: tuple[int, int]
     noise: float
+    noise_std: tuple[float, float]  # share of the pixel range
     blur: float
+    blur_kernel: tuple[int, int]  # odd sides
     flip: float
     color: float
     gray: float
     affine: float
+    affine_shift: float  # share of the side, each way
+    affine_scale: tuple[float, float]
+    affine_rotate: int  # degrees, each way
     landmark_cutout: float
     hull_cutout: float
     quadrant_cutout: float
@@ -48,11 +58,20 @@ class AugmentConfig:
         names = ("jpeg", "noise", "blur", "flip", "color", "gray", "affine")
         names += ("landmark_cutout", "hull_cutout", "quadrant_cutout", "self_blend")
         probabilities = {name: float(getattr(sect, name)) for name in names}
-        return cls(jpeg_quality=(int(low), int(high)), min_changed_pixels=sect.min_changed_pixels, **probabilities)
+        return cls(
+            jpeg_quality=(int(low), int(high)),
+            noise_std=(float(sect.noise_std[0]), float(sect.noise_std[1])),
+            blur_kernel=(int(sect.blur_kernel[0]), int(sect.blur_kernel[1])),
+            affine_shift=float(sect.affine_shift),
+            affine_scale=(float(sect.affine_scale[0]), float(sect.affine_scale[1])),
+            affine_rotate=int(sect.affine_rotate),
+            min_changed_pixels=sect.min_changed_pixels,
+            **probabilities,
+        )
 
 
 def train_transform(image_size: int, config: AugmentConfig) -> A.Compose:
-    """DFDC-1st's training augmentations, probabilities from params."""
+    """DFDC-1st's training augmentations, probabilities and strengths from params."""
     resize = A.OneOf(
         [
             A.Compose(resize_and_pad(image_size, cv2.INTER_AREA)),
@@ -64,16 +83,16 @@ def train_transform(image_size: int, config: AugmentConfig) -> A.Compose:
     return A.Compose(
         [
             A.ImageCompression(quality_range=config.jpeg_quality, p=config.jpeg),
-            A.GaussNoise(std_range=(0.02, 0.08), p=config.noise),
-            A.GaussianBlur(blur_limit=(3, 5), p=config.blur),
+            A.GaussNoise(std_range=config.noise_std, p=config.noise),
+            A.GaussianBlur(blur_limit=config.blur_kernel, p=config.blur),
             A.HorizontalFlip(p=config.flip),
             resize,
             A.OneOf([A.RandomBrightnessContrast(), A.FancyPCA(), A.HueSaturationValue()], p=config.color),
             A.ToGray(p=config.gray),
             A.Affine(
-                translate_percent=(-0.06, 0.06),
-                scale=(0.9, 1.1),
-                rotate=(-10, 10),
+                translate_percent=(-config.affine_shift, config.affine_shift),
+                scale=config.affine_scale,
+                rotate=(-config.affine_rotate, config.affine_rotate),
                 border_mode=cv2.BORDER_CONSTANT,
                 fill=0,
                 fill_mask=0,

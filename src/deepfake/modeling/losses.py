@@ -9,11 +9,11 @@ from deepfake.modeling.store import LOGIT, MASK
 
 
 def balanced_bce(
-    logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None = None, label_clip: float = 0.01
+    logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None, label_clip: float
 ) -> torch.Tensor:
     """BCE over the fakes and BCE over the reals of a batch, each averaged, then the two averaged.
 
-    Labels are clipped to ``[label_clip, 1 - label_clip]`` (label smoothing by clipping). Samples
+    Labels are clipped to ``[label_clip, 1 - label_clip]`` (``train.label_clip``: label smoothing by clipping). Samples
     with ``valid == 0`` (a fake crop whose diff shows no change) do not count. A batch holding only
     one class uses that class's term alone.
     """
@@ -23,7 +23,7 @@ def balanced_bce(
     per_sample = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     terms = []
     for is_fake in (True, False):
-        members = keep & ((labels > 0.5) == is_fake)
+        members = keep & ((labels > 0.5) == is_fake)  # the labels are 0 or 1: any cut between them reads the class
         if members.any():
             terms.append(per_sample[members].mean())
     if not terms:

@@ -123,8 +123,9 @@ def average_precision(labels: Any, probs: Any) -> float:
     return float(skm.average_precision_score(y, p, pos_label=1))
 
 
-def accuracy(labels: Any, probs: Any, threshold: float = 0.5) -> float:
-    """Share of predictions on the right side of ``threshold`` (>= is FAKE); NaN for no samples."""
+def accuracy(labels: Any, probs: Any, threshold: float) -> float:
+    """Share of predictions on the right side of ``threshold`` (>= is FAKE: ``evaluate.decision_threshold``);
+    NaN for no samples."""
     y, p = _arrays(labels, probs)
     if not len(y):
         return float("nan")
@@ -147,7 +148,10 @@ def equal_error_rate(labels: Any, probs: Any) -> float:
     return float(fpr[a] + weight * (fpr[b] - fpr[a]))
 
 
-def expected_calibration_error(labels: Any, probs: Any, bins: int = 10) -> float:
+ECE_BINS = 10  # the usual definition's bin count (Naeini et al. 2015); the report's ECE is this one
+
+
+def expected_calibration_error(labels: Any, probs: Any, bins: int = ECE_BINS) -> float:
     """Sum over equal-width bins of |mean(label) - mean(prob)| weighted by the bin's share."""
     y, p = _arrays(labels, probs)
     if not len(y):
@@ -172,8 +176,8 @@ def mask_iou_dice(predicted: np.ndarray, target: np.ndarray) -> tuple[float, flo
     return float(intersection / union), float(2 * intersection / total)
 
 
-def binary_metrics(labels: Any, probs: Any) -> dict[str, float]:
-    """Every classification metric of this module for one set of predictions."""
+def binary_metrics(labels: Any, probs: Any, threshold: float) -> dict[str, float]:
+    """Every classification metric of this module for one set of predictions (accuracy at ``threshold``)."""
     y, p = _arrays(labels, probs)
     return {
         "count": len(y),
@@ -182,7 +186,7 @@ def binary_metrics(labels: Any, probs: Any) -> dict[str, float]:
         "balanced_log_loss": balanced_log_loss(y, p),
         "auc": roc_auc(y, p),
         "ap": average_precision(y, p),
-        "accuracy": accuracy(y, p),
+        "accuracy": accuracy(y, p, threshold),
         "eer": equal_error_rate(y, p),
         "ece": expected_calibration_error(y, p),
     }

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from deepfake.core.vocabulary import FAKE
+from deepfake.core.vocabulary import FAKE, REAL
 from deepfake.media.face_input import probabilities
 from deepfake.modeling.data import CropDataset
 from deepfake.modeling.metrics import ConfidentStrategy, aggregate_video, binary_metrics, mask_iou_dice
@@ -25,19 +25,25 @@ from deepfake.modeling.store import LOGIT, MASK
 
 @dataclass(frozen=True)
 class Aggregation:
-    """How a video's crop probabilities become one probability (params section ``evaluate``)."""
+    """How a video's crop probabilities become one probability, and from which probability a video (or a
+    crop) is called FAKE (params section ``evaluate``)."""
 
     method: str
     confident: ConfidentStrategy
+    threshold: float  # evaluate.decision_threshold: P(fake) >= threshold is FAKE
 
     @classmethod
     def from_params(cls, params: Any) -> Aggregation:
         sect = params.evaluate
         strategy = ConfidentStrategy(**sect.confident.model_dump())
-        return cls(method=sect.aggregation, confident=strategy)
+        return cls(method=sect.aggregation, confident=strategy, threshold=sect.decision_threshold)
 
     def __call__(self, probs: Any) -> float:
         return aggregate_video(probs, self.method, self.confident)
+
+    def label(self, probability: float) -> str:
+        """FAKE or REAL: the verdict on a video of P(fake) ``probability``."""
+        return FAKE if probability >= self.threshold else REAL
 
 
 @torch.no_grad()
@@ -51,6 +57,8 @@ def predict_crops(
         outputs = model(batch["image"].to(device))
         logits.append(outputs[LOGIT].float().reshape(-1).cpu().numpy())
         if MASK in outputs:
+            # a pixel is predicted manipulated where its mask logit is positive (P > 1/2: the likelier class);
+            # target masks hold 0 or 1, so any cut between binarises them alike
             for predicted, target in zip((outputs[MASK] > 0).cpu().numpy(), batch["mask"].numpy() > 0.5, strict=True):
                 i, d = mask_iou_dice(predicted, target)
                 iou.append(i)
@@ -83,4 +91,6 @@ def score(rows: pd.DataFrame, probs: np.ndarray, aggregation: Aggregation) -> tu
     """Frame- and video-level metrics of crop probabilities ``probs`` (in ``rows`` order)."""
     labels = (rows["label"] == FAKE).astype(int).to_numpy()
     videos = video_predictions(rows, probs, aggregation)
-    return {"frame": binary_metrics(labels, probs), "video": binary_metrics(videos["y"], videos["prob"])}, videos
+    threshold = aggregation.threshold
+    frame, video = binary_metrics(labels, probs, threshold), binary_metrics(videos["y"], videos["prob"], threshold)
+    return {"frame": frame, "video": video}, videos

@@ -178,10 +178,10 @@ def _evaluation(rows: pd.DataFrame, prediction: dict[str, Any], config: Config) 
     return metrics, videos
 
 
-def _curve(videos: pd.DataFrame, metrics: dict[str, Any]) -> dict[str, Any]:
+def _curve(videos: pd.DataFrame, metrics: dict[str, Any], threshold: float) -> dict[str, Any]:
     fpr, tpr, _ = roc_curve(videos["y"], videos["prob"])
     precision, recall, _ = precision_recall_curve(videos["y"], videos["prob"])
-    predicted = (videos["prob"] >= 0.5).astype(int)
+    predicted = (videos["prob"] >= threshold).astype(int)
     confusion = [[int(((videos["y"] == t) & (predicted == p)).sum()) for p in (0, 1)] for t in (0, 1)]
     return {
         "fpr": fpr,
@@ -255,7 +255,7 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
         probs_by_member[member.name] = prediction["prob"]
         metrics, videos = _evaluation(rows, prediction, config)
         report["models"][member.name] = metrics
-        curves[member.name] = _curve(videos, metrics["video"])
+        curves[member.name] = _curve(videos, metrics["video"], config.aggregation.threshold)
     models = dict.fromkeys(m.model for m in config.members)  # in params order
     groups = {f"{m}-ensemble": [x.name for x in config.members if x.model == m] for m in models}
     groups["all-ensemble"] = [x.name for x in config.members]
@@ -265,7 +265,7 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
         probs = np.mean([probs_by_member[n] for n in names], axis=0)
         metrics, videos = _evaluation(rows, {"prob": probs}, config)
         report["ensembles"][name] = {"members": names, **metrics}
-        curves[name] = _curve(videos, metrics["video"])
+        curves[name] = _curve(videos, metrics["video"], config.aggregation.threshold)
     report["rows"] = list(curves)  # members in params order, then the ensembles: the matrix's row order
     report["seconds"] = round(time.perf_counter() - started, 2)
     report = strict_json(report)

@@ -33,7 +33,6 @@ from deepfake.apps.serve.workers import WorkerPool
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-WORKER_START_TIMEOUT_S = 300.0
 LIST_LIMIT = 100
 FIRST_JOB_GUESS_S = 10.0  # Retry-After's job time before any job has finished
 FORM_OVERHEAD = 64 << 10  # multipart headers and boundaries around the video's bytes
@@ -73,6 +72,7 @@ def job_view(job: Job, with_record: bool = True) -> dict[str, Any]:
         "attempts": job.attempts,
         "probability": job.record.get("probability") if job.record else None,
         "label": job.record.get("label") if job.record else None,
+        "threshold": job.record.get("threshold") if job.record else None,  # the label's cut: P(fake) >= it is FAKE
         "explanation": f"{base}/explanation" if job.explanation else None,
         "overlay": f"{base}/overlay" if job.overlay else None,
     }
@@ -140,7 +140,7 @@ class Service:
             logger.warning("jobs a previous server left running: %s", recovered)
         if self.start_workers:
             self.pool = WorkerPool(self.config, self.metrics)
-            self.pool.start(WORKER_START_TIMEOUT_S)
+            self.pool.start(self.config.start_timeout_s)
         self.metrics.watch(lambda: self.jobs.counts(), self.ready_workers)
 
     def stop(self) -> None:

@@ -35,9 +35,16 @@ class ServeConfig:
     max_attempts: int
     job_timeout_s: float
     explain: bool
+    explain_faces: int  # faces explained per analysis at most
+    montage_rows: int  # explain.montage_rows
+    overlay_fps: float  # explain.overlay_fps
     api_keys_file: Path | None
     rate_limit_per_minute: int
     cors_origins: tuple[str, ...]
+    torch_threads: int  # per worker, as predict's workers (predict.torch_threads)
+    poll_s: float
+    start_timeout_s: float
+    shutdown_grace_s: int  # uvicorn's graceful shutdown, then the workers' (one value: they agree)
     params: Any  # validated Params the workers build the predict config and backend from
 
     @classmethod
@@ -62,9 +69,16 @@ class ServeConfig:
             max_attempts=sect.max_attempts,
             job_timeout_s=sect.job_timeout_s,
             explain=sect.explain,
+            explain_faces=sect.explain_faces,
+            montage_rows=params.explain.montage_rows,
+            overlay_fps=params.explain.overlay_fps,
             api_keys_file=Path(sect.api_keys_file) if sect.api_keys_file else None,
             rate_limit_per_minute=sect.rate_limit_per_minute,
             cors_origins=tuple(sect.cors_origins),
+            torch_threads=params.predict.torch_threads,
+            poll_s=sect.poll_s,
+            start_timeout_s=sect.start_timeout_s,
+            shutdown_grace_s=sect.shutdown_grace_s,
             params=params,
         )
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})

@@ -26,17 +26,13 @@ from typing import Any
 from deepfake.apps.predict import PredictConfig, init_worker, prepare_video, score_prepared
 from deepfake.apps.serve.settings import ServeConfig
 from deepfake.apps.serve.store import Job, JobStore
-from deepfake.core.parallel import set_torch_threads
 
 logger = logging.getLogger(__name__)
 
-POLL_S = 0.2  # an idle worker looks for a queued job this often
+# The supervisor's own cadence (how soon a dead worker is noticed and replaced; how often expired analyses are
+# looked for, against a retention counted in hours): bookkeeping, not a setting anyone tunes
 SUPERVISE_S = 0.5
 JANITOR_S = 60.0
-SHUTDOWN_GRACE_S = 20.0  # a worker's current job may finish within this at shutdown
-MONTAGE_ROWS = 4
-EXPLAIN_FACES = 12  # faces explained per analysis at most (the montage shows 4, the overlay all 12)
-OVERLAY_FPS = 4.0
 EXPLAIN_BACKEND = {"torch": "torch", "onnx": "onnx", "onnx-int8": "onnx-int8", "triton": "onnx"}
 
 
@@ -72,10 +68,10 @@ class JobRunner:
                     prepared,
                     self.explainers,
                     jobs.result_dir(job.id),
-                    MONTAGE_ROWS,
-                    OVERLAY_FPS,
+                    self.config.montage_rows,
+                    self.config.overlay_fps,
                     face_pngs=False,
-                    max_faces=EXPLAIN_FACES,
+                    max_faces=self.config.explain_faces,
                 )
                 explained = True
             jobs.finish(job.id, record, explanation=explained, overlay=explained)
@@ -93,12 +89,11 @@ def worker_main(config: ServeConfig, parent: int, events: Any) -> None:
     the worker ignores SIGINT and leaves the shutdown to the server; if the server is killed, the
     kernel kills the worker (SIGKILL, so no orphan finishes a job a restarted server has re-queued).
     """
-    init_worker(parent, on_parent_death=signal.SIGKILL)
+    init_worker(parent, config.torch_threads, on_parent_death=signal.SIGKILL)
     stopping = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s worker %(process)d: %(message)s")
-    set_torch_threads(1)  # as predict's workers: a verdict's floats never depend on the machine's core count
     try:
         runner = JobRunner(config)
         jobs = JobStore(config.data)
@@ -109,7 +104,7 @@ def worker_main(config: ServeConfig, parent: int, events: Any) -> None:
     while not stopping.is_set():
         job = jobs.claim(os.getpid())
         if job is None:
-            stopping.wait(POLL_S)
+            stopping.wait(config.poll_s)
             continue
         runner.run(job, jobs)
 
@@ -198,16 +193,16 @@ class WorkerPool:
         self._thread = threading.Thread(target=self._supervise, name="deepfake-serve-supervisor", daemon=True)
         self._thread.start()
 
-    def close(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
-        """Stop the workers: SIGTERM (each finishes its job), SIGKILL after ``grace_s``; jobs cut short are
-        released (queued again for the next start, or failed past ``serve.max_attempts``)."""
+    def close(self) -> None:
+        """Stop the workers: SIGTERM (each finishes its job), SIGKILL after ``serve.shutdown_grace_s``; jobs cut
+        short are released (queued again for the next start, or failed past ``serve.max_attempts``)."""
         self._halt.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         for worker in self.workers.values():
             if worker.process.is_alive():
                 worker.process.terminate()
-        deadline = time.monotonic() + grace_s
+        deadline = time.monotonic() + self.config.shutdown_grace_s
         for worker in self.workers.values():
             worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
             if worker.process.is_alive():

@@ -269,8 +269,15 @@
     ui.facts.append(h("div", { class: "fact" }, h("dt", { text: term }), h("dd", { text: String(value) })));
   }
 
-  function bar(p) {
-    const fill = h("span", { class: `fill ${p >= 0.5 ? "fake" : "real"}` });
+  // which side of the record's decision threshold (evaluate.decision_threshold, sent with every scored record)
+  // a score lies on; "" when the record names none
+  function side(p, threshold) {
+    if (!finite(threshold)) return "";
+    return p >= threshold ? "fake" : "real";
+  }
+
+  function bar(p, threshold) {
+    const fill = h("span", { class: `fill ${side(p, threshold)}` });
     fill.style.width = `${Math.round(Math.min(1, Math.max(0, p)) * 100)}%`; // CSSOM: allowed by the CSP
     return h("span", { class: "bar", "aria-hidden": "true" }, fill);
   }
@@ -286,7 +293,7 @@
     } else if (!finite(record.probability)) {
       notScored(name, record.status || job.error || "the service returned no probability");
     } else {
-      const fake = record.label ? record.label === "FAKE" : record.probability >= 0.5;
+      const fake = record.label ? record.label === "FAKE" : side(record.probability, record.threshold) === "fake";
       ui.verdict.className = `card verdict ${fake ? "fake" : "real"}`;
       ui.probability.textContent = percent(record.probability);
       ui.label.textContent = record.label || (fake ? "FAKE" : "REAL");
@@ -322,7 +329,7 @@
     if (members.length) {
       for (const [member, p] of members) {
         ui.members.tBodies[0].append(
-          h("tr", {}, h("th", { scope: "row", text: member }), h("td", {}, bar(p), h("span", { text: percent(p) })))
+          h("tr", {}, h("th", { scope: "row", text: member }), h("td", {}, bar(p, record.threshold), h("span", { text: percent(p) })))
         );
       }
       ui.members.hidden = false;
@@ -339,7 +346,7 @@
             { class: decided ? "decided" : "" },
             h("th", { scope: "row", text: decided ? `${track.id} (decided)` : String(track.id) }),
             h("td", { text: Array.isArray(track.frames) ? String(track.frames.length) : "" }),
-            h("td", {}, bar(track.probability), h("span", { text: score }))
+            h("td", {}, bar(track.probability, record.threshold), h("span", { text: score }))
           )
         );
       }
@@ -354,7 +361,7 @@
 
     const scored = frames.some((f) => (f.faces || []).some((face) => face.scores));
     document.querySelector(".plot-card").hidden = !frames.length;
-    if (frames.length) drawPlot(frames, scored);
+    if (frames.length) drawPlot(frames, scored, record.threshold);
     const media = job.status === "done" && (job.explanation || job.overlay || finite(record.probability));
     for (const card of document.querySelectorAll(".media-card")) card.hidden = !media;
     ui.result.classList.toggle("solo", !frames.length && !media);
@@ -411,8 +418,8 @@
     return unit * power;
   }
 
-  function drawPlot(frames, scored) {
-    plotted = { frames, scored };
+  function drawPlot(frames, scored, threshold) {
+    plotted = { frames, scored, threshold };
     const points = framePoints(frames);
     // drawn at the size it is shown, so its text stays legible on a phone
     const W = Math.round(Math.min(1000, Math.max(300, ui.plot.clientWidth || 640)));
@@ -448,8 +455,13 @@
 
     const grid = s("g", { class: "grid" });
     for (const p of [0, 0.25, 0.5, 0.75, 1]) {
-      grid.append(s("line", { x1: m.left, x2: W - m.right, y1: y(p), y2: y(p), class: p === 0.5 ? "half" : "" }));
+      grid.append(s("line", { x1: m.left, x2: W - m.right, y1: y(p), y2: y(p) }));
       grid.append(s("text", { x: m.left - 8, y: y(p) + 4, class: "ylab" }, `${p * 100}%`));
+    }
+    if (finite(threshold)) {
+      const cut = s("line", { x1: m.left, x2: W - m.right, y1: y(threshold), y2: y(threshold), class: "threshold" });
+      cut.append(s("title", {}, `decision threshold ${percent(threshold)}: a video at or above it is called fake`));
+      grid.append(cut);
     }
     const step = niceStep(t1 - t0, 6);
     for (let t = Math.ceil(t0 / step) * step; t <= t1 + 1e-9; t += step) {
@@ -490,7 +502,7 @@
         cx: x(p.t).toFixed(1),
         cy: y(p.best.score).toFixed(1),
         r: 4.5,
-        class: `pt ${p.best.score >= 0.5 ? "fake" : "real"}${p.best.detected ? "" : " carried"}`,
+        class: `pt ${side(p.best.score, threshold)}${p.best.detected ? "" : " carried"}`,
       });
       const how = p.best.detected ? "detected" : "carried along its track";
       dot.append(
@@ -614,7 +626,8 @@
     const record = a.record || (seen.get(a.id) || {}).record || {};
     const p = finite(record.probability) ? record.probability : a.probability;
     const label = record.label || a.label;
-    if (a.status === "done" && finite(p)) return { text: `${label || ""} ${percent(p)}`.trim(), kind: label === "FAKE" || (!label && p >= 0.5) ? "fake" : "real" };
+    const threshold = finite(record.threshold) ? record.threshold : a.threshold;
+    if (a.status === "done" && finite(p)) return { text: `${label || ""} ${percent(p)}`.trim(), kind: label === "FAKE" || (!label && side(p, threshold) === "fake") ? "fake" : "real" };
     if (a.status === "done" && (record.status || "probability" in a)) {
       return { text: record.status ? `not scored: ${record.status}` : "not scored", kind: "unscored" };
     }
@@ -756,7 +769,7 @@
   let resizing = null;
   window.addEventListener("resize", () => {
     clearTimeout(resizing);
-    resizing = setTimeout(() => plotted && drawPlot(plotted.frames, plotted.scored), 150);
+    resizing = setTimeout(() => plotted && drawPlot(plotted.frames, plotted.scored, plotted.threshold), 150);
   });
 
   function route() {

@@ -12,10 +12,9 @@ from deepfake.core.errors import CheckpointError, InputError
 from deepfake.media.face_input import FaceInput
 from deepfake.modeling.models import create_model
 from deepfake.modeling.store import FORMATS, INPUT_NAME, MANIFEST, MANIFEST_FORMAT, Member, ModelStore, members
+from tests.conftest import SMALL_MODELS as SMALL
 
 MODELS = ("classifier", "uynet")
-# Small encoders keep these tests fast (as in test_models.py)
-SMALL = {"classifier": {"encoder": "mobilenetv3_small_050"}, "uynet": {"encoder": "resnet18", "depth": 3}}
 SPEC = FaceInput(64, 0.3333)
 
 

@@ -179,7 +179,6 @@ class _Section(BaseModel):
 
 
 # mirror deepfake.media.layouts.LAYOUTS (core cannot import media); a test keeps them equal
-LAYOUT_NAMES = ("dfdc", "dfdc_test", "dfdcp", "ffpp", "celebdf", "deeperforensics")
 Layout = Literal["dfdc", "dfdc_test", "dfdcp", "ffpp", "celebdf", "deeperforensics"]
 MethodList = Annotated[list[NonEmptyStr], AfterValidator(_unique)]
 

@@ -2,7 +2,7 @@
 
 ``ingest(name, layout, root, options)`` lists a dataset root in one of the supported layouts as a
 ``DatasetIndex``; ``write_index`` / ``read_index_csv`` store it as ``data/index/<dataset>.csv``;
-``resolve_video`` is the only way to turn an index row into a file. One module per layout:
+``path_problem`` checks that an index path stays inside the root. One module per layout:
 ``dfdc`` (dfdc, dfdc_test), ``dfdcp``, ``ffpp``, ``celebdf``, ``deeperforensics``. Imports ``core``
 and ``media`` only.
 """
@@ -20,12 +20,10 @@ from deepfake.media.layouts.base import (
     Layout,
     LayoutError,
     Problem,
-    VideoPathError,
     extra_roots,
     ingest,
     path_problem,
     read_index_csv,
-    resolve_video,
     write_index,
 )
 
@@ -41,11 +39,9 @@ __all__ = [
     "Layout",
     "LayoutError",
     "Problem",
-    "VideoPathError",
     "extra_roots",
     "ingest",
     "path_problem",
     "read_index_csv",
-    "resolve_video",
     "write_index",
 ]

@@ -9,8 +9,8 @@ Paths. An index path is POSIX and relative to the dataset root. ``..`` is allowe
 leads into a declared extra root (DeeperForensics' FF++ reals). A path is first normalised
 lexically (``root/../ffpp/x`` is ``<parent of root>/ffpp/x`` even when ``root`` is a symbolic link,
 so the same index works on every machine), then every link is followed and the file must lie inside
-the root or an extra root: ``resolve_video`` checks it when a stage opens a video, ``ingest`` when the
-index is built.
+the root or an extra root: ``path_problem`` checks it, for ``ingest`` when the index is built and for
+``deepfake.media.metadata.resolve_inside`` when a stage asks for a video.
 
 Problems. An entry that cannot be used is refused on its own and recorded as
 ``"<file>:<line>: <reason>"``, the file relative to the dataset root (never absolute: reports must
@@ -33,7 +33,7 @@ from typing import Any
 
 from deepfake.core.errors import InputError, ParamsError, is_environment_fault
 from deepfake.core.fileio import read_json_limited, write_bytes_atomic
-from deepfake.media.metadata import _SAFE_IDENTITY, _SAFE_NAME, MetadataError
+from deepfake.media.metadata import _SAFE_IDENTITY, _SAFE_NAME
 
 INDEX_COLUMNS = ["video", "path", "label", "original", "identity", "method", "compression", "split", "mask"]
 LABELS = ("REAL", "FAKE")
@@ -46,10 +46,6 @@ REQUIRED = object()  # an option default meaning "the layout cannot run without 
 
 class LayoutError(InputError):
     """A dataset root that is missing or not of its layout, or a list file that is missing or unreadable."""
-
-
-class VideoPathError(MetadataError):
-    """An index path that leaves the dataset root (``..``, or a symbolic link leading out of it)."""
 
 
 @dataclass(frozen=True)
@@ -188,18 +184,6 @@ def path_problem(root: Path, relative: str, extra_roots: Sequence[Path] = ()) ->
     if not _inside(resolved, homes):
         return None, f"path {relative!r} resolves outside the dataset root (through a symbolic link)"
     return resolved, None
-
-
-def resolve_video(root: Path, row: IndexRow, extra_roots: Sequence[Path] = ()) -> Path:
-    """The file of ``row``, every link followed; ``VideoPathError`` if it leaves ``root`` and ``extra_roots``.
-
-    Checked at each open, so a link swapped in since ingest is refused. A missing file is not checked
-    here: the reading site reports it as that video's ``InputError``.
-    """
-    resolved, reason = path_problem(Path(root), row.path, extra_roots)
-    if resolved is None:
-        raise VideoPathError(f"video {row.video!r}: refused: {reason}")
-    return resolved
 
 
 def extra_roots(layout: str, options: Mapping[str, Any]) -> tuple[Path, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import socket
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from deepfake.stages.train import TrainConfig, fit
 FACES = Path(__file__).resolve().parents[1] / "src" / "deepfake" / "assets" / "faces"
 SIZE = (320, 180)  # width, height: below 300 px on the short side, so detection runs at 2x
 FRAMES = 16
+# small encoders for tests that build models without training them
+SMALL_MODELS = {"classifier": {"encoder": "mobilenetv3_small_050"}, "uynet": {"encoder": "resnet18", "depth": 3}}
 
 
 PARAMS_YAML = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -122,6 +125,59 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 15) -> Path:
         writer.write(frame)
     writer.release()
     return path
+
+
+def write_av(
+    path: Path,
+    frames: list[np.ndarray],
+    fps: int = 15,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    options: dict[str, str] | None = None,
+    fmt: str | None = None,
+) -> Path:
+    """Encode RGB ``frames`` with PyAV, any even size down to 2x2 (``options``: encoder options, e.g.
+    {"g": "10"} for the GOP length; ``path`` may be a writable file object with ``fmt``)."""
+    import av  # lazy: only the video tests need it
+
+    height, width = frames[0].shape[:2]
+    with av.open(str(path) if isinstance(path, Path) else path, "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=fps, options=options or {})
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def write_boxes(folder: Path, stem: str, size: tuple[int, int], box: list[float], text: str | None = None) -> None:
+    """A boxes file for ``stem``: ``box`` on frames 0, 2 and 4 of a ``size`` (width, height) video, or ``text``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {
+        "format": 1,
+        "video": f"{stem}.mp4",
+        "width": size[0],
+        "height": size[1],
+        "detection_scale": 1.0,
+        "frames": {str(i): [box] for i in range(0, 6, 2)},
+    }
+    (folder / f"{stem}.json").write_text(text if text is not None else json.dumps(data))
+
+
+def touch(path: Path, data: bytes = b"") -> Path:
+    """A file (parents made) holding ``data``: the layouts only check that videos exist."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def build_hostile_part(root: Path, part: str = "dfdc_train_part_0") -> Path:
@@ -233,6 +289,19 @@ def trained(processed: dict, hostile_part: Path, tmp_path_factory: pytest.TempPa
         config = replace(TrainConfig.from_params(params, member.model, member.seed), batch_size=8)
         fit(config, folds_csv, roots, store.checkpoint_dir(member))
     return {"root": root, "raw": raw, "params": params, "folds": folds_csv, "roots": roots, "store": store}
+
+
+def store_linking(root: Path, fmt: str, target: Path) -> ModelStore:
+    """A fresh models/ folder whose ``fmt`` folder is a link to ``target`` (the stage under test writes beside it)."""
+    store = ModelStore(root / "models")
+    store.root.mkdir(parents=True)
+    store.folder(fmt).symlink_to(target, target_is_directory=True)
+    return store
+
+
+def store_with_checkpoints(trained: dict, root: Path) -> ModelStore:
+    """A fresh models/ folder whose train/ is the ``trained`` fixture's."""
+    return store_linking(root, "checkpoint", trained["store"].folder("checkpoint"))
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import pytest
 
 from deepfake.backends.base import BACKENDS, EXPLAIN_BACKENDS, REGISTRY, Backend, create_backend
 from deepfake.core.errors import CheckpointError, InputError, ParamsError, ToolchainError
-from deepfake.media.face_input import FaceInput
+from deepfake.media.face_input import FaceInput, normalize_batch
 from deepfake.modeling.store import ModelStore
 from tests.conftest import as_params, tiny_params
 
@@ -31,7 +31,8 @@ def params(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_the_registry_is_the_backend_list() -> None:
-    assert tuple(REGISTRY) == BACKENDS
+    # the runtimes README.md and docs/architecture.md list, in that order
+    assert tuple(REGISTRY) == BACKENDS == ("torch", "onnx", "onnx-int8", "tensorrt", "triton", "vart")
     assert set(EXPLAIN_BACKENDS) <= set(BACKENDS)
     assert len(set(BACKENDS)) == len(BACKENDS)
 
@@ -154,7 +155,7 @@ def test_torch_and_onnx_give_the_same_logits(models_root: dict, real_crops: list
     assert torch_backend.members == onnx_backend.members == ["classifier", "uynet"]
     assert torch_backend.face_input == onnx_backend.face_input == store.face_input("onnx")
     assert isinstance(onnx_backend.face_input, FaceInput)
-    batch = onnx_backend.face_input.prepare(real_crops)
+    batch = normalize_batch([onnx_backend.face_input.fit(crop) for crop in real_crops])
     size = onnx_backend.face_input.image_size
     assert batch.shape == (len(real_crops), 3, size, size) and batch.dtype == np.float32
     from_torch, from_onnx = torch_backend.logits(batch), onnx_backend.logits(batch)

@@ -17,7 +17,7 @@ from deepfake.media.face_input import FaceInput
 from deepfake.modeling.models import create_model, list_models
 from deepfake.modeling.store import INPUT_NAME, LOGIT, MASK, Member, ModelStore
 from deepfake.stages import export
-from tests.conftest import as_params, tiny_params
+from tests.conftest import as_params, store_with_checkpoints, tiny_params
 
 SMALL = {
     "classifier": {"encoder": "test_resnet", "input_filter": "srm"},
@@ -55,21 +55,13 @@ def test_export_config_is_checked(tmp_path: Path) -> None:
     assert (config.opset, config.face_input.image_size) == (18, 64)
 
 
-def _store_with_checkpoints(trained: dict, root: Path) -> ModelStore:
-    """A fresh models/ folder whose train/ is the trained fixture's (export writes beside it)."""
-    store = ModelStore(root / "models")
-    store.root.mkdir(parents=True)
-    store.folder("checkpoint").symlink_to(trained["store"].folder("checkpoint"), target_is_directory=True)
-    return store
-
-
 def _paths(trained: dict, models: Path, report: Path) -> export.Paths:
     return export.Paths(trained["folds"], trained["roots"], models, report)
 
 
 def test_export_stage_writes_every_member_manifest_and_parity(trained: dict, tmp_path: Path) -> None:
     params = trained["params"]
-    store = _store_with_checkpoints(trained, tmp_path)
+    store = store_with_checkpoints(trained, tmp_path)
     out, report_path = store.folder("onnx"), tmp_path / "export.json"
     out.mkdir()
     (out / "classifier-999.onnx").write_bytes(b"from a seed no longer in params")
@@ -106,7 +98,7 @@ def test_export_packages_an_added_model_under_its_own_contract(trained: dict, tm
 def test_export_refuses_a_model_that_disagrees_with_onnx(
     trained: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = _store_with_checkpoints(trained, tmp_path)
+    store = store_with_checkpoints(trained, tmp_path)
     monkeypatch.setattr(export, "parity", lambda *args: {LOGIT: 0.5})
     with pytest.raises(export.ExportError, match=r"differs from PyTorch by 0\.5"):
         export.run(export.Config.from_params(trained["params"]), _paths(trained, store.root, tmp_path / "bad.json"))

@@ -13,8 +13,6 @@ import pytest
 
 from deepfake.core.errors import InputError
 from deepfake.media.face_input import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     FaceInput,
     crop_face,
     expand_box,
@@ -27,6 +25,9 @@ from deepfake.media.face_input import (
 from deepfake.modeling.data import CropDataset, DataRoots
 
 MARGIN = 1 / 3  # DFDC-1st's crop margin
+# ImageNet's per-channel RGB mean and std on [0, 1] pixels, as published with torchvision's pretrained models
+PUBLISHED_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+PUBLISHED_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _noise(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -80,7 +81,7 @@ def test_crop_face_cuts_the_margin_box_and_is_none_outside_the_frame() -> None:
 
 
 @pytest.mark.parametrize(("height", "width"), [(50, 37), (37, 50), (64, 64), (200, 90)])
-def test_prepare_equals_the_training_datasets_eval_path(tmp_path: Path, height: int, width: int) -> None:
+def test_the_prepared_batch_equals_the_training_datasets_eval_path(tmp_path: Path, height: int, width: int) -> None:
     """The contract's point: a crop scored by predict/export/backends is the tensor evaluation saw."""
     frame = _noise(240, 320, seed=height * width)
     rgb = crop_face(frame, [100, 60, 100 + width * 0.6, 60 + height * 0.6], MARGIN)
@@ -90,10 +91,9 @@ def test_prepare_equals_the_training_datasets_eval_path(tmp_path: Path, height: 
     dataset = CropDataset(rows, DataRoots(tmp_path, tmp_path, tmp_path), 64)  # no augment: evaluation's path
     expected = dataset[0]["image"].numpy()
     spec = FaceInput(64, MARGIN)
-    batch = spec.prepare([rgb])
+    batch = normalize_batch([spec.fit(rgb)])  # predict's path: fit each crop, then normalise the batch
     assert batch.shape == (1, 3, 64, 64) and batch.dtype == np.float32 and batch.flags.c_contiguous
     assert np.array_equal(batch[0], expected)
-    assert np.array_equal(normalize_batch([spec.fit(rgb)]), batch)
     assert np.array_equal(normalize_image(fit_transform(64)(image=rgb)["image"]), expected)
 
 
@@ -110,7 +110,7 @@ def test_normalisation_is_imagenet_on_rgb_and_round_trips_to_the_picture() -> No
     rgb = _noise(32, 48, seed=3)
     normal = normalize_image(rgb)
     assert normal.shape == (3, 32, 48) and normal.dtype == np.float32
-    mean, std = np.array(IMAGENET_MEAN) * 255, np.array(IMAGENET_STD) * 255
+    mean, std = np.array(PUBLISHED_IMAGENET_MEAN) * 255, np.array(PUBLISHED_IMAGENET_STD) * 255
     assert np.allclose(normal[:, 5, 7], (rgb[5, 7] - mean) / std, atol=1e-5)  # channel 0 is red
     picture = to_picture(normal)
     assert picture.shape == (32, 48, 3) and picture.dtype == np.uint8
@@ -145,7 +145,8 @@ def test_manifest_round_trip_and_another_preprocessing_refused() -> None:
     entry = spec.manifest()
     assert entry["image_size"] == 96 and entry["margin"] == MARGIN
     assert entry["channels"] == "RGB" and entry["layout"] == "NCHW" and entry["dtype"] == "float32"
-    assert entry["mean"] == [round(m * 255, 4) for m in IMAGENET_MEAN]
+    assert entry["mean"] == [123.675, 116.28, 103.53]  # the published ImageNet mean x 255
+    assert entry["std"] == [58.395, 57.12, 57.375]  # the published ImageNet std x 255
     assert FaceInput.from_manifest(entry) == spec
     assert FaceInput.from_manifest({**entry, "name": "image"}) == spec  # the store adds the input name
     with pytest.raises(InputError, match=r"m\.json: preprocessing \['mean'\] differs"):

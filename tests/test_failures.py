@@ -31,6 +31,7 @@ from deepfake.media import video as video_module
 from deepfake.media.faces import BoxesFileError, load_boxes
 from deepfake.media.metadata import MetadataError, load_metadata, safe_join
 from deepfake.media.video import FrameSampling, VideoError, iter_sampled_frames, probe
+from tests.conftest import write_boxes
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (160, 96)  # width, height of the tiny test videos
@@ -303,8 +304,8 @@ def test_the_crops_stage_never_reads_an_escaping_file(tmp_path: Path) -> None:
     real = {"label": "REAL", "original": None}
     (part / "metadata.json").write_text(json.dumps({"a.mp4": real, "link.mp4": real}))
     boxes = tmp_path / "bboxes"
-    write_boxes(boxes, "a")
-    write_boxes(boxes, "link")
+    write_boxes(boxes, "a", SIZE, BOX)
+    write_boxes(boxes, "link", SIZE, BOX)
     summary = run_crops(part, boxes, tmp_path / "crops" / "part", tmp_path / "reports" / "crops.json")
     ingest_report = json.loads((tmp_path / "index" / "part.ingest.json").read_text())
     [refused] = ingest_report["refused"]
@@ -318,19 +319,6 @@ def test_the_crops_stage_never_reads_an_escaping_file(tmp_path: Path) -> None:
 
 def tiny_frames(count: int = 6) -> list[np.ndarray]:
     return [np.full((SIZE[1], SIZE[0], 3), 60 + 20 * i, np.uint8) for i in range(count)]
-
-
-def write_boxes(folder: Path, stem: str, boxes_text: str | None = None) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    data = {
-        "format": 1,
-        "video": f"{stem}.mp4",
-        "width": SIZE[0],
-        "height": SIZE[1],
-        "detection_scale": 1.0,
-        "frames": {str(i): [BOX] for i in range(0, 6, 2)},
-    }
-    (folder / f"{stem}.json").write_text(boxes_text if boxes_text is not None else json.dumps(data))
 
 
 def tiny_part(tmp_path: Path, videos: int = 3) -> Path:
@@ -406,7 +394,7 @@ def test_disk_full_midway_through_crops_stops_the_stage_and_keeps_the_previous_o
     part = tiny_part(tmp_path)
     boxes = tmp_path / "bboxes"
     for i in range(3):
-        write_boxes(boxes, f"v{i}")
+        write_boxes(boxes, f"v{i}", SIZE, BOX)
     out, report = tmp_path / "crops" / "dfdc_train_part_0", tmp_path / "reports" / "crops.json"
     first = run_crops(part, boxes, out, report)
     assert first["videos_done"] == 3 and first["crops"] == 9
@@ -446,9 +434,9 @@ def test_disk_full_midway_through_bboxes_stops_the_stage_and_keeps_the_previous_
 def test_a_boxes_file_with_duplicate_keys_skips_only_its_videos(tmp_path: Path) -> None:
     part = tiny_part(tmp_path)
     boxes = tmp_path / "bboxes"
-    write_boxes(boxes, "v0")
-    write_boxes(boxes, "v1", '{"format": 1, "format": 1, "width": 160, "height": 96, "frames": {}}')
-    write_boxes(boxes, "v2")
+    write_boxes(boxes, "v0", SIZE, BOX)
+    write_boxes(boxes, "v1", SIZE, BOX, '{"format": 1, "format": 1, "width": 160, "height": 96, "frames": {}}')
+    write_boxes(boxes, "v2", SIZE, BOX)
     summary = run_crops(part, boxes, tmp_path / "crops" / "p", tmp_path / "crops.json")
     assert summary["videos_done"] == 2
     assert [s["video"] for s in summary["skipped"]] == ["v1.mp4"]

@@ -26,11 +26,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deepfake.core.vocabulary import LABELS
 from deepfake.media import faces, metadata
 from deepfake.media.face_input import expand_box
 from deepfake.media.faces import (
-    BOXES_FORMAT,
     MAX_BOX_COORD,
     BoxesFileError,
     VideoBoxes,
@@ -40,8 +38,6 @@ from deepfake.media.faces import (
 )
 from deepfake.media.metadata import (
     IDENTITY_KEY,
-    MAX_METADATA_BYTES,
-    METADATA_NAME,
     MetadataError,
     PartMetadata,
     load_metadata,
@@ -56,6 +52,11 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 PART = "dfdc_train_part_0"
+# DFDC's training parts: each folder's metadata.json labels every video REAL or FAKE (the DFDC dataset's docs)
+METADATA_NAME = "metadata.json"
+LABELS = ("REAL", "FAKE")
+MAX_METADATA_BYTES = 64 * 1024 * 1024  # the limit docs/architecture.md and docs/reliability.md state
+BOXES_FORMAT = 1  # the boxes file's "format" as docs/architecture.md shows it
 
 # ---- strategies ----------------------------------------------------------------------------------
 

@@ -13,9 +13,8 @@ import torch
 
 from deepfake.backends.tensorrt_backend import check_tensorrt
 from deepfake.core.errors import ParamsError, ToolchainError
-from deepfake.modeling.store import ModelStore
 from deepfake.stages import build_trt, compile_dpu, export
-from tests.conftest import as_params, tiny_params
+from tests.conftest import as_params, store_with_checkpoints, tiny_params
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
 HAS_VITIS = importlib.util.find_spec("pytorch_nndct") is not None and shutil.which("vai_c_xir") is not None
@@ -28,14 +27,6 @@ def _trt_raw(root: Path, **build_trt: object) -> dict:
     raw = tiny_params(root, quantize=QUANT)
     raw["build_trt"] = {**TRT, **build_trt}
     return raw
-
-
-def _store_with_checkpoints(trained: dict, root: Path) -> ModelStore:
-    """A fresh models/ folder whose train/ is the trained fixture's (the stages write beside it)."""
-    store = ModelStore(root / "models")
-    store.root.mkdir(parents=True)
-    store.folder("checkpoint").symlink_to(trained["store"].folder("checkpoint"), target_is_directory=True)
-    return store
 
 
 def test_trt_config_is_checked(tmp_path: Path) -> None:
@@ -54,7 +45,7 @@ def test_build_trt_without_tensorrt_names_what_is_missing(trained: dict, tmp_pat
     with pytest.raises(ToolchainError, match=r"the tensorrt backend needs .*Nothing was written"):
         check_tensorrt()
     config = build_trt.Config.from_params(as_params(_trt_raw(tmp_path)))
-    store = _store_with_checkpoints(trained, tmp_path)
+    store = store_with_checkpoints(trained, tmp_path)
     paths = build_trt.Paths(trained["folds"], trained["roots"], store.root, tmp_path / "t.json")
     with pytest.raises(ToolchainError, match=r"build_trt needs .*Nothing was written"):
         build_trt.run(config, paths)
@@ -71,7 +62,7 @@ def test_compile_dpu_without_vitis_ai_names_every_missing_piece(trained: dict, t
     message = str(info.value)
     assert "pytorch_nndct" in message and "vai_c_xir" in message and "arch.json" in message
     assert "Nothing was written" in message
-    store = _store_with_checkpoints(trained, tmp_path)
+    store = store_with_checkpoints(trained, tmp_path)
     paths = compile_dpu.Paths(trained["folds"], trained["roots"], store.root, tmp_path / "d.json")
     with pytest.raises(ToolchainError, match="Nothing was written"):
         compile_dpu.run(config, paths)
@@ -84,7 +75,7 @@ def test_build_trt_engines_with_metadata(trained: dict, tmp_path: Path) -> None:
     raw["models"], raw["ensemble"]["seeds"] = ["classifier"], []
     raw.update(build_trt=TRT, quantize=QUANT)
     params = as_params(raw)
-    store = _store_with_checkpoints(trained, tmp_path)
+    store = store_with_checkpoints(trained, tmp_path)
     export.run(
         export.Config.from_params(params),
         export.Paths(trained["folds"], trained["roots"], store.root, tmp_path / "e.json"),
@@ -107,7 +98,7 @@ def test_compile_dpu_writes_xmodels(trained: dict, tmp_path: Path) -> None:
     raw = copy.deepcopy(trained["raw"])
     raw["models"], raw["ensemble"]["seeds"] = ["classifier"], []
     raw.update(quantize=QUANT, compile_dpu={"arch": "/opt/vitis_ai/compiler/arch/DPUCVDX8H/VCK5000/arch.json"})
-    store = _store_with_checkpoints(trained, tmp_path)
+    store = store_with_checkpoints(trained, tmp_path)
     compile_dpu.run(
         compile_dpu.Config.from_params(as_params(raw)),
         compile_dpu.Paths(trained["folds"], trained["roots"], store.root, tmp_path / "d.json"),

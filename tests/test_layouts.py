@@ -11,33 +11,28 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from deepfake.core.errors import InputError, ParamsError
 from deepfake.media.layouts import (
-    INDEX_COLUMNS,
     LAYOUTS,
     REQUIRED,
     DatasetIndex,
     IndexRow,
     LayoutError,
     Problem,
-    VideoPathError,
     extra_roots,
     ingest,
     read_index_csv,
-    resolve_video,
     write_index,
 )
-from deepfake.media.metadata import MetadataError
+from deepfake.media.metadata import path_problem
+from tests.conftest import touch
 
-
-def touch(path: Path, data: bytes = b"v") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+# the canonical index's columns, in order, as docs/datasets.md ("The canonical index") documents them
+HEADER = "video,path,label,original,identity,method,compression,split,mask"
 
 
 def link(path: Path, target: Path) -> Path:
@@ -74,9 +69,10 @@ def assert_portable(index: DatasetIndex, tmp_path: Path) -> None:
 
 
 def test_registry_names_each_layout_and_its_options() -> None:
-    from deepfake.core.vocabulary import LAYOUT_NAMES
+    from deepfake.core.params import DatasetParams
 
-    assert set(LAYOUTS) == {"dfdc", "dfdc_test", "dfdcp", "ffpp", "celebdf", "deeperforensics"} == set(LAYOUT_NAMES)
+    params_layouts = set(get_args(DatasetParams.model_fields["layout"].annotation))
+    assert set(LAYOUTS) == {"dfdc", "dfdc_test", "dfdcp", "ffpp", "celebdf", "deeperforensics"} == params_layouts
     accepted = {name: set(layout.accepted()) for name, layout in LAYOUTS.items()}
     assert accepted == {
         "dfdc": {"identities"},
@@ -165,7 +161,7 @@ def test_a_root_of_another_layout_is_a_layout_error(tmp_path: Path, layout: str,
 
 
 def test_layout_error_is_an_input_error() -> None:
-    assert issubclass(LayoutError, InputError) and issubclass(VideoPathError, MetadataError)
+    assert issubclass(LayoutError, InputError)
 
 
 def test_problem_text() -> None:
@@ -711,9 +707,11 @@ def test_deeperforensics_reals_come_from_ffpp(tmp_path: Path) -> None:
     ]
     # the reals' ../ path is usable only with FF++ declared as an extra root
     real = got["youtube__000.mp4"]
-    assert resolve_video(root, real, [ffpp]) == (ffpp / "original_sequences/youtube/c23/videos/000.mp4").resolve()
-    with pytest.raises(VideoPathError, match=r"escapes the dataset root"):
-        resolve_video(root, real)
+    assert path_problem(root, real.path, [ffpp]) == (
+        (ffpp / "original_sequences/youtube/c23/videos/000.mp4").resolve(),
+        None,
+    )
+    assert path_problem(root, real.path) == (None, f"path {real.path!r} escapes the dataset root")
     both = ingest(
         "dfo", "deeperforensics", root, {"ffpp_root": str(ffpp), "variants": ["end_to_end", "end_to_end_level_3"]}
     )
@@ -791,7 +789,7 @@ def test_index_csv_round_trip(tmp_path: Path) -> None:
     data = out.read_bytes()
     assert b"\r" not in data and data.endswith(b"\n")
     lines = data.decode().splitlines()
-    assert lines[0] == ",".join(INDEX_COLUMNS)
+    assert lines[0] == HEADER
     assert [line.split(",")[0] for line in lines[1:]] == sorted(r.video for r in index.rows)
     assert tuple(read_index_csv(out)) == index.rows
     write_index(index, out)
@@ -804,9 +802,6 @@ def test_write_index_refuses_an_invalid_index(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"original 'b.mp4' is not a REAL row"):
         write_index(bad, tmp_path / "x.csv")
     assert not (tmp_path / "x.csv").exists()
-
-
-HEADER = ",".join(INDEX_COLUMNS)
 
 
 @pytest.mark.parametrize(
@@ -841,25 +836,28 @@ def test_read_index_csv_missing_file(tmp_path: Path) -> None:
         read_index_csv(tmp_path / "absent.csv")
 
 
-def test_resolve_video_follows_links_only_inside(tmp_path: Path) -> None:
+def test_path_problem_follows_links_only_inside(tmp_path: Path) -> None:
     root = tmp_path / "root"
     touch(root / "a.mp4")
     link(root / "b.mp4", root / "a.mp4")
     link(root / "c.mp4", touch(tmp_path / "outside" / "c.mp4"))
     link(root / "loop.mp4", root / "loop.mp4")
-    assert resolve_video(root, IndexRow("a.mp4", "a.mp4", "REAL")) == (root / "a.mp4").resolve()
-    assert resolve_video(root, IndexRow("b.mp4", "b.mp4", "REAL")) == (root / "a.mp4").resolve()
+    assert path_problem(root, "a.mp4") == ((root / "a.mp4").resolve(), None)
+    assert path_problem(root, "b.mp4") == ((root / "a.mp4").resolve(), None)
     for path, message in [
         ("c.mp4", "resolves outside the dataset root"),
         ("../outside/c.mp4", "escapes the dataset root"),
         ("/etc/passwd", "not a relative POSIX path"),
         ("loop.mp4", "cannot be resolved"),
     ]:
-        with pytest.raises(VideoPathError, match=message):
-            resolve_video(root, IndexRow("x.mp4", path, "REAL"))
+        resolved, reason = path_problem(root, path)
+        assert resolved is None and reason is not None and message in reason, (path, reason)
     # an extra root admits its own files, by .. or through a link
-    assert resolve_video(root, IndexRow("c.mp4", "c.mp4", "REAL"), [tmp_path / "outside"]).name == "c.mp4"
-    assert resolve_video(root, IndexRow("c.mp4", "../outside/c.mp4", "REAL"), [tmp_path / "outside"]).name == "c.mp4"
+    assert path_problem(root, "c.mp4", [tmp_path / "outside"]) == ((tmp_path / "outside" / "c.mp4").resolve(), None)
+    assert path_problem(root, "../outside/c.mp4", [tmp_path / "outside"]) == (
+        (tmp_path / "outside" / "c.mp4").resolve(),
+        None,
+    )
 
 
 def test_relative_paths_in_the_index_do_not_depend_on_the_working_directory(

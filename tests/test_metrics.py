@@ -87,10 +87,12 @@ def test_mask_iou_and_dice_by_hand() -> None:
 def test_confident_strategy_follows_dfdc_first() -> None:
     from deepfake.core.params import load_params
 
-    # the strategy as params.yaml configures it (DFDC-1st's numbers: 0.8, 11, 2.5, 0.2, 0.9)
-    strategy = ConfidentStrategy(
-        **load_params(Path(__file__).parents[1] / "params.yaml").evaluate.confident.model_dump()
-    )
+    # DFDC-1st's confident_strategy (selimsef/dfdc_deepfake_challenge, README "Averaging predictions"):
+    # t=0.8, fakes > len // 2.5 and fakes > 11, else the low ones (< 0.2) when more than 0.9 of the frames
+    dfdc_first = {"threshold": 0.8, "min_fakes": 11, "min_fake_divisor": 2.5, "low": 0.2, "low_fraction": 0.9}
+    configured = load_params(Path(__file__).parents[1] / "params.yaml").evaluate.confident.model_dump()
+    assert configured == dfdc_first  # params.yaml configures exactly DFDC-1st's numbers
+    strategy = ConfidentStrategy(**dfdc_first)
     confident = [0.9] * 12 + [0.1] * 8  # 12 > 20 // 2.5 = 8 and 12 > 11: mean of the confident ones
     assert strategy(confident) == pytest.approx(0.9)
     mostly_low = [0.1] * 19 + [0.6]  # 19 > 0.9 * 20: mean of the low ones

@@ -8,9 +8,7 @@ import torch
 from deepfake.core.errors import ParamsError
 from deepfake.modeling.models import CheckpointError, HighPassStem, create_model, list_models
 from deepfake.modeling.store import LOGIT, MASK, Member, ModelStore
-
-# Small encoders keep these tests fast; the defaults are exercised by name only.
-SMALL = {"classifier": {"encoder": "mobilenetv3_small_050"}, "uynet": {"encoder": "resnet18", "depth": 3}}
+from tests.conftest import SMALL_MODELS as SMALL  # small encoders: fast tests; the defaults are exercised by name only
 
 
 def test_registry_lists_both_models() -> None:

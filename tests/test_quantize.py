@@ -15,9 +15,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from deepfake.core.errors import InputError, ToolchainError
 from deepfake.modeling.data import calibration_rows
-from deepfake.modeling.store import ModelStore
 from deepfake.stages import export, quantize
-from tests.conftest import as_params
+from tests.conftest import as_params, store_linking
 
 
 def test_calibration_never_uses_the_holdout_and_caps_the_count() -> None:
@@ -48,14 +47,6 @@ def test_operator_report_splits_dpu_cpu_and_unknown(tmp_path: Path) -> None:
     assert report["unknown"] == {"Resize": 1}  # not in the DPU's table: the compiler decides
 
 
-def _store_linking(root: Path, fmt: str, target: Path) -> ModelStore:
-    """A fresh models/ folder whose ``fmt`` folder is ``target`` (the stage writes beside it)."""
-    store = ModelStore(root / "models")
-    store.root.mkdir(parents=True)
-    store.folder(fmt).symlink_to(target, target_is_directory=True)
-    return store
-
-
 @pytest.fixture(scope="module")
 def exported(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One exported classifier (Quark takes seconds per model)."""
@@ -64,7 +55,7 @@ def exported(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     raw["models"], raw["ensemble"]["seeds"] = ["classifier"], []
     raw["quantize"].update(config="XINT8", calib_crops=8, seed=1, batch_size=8)
     params = as_params(raw)
-    store = _store_linking(root, "checkpoint", trained["store"].folder("checkpoint"))
+    store = store_linking(root, "checkpoint", trained["store"].folder("checkpoint"))
     export.run(
         export.Config.from_params(params), export.Paths(trained["folds"], trained["roots"], store.root, root / "e.json")
     )
@@ -110,7 +101,7 @@ def test_missing_quark_is_a_clear_error_and_writes_nothing(
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_quark)
-    store = _store_linking(tmp_path, "onnx", exported["qstore"].folder("onnx"))
+    store = store_linking(tmp_path, "onnx", exported["qstore"].folder("onnx"))
     with pytest.raises(ToolchainError, match="AMD Quark is not installed"):
         quantize.run(
             quantize.Config.from_params(exported["params"]),

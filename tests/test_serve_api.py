@@ -16,7 +16,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from deepfake.apps.serve.app import RateLimiter, create_app
-from deepfake.apps.serve.settings import KEY_HASHES_ENV, ApiKeys, ServeConfig, hash_key
+from deepfake.apps.serve.settings import ApiKeys, ServeConfig, hash_key
 from deepfake.apps.serve.store import JobStore
 from deepfake.apps.serve.uploads import display_name
 from deepfake.apps.serve.workers import WorkerPool
@@ -199,7 +199,7 @@ def test_the_rate_limiter_window_slides() -> None:
 def test_api_keys_are_hashed_and_required(api, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = tmp_path / "keys.txt"
     keys.write_text(f"# newsroom keys\nalice {hash_key('secret-a')}\n")
-    monkeypatch.setenv(KEY_HASHES_ENV, hash_key("secret-b"))
+    monkeypatch.setenv("DEEPFAKE_API_KEY_HASHES", hash_key("secret-b"))  # the variable docs/service.md names
     client = api(api_keys_file=keys)
     assert upload(client, clip).status_code == 401
     assert upload(client, clip, headers={"Authorization": "Bearer wrong"}).status_code == 401

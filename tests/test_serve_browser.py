@@ -14,7 +14,6 @@ import hashlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.testclient import TestClient
 
 from deepfake.apps.serve.docs_ui import ASSETS_URL, mount_docs
+from tests.conftest import free_port
 
 CHROMIUM = Path(os.environ.get("DEEPFAKE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -96,12 +96,6 @@ def test_docs_ui_is_served_from_the_package_with_no_outside_url(tmp_path: Path) 
 # ---- the page, in Chromium, against the real server ----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _tail(path: Path, chars: int = 4000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
@@ -111,7 +105,7 @@ def _server(models_root: dict, tmp_path: Path) -> Iterator[str]:
     """``deepfake serve`` in a subprocess on a free port; its base URL once /readyz says 200."""
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(models_root["raw"]))
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     command = [
         sys.executable,

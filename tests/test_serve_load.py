@@ -12,7 +12,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import set_key
+from tests.conftest import free_port, set_key
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 120.0
@@ -43,12 +42,6 @@ def _load_script():
 
 
 load_test = _load_script()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
@@ -70,7 +63,7 @@ class Server:
         return self.process.pid
 
     def start(self) -> Server:
-        self.port = _free_port()
+        self.port = free_port()
         command = [
             sys.executable, "-m", "deepfake.cli", "--params", str(self.params_file), "serve",
             "--models", str(self.models), "--data", str(self.data),

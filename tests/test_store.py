@@ -31,10 +31,9 @@ from deepfake.modeling.store import (
     weights_of,
     weights_payload,
 )
+from tests.conftest import SMALL_MODELS as SMALL
 
 MODELS = ("classifier", "uynet")
-# Small encoders keep these tests fast (as in test_models.py)
-SMALL = {"classifier": {"encoder": "mobilenetv3_small_050"}, "uynet": {"encoder": "resnet18", "depth": 3}}
 SPEC = FaceInput(64, 0.3333)
 
 

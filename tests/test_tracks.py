@@ -38,7 +38,7 @@ def test_two_faces_give_two_tracks_with_their_detections():
     assert len(tracks) == 2
     assert tracks[0].detections == [(i, 0 if i % 2 == 0 else 1) for i in range(10)]
     assert tracks[1].detections == [(i, 1 if i % 2 == 0 else 0) for i in range(10)]
-    np.testing.assert_array_equal(tracks[0].box_array(), np.tile(LEFT, (10, 1)))
+    np.testing.assert_array_equal(np.stack(tracks[0].boxes), np.tile(LEFT, (10, 1)))
     assert tracks[0].slots() == list(range(10))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from deepfake.modeling.data import CropDataset, DataRoots, epoch_indices, read_f
 from deepfake.modeling.models import CheckpointError, create_model, load_weights
 from deepfake.modeling.store import LOGIT
 from deepfake.stages.train import Runtime, TrainConfig, build_optimizer, fit, pick_best, train_step
-from tests.conftest import as_params, tiny_params
+from tests.conftest import as_params, free_port, tiny_params
 
 
 @pytest.fixture(scope="module")
@@ -248,12 +247,6 @@ def test_a_tampered_last_checkpoint_stops_training_and_never_runs(
     assert not marker.exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     import os
 
@@ -298,7 +291,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
 
 def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path: Path) -> None:
     out = tmp_path / "ddp.pt"
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
     result = torch.load(out, weights_only=True)
     assert result["equal"]
     assert result["changed"]

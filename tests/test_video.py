@@ -19,11 +19,15 @@ from deepfake.media.video import (
     VideoError,
     iter_sampled_frames,
     probe,
-    read_sampled_frames,
 )
-from tests.conftest import write_video
+from tests.conftest import write_av, write_video
 
 SAMPLING = FrameSampling(stride=3, max_frames=1000, max_pixels=10**7)
+
+
+def read_sampled_frames(path: Path, sampling: FrameSampling) -> dict[int, np.ndarray]:
+    """Every frame ``iter_sampled_frames`` yields, by frame index."""
+    return dict(iter_sampled_frames(path, sampling))
 
 
 def numbered_frames(n: int, size: tuple[int, int] = (64, 48)) -> list[np.ndarray]:
@@ -81,28 +85,6 @@ def test_truncated_stream_yields_the_frames_before_the_cut(tmp_path: Path) -> No
 
 
 # ------------------------------------------------------------------------------------- PyAV specifics
-
-
-def write_av(
-    path: Path,
-    frames: list[np.ndarray],
-    fps: int = 15,
-    codec: str = "libx264",
-    pix_fmt: str = "yuv420p",
-    options: dict[str, str] | None = None,
-    fmt: str | None = None,
-) -> Path:
-    """Encode RGB ``frames`` with PyAV (``options``: encoder options, e.g. {"g": "10"} for the GOP length)."""
-    height, width = frames[0].shape[:2]
-    with av.open(str(path) if isinstance(path, Path) else path, "w", format=fmt) as container:
-        stream = container.add_stream(codec, rate=fps, options=options or {})
-        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
 
 
 def noisy_frames(n: int, size: tuple[int, int] = (128, 96)) -> list[np.ndarray]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import platform
 import tempfile
@@ -18,8 +17,6 @@ from deepfake.core.parallel import set_torch_threads
 from deepfake.media.metadata import load_metadata
 from deepfake.media.video import FrameSampling, iter_sampled_frames
 from deepfake.stages import bboxes, crops
-
-logger = logging.getLogger(__name__)
 
 
 def machine_summary() -> str:

@@ -30,7 +30,7 @@ class Backend(ABC):
     """One runtime holding every ensemble member.
 
     ``members`` are member names in ensemble order; ``face_input`` is the input contract the models
-    were built with (the batch ``logits`` takes is ``face_input.prepare(crops)``).
+    were built with (the batch ``logits`` takes is ``normalize_batch([face_input.fit(crop) for crop in crops])``).
     """
 
     name: str

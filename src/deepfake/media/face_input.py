@@ -133,10 +133,6 @@ class FaceInput:
         """A native-size RGB crop resized and padded to the model size (a copy: it never pins a frame)."""
         return fit_transform(self.image_size)(image=crop)["image"].copy()
 
-    def prepare(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """Native-size RGB crops to the normalised NCHW batch."""
-        return normalize_batch([fit_transform(self.image_size)(image=c)["image"] for c in crops])
-
     def manifest(self) -> dict[str, Any]:
         """The contract as a deployed model's manifest records it."""
         return {

@@ -124,20 +124,6 @@ def to_template(landmarks: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- masks
 
 
-def face_mask(shape: tuple[int, ...], landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hard (uint8 0/255) and feathered (float32 0..1) face-swap masks of a frame, from 5 landmarks.
-
-    The feathered mask is zero wherever the hard one is: it is eroded before it is blurred.
-    """
-    hard = np.zeros(shape[:2], dtype=np.uint8)
-    soft = np.zeros(shape[:2], dtype=np.float32)
-    found = mask_roi(shape, landmarks)
-    if found is not None:
-        (x0, y0, x1, y1), hard_roi, soft_roi = found
-        hard[y0:y1, x0:x1], soft[y0:y1, x0:x1] = hard_roi, soft_roi
-    return hard, soft
-
-
 def mask_roi(
     shape: tuple[int, ...],
     landmarks: np.ndarray,

@@ -338,11 +338,6 @@ def iter_sampled_frames(
             raise VideoError(f"{path}: no frame could be decoded")
 
 
-def read_sampled_frames(path: Path | str, sampling: FrameSampling) -> dict[int, np.ndarray]:
-    """All sampled frames of a video, by frame index (see iter_sampled_frames)."""
-    return dict(iter_sampled_frames(path, sampling))
-
-
 # ------------------------------------------------------------------------------------- predict's API
 
 
@@ -571,15 +566,6 @@ class SpanReader:
     def _finish(self, frames: _Frames) -> None:
         self.coverage["frames_decoded"] = frames.decoded
         self.coverage["note"] = "; ".join(dict.fromkeys(self._notes)) or None
-
-
-def read_span(
-    path: Path | str, sampling: SpanSampling, *, threads: int = 0
-) -> tuple[list[SampledFrame], dict[str, Any]]:
-    """All frames a ``SpanReader`` samples, and its coverage."""
-    reader = SpanReader(path, sampling, threads=threads)
-    frames = list(reader)
-    return frames, reader.coverage
 
 
 def _targets(start: float, duration: float, count: int) -> list[float]:

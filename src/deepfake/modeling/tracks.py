@@ -38,10 +38,6 @@ class Track:
         """Sampled-frame slots where this track was detected (increasing)."""
         return [slot for slot, _ in self.detections]
 
-    def box_array(self) -> np.ndarray:
-        """The track's detected boxes as an ``(n, 5)`` array, in time order."""
-        return np.stack(self.boxes) if self.boxes else np.zeros((0, BOX_COLUMNS))
-
     def __len__(self) -> int:
         return len(self.detections)
 

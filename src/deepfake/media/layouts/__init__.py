@@ -3,7 +3,7 @@
 ``ingest(name, layout, root, options)`` lists a dataset root in one of the supported layouts as a
 ``DatasetIndex``; ``write_index`` / ``read_index_csv`` store it as ``data/index/<dataset>.csv``, and
 ``load_dataset`` reads it as the stages' view of the dataset (``deepfake.media.metadata.PartMetadata``);
-``resolve_video`` is the only way to turn an index row into a file. One module per layout:
+``deepfake.media.metadata.path_problem`` checks that an index path stays inside the root. One module per layout:
 ``dfdc`` (dfdc, dfdc_test), ``dfdcp``, ``ffpp``, ``celebdf``, ``deeperforensics``. Imports ``core``
 and ``media`` only; ``deepfake.media.metadata`` never imports the layouts (one way, no cycle). The
 labels, splits, compressions and layout names are ``deepfake.core.vocabulary``'s.
@@ -21,12 +21,10 @@ from deepfake.media.layouts.base import (
     Layout,
     LayoutError,
     Problem,
-    VideoPathError,
     extra_roots,
     ingest,
     load_dataset,
     read_index_csv,
-    resolve_video,
     write_index,
 )
 
@@ -41,11 +39,9 @@ __all__ = [
     "Layout",
     "LayoutError",
     "Problem",
-    "VideoPathError",
     "extra_roots",
     "ingest",
     "load_dataset",
     "read_index_csv",
-    "resolve_video",
     "write_index",
 ]

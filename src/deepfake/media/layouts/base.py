@@ -10,7 +10,8 @@ leads into a declared extra root (DeeperForensics' FF++ reals). A path is first 
 lexically (``root/../ffpp/x`` is ``<parent of root>/ffpp/x`` even when ``root`` is a symbolic link,
 so the same index works on every machine), then every link is followed and the file must lie inside
 the root or an extra root (``deepfake.media.metadata.path_problem``, the one check of a dataset path):
-``resolve_video`` checks it when a stage opens a video, ``ingest`` when the index is built.
+``ingest`` checks it when the index is built, ``deepfake.media.metadata.resolve_inside`` when a stage
+asks for a video.
 
 Problems. An entry that cannot be used is refused on its own and recorded as
 ``"<file>:<line>: <reason>"``, the file relative to the dataset root (never absolute: reports must
@@ -36,7 +37,6 @@ from deepfake.core.fileio import read_json_limited, write_bytes_atomic
 from deepfake.core.vocabulary import COMPRESSIONS, FAKE, LABELS, REAL, SPLITS, is_identity, is_video_name
 from deepfake.media.metadata import (
     METADATA_NAME,
-    MetadataError,
     PartMetadata,
     VideoEntry,
     is_relative_posix,
@@ -54,10 +54,6 @@ REQUIRED = object()  # an option default meaning "the layout cannot run without 
 
 class LayoutError(InputError):
     """A dataset root that is missing or not of its layout, or a list file that is missing or unreadable."""
-
-
-class VideoPathError(MetadataError):
-    """An index path that leaves the dataset root (``..``, or a symbolic link leading out of it)."""
 
 
 @dataclass(frozen=True)
@@ -155,16 +151,6 @@ def register(layout: Layout) -> Layout:
 # ---- paths ------------------------------------------------------------------------------------------
 
 
-def resolve_video(root: Path, row: IndexRow, extra_roots: Sequence[Path] = ()) -> Path:
-    """The file of ``row``, every link followed; ``VideoPathError`` if it leaves ``root`` and ``extra_roots``.
-
-    Checked at each open, so a link swapped in since ingest is refused. A missing file is not checked
-    here: the reading site reports it as that video's ``InputError``.
-    """
-    resolved, reason = path_problem(Path(root), row.path, extra_roots)
-    if resolved is None:
-        raise VideoPathError(f"video {row.video!r}: refused: {reason}")
-    return resolved
 
 
 def extra_roots(layout: str, options: Mapping[str, Any]) -> tuple[Path, ...]:

@@ -35,8 +35,8 @@ from deepfake.sample import build
 from deepfake.sample.annotations import LANDMARKS_FILE, annotate_faces, faces_dir, load_annotations
 from deepfake.sample.build import build_sample
 from deepfake.sample.motion import leave_profile
-from deepfake.sample.plan import SampleConfig, SamplePlan, plan_sample
-from deepfake.sample.render import RenderKey, manipulation_rng, render_fake, render_manipulation, render_real
+from deepfake.sample.plan import ClipPlan, SampleConfig, SamplePlan, plan_sample
+from deepfake.sample.render import RenderKey, manipulation_rng, render_manipulation, render_real
 from deepfake.sample.writers import DATASETS, WRITERS, layout_datasets
 from deepfake.stages import sample as stage
 from tests.conftest import PARAMS_YAML, as_params, tiny_params
@@ -318,14 +318,23 @@ def test_donors_stay_within_identity_groups(clips: dict, annotations: dict) -> N
         plan_sample(replace(CONFIG, identity_groups=5, fakes_per_real=3), annotations)
 
 
-def test_generator_face_is_aligned_and_detail_poor(clips: dict, photos: dict, annotations: dict) -> None:
+def swapped(
+    plan: SamplePlan, clip: ClipPlan, real: list[np.ndarray], photos: dict, annotations: dict, donor: str, size: int
+) -> list[np.ndarray]:
+    """The frames the sample's swap renders (``render_manipulation``) for ``clip`` with ``donor``'s face."""
+    return render_manipulation(real, RenderKey("swap", clip.person, donor, size), plan, photos, annotations, CONFIG)[0]
+
+
+def test_generator_face_is_aligned_and_detail_poor(
+    plan: SamplePlan, clips: dict, photos: dict, annotations: dict
+) -> None:
     person = "t1_person0.jpg"
     face, landmarks = render_generator_face(photos[person], _donor_landmarks(annotations, person), 40)
     assert face.shape == (40, 40, 3) and np.allclose(landmarks, TEMPLATE * 40 / 112)
     # Swapped in, the upscaled generator face holds less fine detail than the real face it replaces.
     clip = next(c for c in clips.values() if c.person == person)
     real = render_real(photos[person], clip)
-    fake = render_fake(real, clip, photos[person], _donor_landmarks(annotations, person), 40)
+    fake = swapped(plan, clip, real, photos, annotations, person, 40)
     x, y = clip.landmarks[3].mean(axis=0).astype(int)
     half = int(np.linalg.norm(clip.landmarks[3][0] - clip.landmarks[3][1]) // 2)
 
@@ -364,11 +373,11 @@ def test_swap_face_changes_only_the_mask(clips: dict, photos: dict, annotations:
     assert np.array_equal(away, frame) and not none.any()
 
 
-def test_fake_equals_real_while_face_is_away(clips: dict, photos: dict, annotations: dict) -> None:
+def test_fake_equals_real_while_face_is_away(plan: SamplePlan, clips: dict, photos: dict, annotations: dict) -> None:
     clip = next(c for c in clips.values() if c.role == "leaves_frame")
     real = render_real(photos[clip.person], clip)
     donor = clip.fakes[0].donor
-    fake = render_fake(real, clip, photos[donor], _donor_landmarks(annotations, donor), CONFIG.generator_size)
+    fake = swapped(plan, clip, real, photos, annotations, donor, CONFIG.generator_size)
     for i, (r, f) in enumerate(zip(real, fake, strict=True)):
         assert np.array_equal(r, f) == (not clip.visible[i])
 

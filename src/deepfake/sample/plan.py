@@ -219,11 +219,7 @@ def plan_sample(config: SampleConfig, annotations: dict, faces: Path | None = No
     order = sorted((int(k) for k in rng.permutation(config.identity_groups)), key=lambda k: -unpaired[k])
     rank = {group: i for i, group in enumerate(order)}
     group_splits = tuple(
-        TEST
-        if rank[k] < config.test_groups
-        else VAL
-        if rank[k] < config.test_groups + config.val_groups
-        else TRAIN
+        TEST if rank[k] < config.test_groups else VAL if rank[k] < config.test_groups + config.val_groups else TRAIN
         for k in range(config.identity_groups)
     )
     pairs = tuple((group[i], group[i + 1]) for group in members for i in range(0, len(group) - 1, 2))

@@ -39,7 +39,6 @@ __all__ = [
     "manipulation_rng",
     "render_all",
     "render_cache",
-    "render_fake",
     "render_manipulation",
     "render_real",
 ]
@@ -74,18 +73,6 @@ def render_real(photo: np.ndarray, clip: ClipPlan) -> list[np.ndarray]:
         frame = cv2.warpAffine(photo, matrix, clip.size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         frames.append(cv2.LUT(frame, _lighting_lut(float(gain), float(gamma))))
     return frames
-
-
-def render_fake(
-    real: list[np.ndarray], clip: ClipPlan, donor_image: np.ndarray, donor_landmarks: np.ndarray, generator_size: int
-) -> list[np.ndarray]:
-    """The fake clip's frames: the donor's face, rendered at ``generator_size``, swapped into each
-    real frame where the face is in view."""
-    donor_image, donor_landmarks = render_generator_face(donor_image, donor_landmarks, generator_size)
-    fake = []
-    for frame, landmarks, visible in zip(real, clip.landmarks, clip.visible, strict=True):
-        fake.append(swap_face(frame, landmarks, donor_image, donor_landmarks)[0] if visible else frame.copy())
-    return fake
 
 
 def manipulation_rng(config: SampleConfig, key: RenderKey, people: tuple[str, ...]) -> np.random.Generator:

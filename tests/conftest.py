@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +24,8 @@ from deepfake.modeling.store import ModelStore, members
 from deepfake.stages import bboxes, crops, diffs, export, folds, ingest, landmarks, quantize
 from deepfake.stages.train import TrainConfig, fit
 
-FACES = Path(__file__).resolve().parents[1] / "src" / "deepfake" / "assets" / "faces"
+ROOT = Path(__file__).resolve().parents[1]
+FACES = ROOT / "src" / "deepfake" / "assets" / "faces"
 SIZE = (320, 180)  # width, height: below 300 px on the short side, so detection runs at 2x
 FRAMES = 16
 # small encoders for tests that build models without training them
@@ -319,3 +323,57 @@ def models_root(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict
         quantize.Config.from_params(params), quantize.Paths(trained["folds"], trained["roots"], root, root / "q.json")
     )
     return {"root": root, "raw": raw, "params": params, "store": ModelStore(root)}
+
+
+# ---- the reproduced pipeline (end-to-end tests) ----------------------------------------------------
+
+
+def isolated_env(home: Path) -> dict[str, str]:
+    """This environment with DVC's and git's user and site settings kept under ``home``."""
+    env = dict(os.environ)
+    # `python` in the stage commands must be this interpreter, as it is in an activated venv
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(
+        DVC_NO_ANALYTICS="1",
+        DVC_GLOBAL_CONFIG_DIR=str(home / "dvc-global"),
+        DVC_SYSTEM_CONFIG_DIR=str(home / "dvc-system"),
+        DVC_SITE_CACHE_DIR=str(home / "dvc-site"),
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_AUTHOR_NAME="test",
+        GIT_AUTHOR_EMAIL="test@example.invalid",
+        GIT_COMMITTER_NAME="test",
+        GIT_COMMITTER_EMAIL="test@example.invalid",
+        HOME=str(home),
+    )
+    for key in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE", "DVCLIVE_TEST"):
+        env.pop(key, None)
+    return env
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """Run a command; fail the test with its output unless it exits 0; return stdout + stderr."""
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A git + DVC repository with the tracked files of this checkout, `dvc repro` run once (the README's
+    first command on the real params.yaml) and shared by the session: the end-to-end tests and the
+    full-size sample checks read it instead of building the sample again."""
+    home = tmp_path_factory.mktemp("home")
+    repo = tmp_path_factory.mktemp("repo")
+    env = isolated_env(home)
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for name in filter(None, files.stdout.split("\0")):
+        if name.startswith(("data/", "metrics/", "models/", "plots/")) or name == "dvc.lock":
+            continue  # start from nothing: no committed results
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    run(["git", "init", "-q"], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "init"], repo, env)
+    run(["dvc", "repro"], repo, env)
+    return repo, env

@@ -7,7 +7,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,35 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import run
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def isolated_env(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    # `python` in the stage commands must be this interpreter, as it is in an activated venv
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(
-        DVC_NO_ANALYTICS="1",
-        DVC_GLOBAL_CONFIG_DIR=str(home / "dvc-global"),
-        DVC_SYSTEM_CONFIG_DIR=str(home / "dvc-system"),
-        DVC_SITE_CACHE_DIR=str(home / "dvc-site"),
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_AUTHOR_NAME="test",
-        GIT_AUTHOR_EMAIL="test@example.invalid",
-        GIT_COMMITTER_NAME="test",
-        GIT_COMMITTER_EMAIL="test@example.invalid",
-        HOME=str(home),
-    )
-    for key in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE", "DVCLIVE_TEST"):
-        env.pop(key, None)
-    return env
-
-
-def run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
 
 
 def out_hashes(repo: Path) -> dict[str, str]:
@@ -107,23 +81,9 @@ def http_remote(directory: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A git + DVC repository with the tracked files of this checkout, reproduced once."""
-    home = tmp_path_factory.mktemp("home")
-    repo = tmp_path_factory.mktemp("repo")
-    env = isolated_env(home)
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
-    for name in filter(None, files.stdout.split("\0")):
-        if name.startswith(("data/", "metrics/", "models/", "plots/")) or name == "dvc.lock":
-            continue  # start from nothing: no committed results
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    run(["git", "init", "-q"], repo, env)
-    run(["git", "add", "-A"], repo, env)
-    run(["git", "commit", "-qm", "init"], repo, env)
-    run(["dvc", "repro"], repo, env)
-    return repo, env
+def repo(pipeline_repo: tuple[Path, dict[str, str]]) -> tuple[Path, dict[str, str]]:
+    """The session's reproduced pipeline (tests/conftest.py): built once, shared with tests/test_sample.py."""
+    return pipeline_repo
 
 
 def test_repro_produces_every_output(repo: tuple[Path, dict[str, str]]) -> None:

@@ -827,29 +827,32 @@ def test_plan_layouts_name_every_rendered_file(plan: SamplePlan) -> None:
 
 
 @pytest.mark.slow
-def test_full_size_sample_from_params_yaml(tmp_path: Path) -> None:
-    """The stage's own config: every video decodes at 64 frames, and MTCNN finds the face in each kind of fake."""
+def test_full_size_sample_from_params_yaml(pipeline_repo: tuple[Path, dict[str, str]]) -> None:
+    """The stage's own config, as `dvc repro` built it (the session's shared pipeline run): exactly the files
+    the plan names, every video decodes at 64 frames, and MTCNN finds the face in each kind of fake."""
     from facenet_pytorch import MTCNN
 
-    config = SampleConfig.from_params(load_params(PARAMS_YAML))
-    summary = build_sample(tmp_path, config)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(config.folders)
+    repo, _ = pipeline_repo
+    config = SampleConfig.from_params(load_params(repo / "params.yaml"))
+    raw = repo / "data" / "raw"
+    plan = plan_sample(config, load_annotations(faces_dir()))
+    named = {
+        f"{layout.name}/{path}" for layout in layout_datasets(plan, config) for path in [*layout.videos, *layout.masks]
+    }
+    written = {str(p.relative_to(raw)) for folder in config.folders for p in (raw / folder).rglob("*.mp4")}
+    assert written == named
     sizes = ((config.width, config.height), (config.height, config.width))
-    for video in sorted(tmp_path.rglob("*.mp4")):
+    for video in sorted(raw / name for name in written):
         capture = cv2.VideoCapture(str(video))
         size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         capture.release()
         assert count == config.frames and size in sizes, video
-    assert summary["videos"] + summary["masks"] == len(list(tmp_path.rglob("*.mp4")))
     detector = MTCNN(keep_all=True, post_process=False, device="cpu", thresholds=[0.6, 0.7, 0.7])
     checked = [
-        *(
-            tmp_path / "ffpp/manipulated_sequences" / m / "c23/videos"
-            for m in ("Deepfakes", "Face2Face", "NeuralTextures")
-        ),
-        tmp_path / "celebdf/Celeb-synthesis",
-        tmp_path / "deeperforensics/manipulated_videos/end_to_end",
+        *(raw / "ffpp/manipulated_sequences" / m / "c23/videos" for m in ("Deepfakes", "Face2Face", "NeuralTextures")),
+        raw / "celebdf/Celeb-synthesis",
+        raw / "deeperforensics/manipulated_videos/end_to_end",
     ]
     for folder in checked:
         for video in sorted(folder.glob("*.mp4"))[:2]:

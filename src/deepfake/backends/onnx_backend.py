@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from deepfake.backends.base import Backend
+from deepfake.core.params import Params
 from deepfake.modeling.store import INPUT_NAME, ModelStore
 
 CPU = ("CPUExecutionProvider",)
@@ -51,7 +52,7 @@ class OnnxBackend(Backend):
         self.face_input = store.face_input(self.fmt)
 
     @classmethod
-    def create(cls, store: ModelStore, params: Any, url: str | None = None) -> OnnxBackend:
+    def create(cls, store: ModelStore, params: Params, url: str | None = None) -> OnnxBackend:
         return cls(store)
 
     def logits(self, images: np.ndarray) -> dict[str, np.ndarray]:

@@ -14,6 +14,7 @@ import torch
 
 from deepfake.backends.base import Backend
 from deepfake.core.device import resolve_device
+from deepfake.core.params import Params
 from deepfake.media.face_input import FaceInput
 from deepfake.modeling.store import ModelStore, ensemble
 
@@ -30,7 +31,7 @@ class TorchBackend(Backend):
         self.face_input = face_input
 
     @classmethod
-    def create(cls, store: ModelStore, params: Any, url: str | None = None) -> TorchBackend:
+    def create(cls, store: ModelStore, params: Params, url: str | None = None) -> TorchBackend:
         face_input = FaceInput(params.train.image_size, params.crops.margin)
         return cls(store, list(ensemble(params)), face_input, params.evaluate.device)
 

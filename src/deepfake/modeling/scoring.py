@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from deepfake.core.params import Params
 from deepfake.media.face_input import probabilities
 from deepfake.modeling.data import CropDataset
 from deepfake.modeling.metrics import ConfidentStrategy, aggregate_video, binary_metrics, mask_iou_dice
@@ -29,7 +30,7 @@ class Aggregation:
     confident: ConfidentStrategy
 
     @classmethod
-    def from_params(cls, params: Any) -> Aggregation:
+    def from_params(cls, params: Params) -> Aggregation:
         sect = params.evaluate
         strategy = ConfidentStrategy(**sect.confident.model_dump())
         return cls(method=sect.aggregation, confident=strategy)

@@ -26,6 +26,7 @@ from typing import Any
 
 from deepfake.core.errors import CheckpointError, InputError
 from deepfake.core.fileio import read_json_limited, write_json_atomic
+from deepfake.core.params import Params
 from deepfake.media.face_input import FaceInput
 
 MANIFEST = "manifest.json"
@@ -74,7 +75,7 @@ def members(models: Iterable[str], seeds: Iterable[int]) -> list[Member]:
     return [Member(m) for m in models] + [Member(m, s) for m in models for s in seeds]
 
 
-def ensemble(params: Any) -> tuple[Member, ...]:
+def ensemble(params: Params) -> tuple[Member, ...]:
     """The members validated params describe (``models`` and ``ensemble.seeds``)."""
     return tuple(members(params.models, params.ensemble.seeds))
 

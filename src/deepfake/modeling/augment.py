@@ -15,12 +15,12 @@ All randomness comes from the ``rng`` passed in, so a sample's augmentation is s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import albumentations as A
 import cv2
 import numpy as np
 
+from deepfake.core.params import Params
 from deepfake.media.face_input import resize_and_pad
 
 
@@ -41,11 +41,11 @@ class AugmentConfig:
     min_changed_pixels: int  # a fake crop whose mask has fewer changed pixels does not count as fake
 
     @classmethod
-    def from_params(cls, params: Any) -> AugmentConfig:
+    def from_params(cls, params: Params) -> AugmentConfig:
         """From the validated ``augment`` section (probabilities are checked there)."""
         sect = params.augment
         low, high = sect.jpeg_quality
-        names = ("jpeg", "noise", "blur", "flip", "color", "gray", "affine")
+        names: tuple[str, ...] = ("jpeg", "noise", "blur", "flip", "color", "gray", "affine")
         names += ("landmark_cutout", "hull_cutout", "quadrant_cutout", "self_blend")
         probabilities = {name: float(getattr(sect, name)) for name in names}
         return cls(jpeg_quality=(int(low), int(high)), min_changed_pixels=sect.min_changed_pixels, **probabilities)
@@ -187,7 +187,7 @@ def _face_ellipse(shape: tuple[int, int], landmarks: np.ndarray | None, rng: np.
 
 def _jitter_source(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The "other face": the same crop with a colour shift, a resampling or sharpening, a small move."""
-    source = image.astype(np.float32)
+    source: np.ndarray = image.astype(np.float32)
     source = source * rng.uniform(0.9, 1.1) + rng.uniform(-12, 12, size=3)  # contrast, per-channel shift
     height, width = image.shape[:2]
     kind = int(rng.integers(3))
@@ -201,7 +201,7 @@ def _jitter_source(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         source = cv2.addWeighted(source, 1.6, cv2.GaussianBlur(source, (0, 0), 1.5), -0.6, 0)
     scale = rng.uniform(0.96, 1.04)
     shift = rng.uniform(-0.02, 0.02, size=2) * (width, height)
-    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, scale)
+    matrix: np.ndarray = cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, scale)
     matrix[:, 2] += shift
     source = cv2.warpAffine(source, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
     return source

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Subset
 from deepfake.core.device import resolve_device
 from deepfake.core.errors import InputError
 from deepfake.core.fileio import atomic_path
+from deepfake.core.params import Params
 from deepfake.modeling.augment import AugmentConfig
 from deepfake.modeling.data import (
     CropDataset,
@@ -82,7 +83,7 @@ class TrainConfig:
     holdout_methods: tuple[str, ...] = ()  # train.holdout_methods: fakes of these never train or validate
 
     @classmethod
-    def from_params(cls, params: Any, model: str, seed: int | None = None) -> TrainConfig:
+    def from_params(cls, params: Params, model: str, seed: int | None = None) -> TrainConfig:
         """``model`` with ``seed`` (an ensemble member) or with ``train.seed`` (the train@<model> stage)."""
         sect = params.train
         return cls(
@@ -170,6 +171,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig, total_steps: int) -> tuple[Any, Any]:
+    optimizer: torch.optim.Optimizer
     if config.optimizer == "sgd":
         optimizer = torch.optim.SGD(
             model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
@@ -207,14 +209,14 @@ def train_step(
         config.label_clip,
     )
     optimizer.zero_grad(set_to_none=True)
-    if use_amp:
+    if use_amp and scaler is not None:
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
     else:
         loss.backward()
     if config.grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-    if use_amp:
+    if use_amp and scaler is not None:
         scaler.step(optimizer)
         scaler.update()
     else:
@@ -267,7 +269,7 @@ def _save(path: Path, payload: dict[str, Any]) -> None:
 def _canonical(value: Any) -> Any:
     """Containers rebuilt and strings interned, tensors untouched (their sharing is part of the content)."""
     if isinstance(value, dict):
-        out = type(value)((_canonical(k), _canonical(v)) for k, v in value.items())
+        out: Any = type(value)((_canonical(k), _canonical(v)) for k, v in value.items())
         if hasattr(value, "_metadata"):  # a state dict's per-module versions, which load_state_dict reads
             out._metadata = _canonical(value._metadata)
         return out
@@ -349,8 +351,8 @@ def fit(
         history, start = list(state["history"]), int(state["epoch"]) + 1
         logger.info("resuming %s from epoch %d", out_dir, start)
         if log_epoch and runtime.main:
-            for record in history:
-                log_epoch(record)
+            for logged in history:
+                log_epoch(logged)
 
     for epoch in range(start, config.epochs):
         started = time.perf_counter()

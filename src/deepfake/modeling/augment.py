@@ -193,7 +193,8 @@ def _jitter_source(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     kind = int(rng.integers(3))
     if kind == 0:  # downscale and upscale back: what a generator's low output resolution leaves
         factor = rng.uniform(0.25, 0.7)
-        small = cv2.resize(source, (max(int(width * factor), 4), max(int(height * factor), 4)), cv2.INTER_AREA)
+        small_size = (max(int(width * factor), 4), max(int(height * factor), 4))
+        small = cv2.resize(source, small_size, interpolation=cv2.INTER_AREA)
         source = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
     elif kind == 1:
         source = cv2.GaussianBlur(source, (0, 0), rng.uniform(0.6, 1.6))

@@ -57,17 +57,16 @@ def mount_docs(app: fastapi.FastAPI, title: str | None = None) -> None:
     does not hide it.
     """
     dist = swagger_dist()
-    page = bytes(  # Response.body is typed bytes | memoryview
-        get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=title or f"{app.title} - API",
-            swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
-            swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
-            # no badge fetched from validator.swagger.io: the page reaches nothing but this server
-            swagger_ui_parameters={"validatorUrl": None},
-        ).body
-    ).decode()
+    body = get_swagger_ui_html(
+        openapi_url=app.openapi_url or "/openapi.json",
+        title=title or f"{app.title} - API",
+        swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
+        swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
+        swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
+        # no badge fetched from validator.swagger.io: the page reaches nothing but this server
+        swagger_ui_parameters={"validatorUrl": None},
+    ).body
+    page = bytes(body).decode()  # Response.body is typed bytes | memoryview
     headers = {"Content-Security-Policy": docs_policy(page), "Cache-Control": "no-cache"}
     app.router.routes.insert(0, Mount(ASSETS_URL, app=StaticFiles(directory=dist), name="swagger"))
 

@@ -1,5 +1,6 @@
-"""ruff is part of the test suite, so CI's single test command enforces it."""
+"""ruff and mypy are part of the test suite, so CI's single test command enforces them."""
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -16,3 +17,30 @@ def test_ruff_is_clean() -> None:
         pytest.skip("ruff is not installed (pip install -e '.[test]')")
     result = subprocess.run([ruff, "check", "src", "stages", "tests"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _mypy(*args: str) -> subprocess.CompletedProcess[str]:
+    """mypy with pyproject.toml's [tool.mypy] settings; its incremental cache is the repository's .mypy_cache."""
+    if importlib.util.find_spec("mypy") is None:
+        pytest.skip("mypy is not installed (pip install -e '.[test]')")
+    return subprocess.run([sys.executable, "-m", "mypy", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_mypy_is_clean() -> None:
+    result = _mypy()  # files = src/deepfake
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_flags_a_wrong_params_key(tmp_path: Path) -> None:
+    snippet = tmp_path / "wrong_keys.py"
+    snippet.write_text(
+        "from deepfake.core.params import Params, TrainParams\n\n\n"
+        "def epochs(params: Params) -> int:\n"
+        "    return params.trian.epochs\n\n\n"
+        "def section() -> TrainParams:\n"
+        "    return TrainParams(epoch=3)\n"
+    )
+    result = _mypy(str(snippet))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f'{snippet}:5: error: "Params" has no attribute "trian"' in result.stdout, result.stdout
+    assert f'{snippet}:9: error: Unexpected keyword argument "epoch" for "TrainParams"' in result.stdout, result.stdout

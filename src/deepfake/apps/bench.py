@@ -8,15 +8,19 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 
 from deepfake.core.errors import InputError, UserError
 from deepfake.core.parallel import set_torch_threads
+from deepfake.core.params import Params
 from deepfake.media.metadata import load_metadata
-from deepfake.media.video import FrameSampling, iter_sampled_frames
+from deepfake.media.video import FrameSampling, SpanSampling, iter_sampled_frames
 from deepfake.stages import bboxes, crops
+
+if TYPE_CHECKING:  # training's modules load torch: run_train_bench imports them when it runs
+    from deepfake.modeling.data import DataRoots
 
 
 def machine_summary() -> str:
@@ -42,7 +46,7 @@ def _decode_sampled(path: Path, sampling: FrameSampling) -> int:
     return sum(1 for _ in iter_sampled_frames(path, sampling))
 
 
-def run_preprocess_bench(params: Any, data_root: Path | None = None, videos: int | None = None) -> dict:
+def run_preprocess_bench(params: Params, data_root: Path | None = None, videos: int | None = None) -> dict:
     """Time decoding, the bboxes stage and the crops stage per REAL video; print and return the figures."""
     # the DFDC-layout datasets (their metadata.json is read directly: no ingest needed for a benchmark)
     parts = {
@@ -104,7 +108,9 @@ def run_preprocess_bench(params: Any, data_root: Path | None = None, videos: int
     return figures
 
 
-def run_train_bench(params: Any, model_name: str, folds_csv: Path, roots: Any, steps: int, warmup: int = 2) -> dict:
+def run_train_bench(
+    params: Params, model_name: str, folds_csv: Path, roots: DataRoots, steps: int, warmup: int = 2
+) -> dict:
     """Images/s of training steps on the training folds, and the share of step time spent waiting for data."""
     import torch
     from torch.utils.data import DataLoader, Subset
@@ -167,7 +173,7 @@ def run_train_bench(params: Any, model_name: str, folds_csv: Path, roots: Any, s
     return figures
 
 
-def decode_floor(videos: list[Path], sampling: Any) -> float:
+def decode_floor(videos: list[Path], sampling: SpanSampling) -> float:
     """Seconds per video to decode (and convert to RGB) just the frames predict samples: the floor of any engine."""
     from deepfake.media.video import SpanReader
 
@@ -179,7 +185,7 @@ def decode_floor(videos: list[Path], sampling: Any) -> float:
 
 
 def run_predict_bench(
-    params: Any, videos: list[Path], models_root: Path, backends: list[str], url: str | None = None
+    params: Params, videos: list[Path], models_root: Path, backends: list[str], url: str | None = None
 ) -> dict[str, Any]:
     """``deepfake predict``'s engine on ``videos`` per backend: videos/s (wall, worker start excluded), the mean
     milliseconds per video of each step (summed over the worker processes), and the decode floor.

@@ -25,6 +25,7 @@ from deepfake.apps.predict import PredictConfig, PreparedVideo, prepare_video
 from deepfake.backends.base import EXPLAIN_BACKENDS
 from deepfake.core.errors import InputError, ParamsError
 from deepfake.core.fileio import atomic_path, write_json_atomic, write_png_atomic
+from deepfake.core.params import Params
 from deepfake.media.face_input import normalize_batch, probabilities, to_picture
 from deepfake.modeling.models import Classifier, UYNet
 from deepfake.modeling.store import INPUT_NAME, LOGIT, MASK, Member, ModelStore, params_face_input, shared_face_input
@@ -80,7 +81,7 @@ def occlusion_map(session: Any, image: np.ndarray, patches: int = 8) -> tuple[np
         batch[k, :, y : y + step, x : x + step] = 0.0
     logits = session.run([LOGIT], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0].reshape(-1)
     drops = np.maximum(logits[0] - logits[1:], 0.0)
-    heat = np.zeros((size, size), np.float32)
+    heat: np.ndarray = np.zeros((size, size), np.float32)
     for drop, (y, x) in zip(drops, corners, strict=True):
         heat[y : y + step, x : x + step] = drop
     heat = cv2.GaussianBlur(heat, (0, 0), step / 2)
@@ -96,7 +97,7 @@ class Explainers:
     own output in every backend.
     """
 
-    def __init__(self, backend: str, params: Any, store: ModelStore) -> None:
+    def __init__(self, backend: str, params: Params, store: ModelStore) -> None:
         self.backend = backend
         names = list(params.models)
         if backend == "torch":
@@ -190,7 +191,7 @@ def write_mp4(path: Path, rows: list[np.ndarray], fps: float) -> None:
 
 def explain(
     video: Path,
-    params: Any,
+    params: Params,
     store: ModelStore,
     out_dir: Path,
     montage_rows: int,

@@ -45,6 +45,7 @@ from deepfake.backends.base import Backend
 from deepfake.core.errors import InputError
 from deepfake.core.fileio import atomic_path, write_json_atomic
 from deepfake.core.parallel import ExecutorConfig, cached, dask_client, set_torch_threads
+from deepfake.core.params import Params
 from deepfake.media.face_input import FaceInput, crop_face, normalize_batch, probabilities
 from deepfake.media.faces import Detection, FaceDetector
 from deepfake.media.video import SampledFrame, SpanReader, SpanSampling
@@ -83,7 +84,7 @@ class PredictConfig:
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     @classmethod
-    def from_params(cls, params: Any) -> PredictConfig:
+    def from_params(cls, params: Params) -> PredictConfig:
         sect = params.predict
         return cls(
             frames=sect.frames,
@@ -296,9 +297,9 @@ def prepare_video(path: Path, config: PredictConfig, face_input: FaceInput) -> P
         frame_records.append({"frame": frame.index, "t": round(frame.time_s, 3), "faces": frame_faces})
     record.update(sampling=reader.coverage, frames=frame_records, ms=timer.ms())
     record["tracks"] = [
-        {"id": t.id, "frames": [faces.frames[s].index for s in sorted(set(t.slots()))], "crops": crops}
+        {"id": t.id, "frames": [faces.frames[s].index for s in sorted(set(t.slots()))], "crops": count}
         for t in tracks
-        if (crops := sum(k in faces.crops for k in t.detections))
+        if (count := sum(k in faces.crops for k in t.detections))
     ]
     crops = np.stack(crop_list) if crop_list else empty
     return PreparedVideo(record, crops, crop_faces, crop_tracks)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from deepfake.core.errors import ParamsError
 
 if TYPE_CHECKING:  # importing this module stays cheap: `deepfake --help` lists BACKENDS
     import numpy as np
 
+    from deepfake.core.params import Params
     from deepfake.media.face_input import FaceInput
+    from deepfake.modeling.store import ModelStore
 
 # name -> module and class; the order is the one `deepfake predict --help` lists
 REGISTRY: dict[str, tuple[str, str]] = {
@@ -42,7 +44,7 @@ class Backend(ABC):
         """``images`` (N, 3, S, S) float32 -> ``{member: (N,) logits}``."""
 
 
-def create_backend(name: str, store: Any, params: Any, url: str | None = None) -> Backend:
+def create_backend(name: str, store: ModelStore, params: Params, url: str | None = None) -> Backend:
     """The backend ``name`` over the models of ``store`` (a ``ModelStore``)."""
     if name not in REGISTRY:
         raise ParamsError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from deepfake.backends.base import Backend
+from deepfake.core.params import Params
 from deepfake.modeling.store import INPUT_NAME, LOGIT, ModelStore
 
 CPU = ("CPUExecutionProvider",)
@@ -55,7 +56,7 @@ class OnnxBackend(Backend):
         self.face_input = store.face_input(self.fmt)
 
     @classmethod
-    def create(cls, store: ModelStore, params: Any, url: str | None = None) -> OnnxBackend:
+    def create(cls, store: ModelStore, params: Params, url: str | None = None) -> OnnxBackend:
         return cls(store, params.predict.inference_threads)
 
     def logits(self, images: np.ndarray) -> dict[str, np.ndarray]:

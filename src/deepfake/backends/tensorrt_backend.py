@@ -12,6 +12,7 @@ import numpy as np
 
 from deepfake.backends.base import Backend
 from deepfake.core.errors import InputError, ToolchainError
+from deepfake.core.params import Params
 from deepfake.modeling.store import INPUT_NAME, LOGIT, ModelStore
 
 
@@ -53,7 +54,7 @@ class TensorRTBackend(Backend):
         self._torch = torch
 
     @classmethod
-    def create(cls, store: ModelStore, params: Any, url: str | None = None) -> TensorRTBackend:
+    def create(cls, store: ModelStore, params: Params, url: str | None = None) -> TensorRTBackend:
         return cls(store)
 
     def logits(self, images: np.ndarray) -> dict[str, np.ndarray]:

@@ -14,6 +14,7 @@ import torch
 
 from deepfake.backends.base import Backend
 from deepfake.core.device import resolve_device
+from deepfake.core.params import Params
 from deepfake.media.face_input import FaceInput
 from deepfake.modeling.store import LOGIT, ModelStore, ensemble, params_face_input, shared_face_input
 
@@ -30,7 +31,7 @@ class TorchBackend(Backend):
         self.face_input = shared_face_input({name: fi for name, (_, fi) in loaded.items()}, default_face_input)
 
     @classmethod
-    def create(cls, store: ModelStore, params: Any, url: str | None = None) -> TorchBackend:
+    def create(cls, store: ModelStore, params: Params, url: str | None = None) -> TorchBackend:
         return cls(store, list(ensemble(params)), params_face_input(params), params.evaluate.device)
 
     def logits(self, images: np.ndarray) -> dict[str, np.ndarray]:

@@ -12,6 +12,7 @@ import numpy as np
 
 from deepfake.backends.base import Backend
 from deepfake.core.errors import ParamsError, ToolchainError
+from deepfake.core.params import Params
 from deepfake.modeling.store import INPUT_NAME, LOGIT, ModelStore
 
 
@@ -49,7 +50,7 @@ class TritonBackend(Backend):
             self.max_batch[member] = max_batch_size(self.client, member, grpc)
 
     @classmethod
-    def create(cls, store: ModelStore, params: Any, url: str | None = None) -> TritonBackend:
+    def create(cls, store: ModelStore, params: Params, url: str | None = None) -> TritonBackend:
         if not url:
             raise ParamsError("the triton backend needs --url (host:8000, or grpc://host:8001)")
         return cls(store, url)

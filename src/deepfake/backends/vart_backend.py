@@ -6,12 +6,11 @@ card, and has not been run on the machines this project is built on.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from deepfake.backends.base import Backend
 from deepfake.core.errors import InputError, ToolchainError
+from deepfake.core.params import Params
 from deepfake.media.face_input import FaceInput
 from deepfake.modeling.store import ModelStore, ensemble, params_face_input
 
@@ -45,7 +44,7 @@ class VartBackend(Backend):
         self.members = list(self.runners)
 
     @classmethod
-    def create(cls, store: ModelStore, params: Any, url: str | None = None) -> VartBackend:
+    def create(cls, store: ModelStore, params: Params, url: str | None = None) -> VartBackend:
         names = [m.name for m in ensemble(params)]
         return cls(store, names, params_face_input(params))
 

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from deepfake.core.errors import InputError, UserError
 from deepfake.core.fileio import capture_writes, write_captured
+from deepfake.core.params import Params
 from deepfake.core.report import VideoResult
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class ExecutorConfig:
     retries: int = 2  # dask: reruns of a task whose worker died
 
     @classmethod
-    def from_params(cls, params: Any) -> ExecutorConfig:
+    def from_params(cls, params: Params) -> ExecutorConfig:
         sect = params.executor
         return cls(kind=sect.kind, scheduler=sect.scheduler, retries=sect.retries)
 
@@ -134,8 +135,8 @@ def map_videos(
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="video") as threads:
             return _in_order(threads, [threads.submit(_call, job) for job in jobs], desc)
     context = multiprocessing.get_context("spawn")
-    initializer = set_torch_threads if torch_threads is not None else None
-    initargs = (torch_threads,) if torch_threads is not None else ()
+    initializer: Callable[..., object] | None = set_torch_threads if torch_threads is not None else None
+    initargs: tuple[Any, ...] = (torch_threads,) if torch_threads is not None else ()
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=initializer, initargs=initargs
     ) as processes:

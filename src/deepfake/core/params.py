@@ -51,7 +51,7 @@ from pydantic import (
 )
 
 from deepfake.core.errors import ParamsError
-from deepfake.core.vocabulary import COMPRESSIONS, LAYOUT_NAMES, PART_NUMBER, SPLITS
+from deepfake.core.vocabulary import PART_NUMBER, Compression, LayoutName, Split
 
 __all__ = [
     "AugmentParams",
@@ -183,7 +183,7 @@ class _Section(BaseModel):
 # ---- one model per section of params.yaml ---------------------------------------------------------
 
 
-Layout = Literal[LAYOUT_NAMES]  # the vocabulary's names (deepfake.media.layouts registers one adapter each)
+Layout = LayoutName  # the vocabulary's names (deepfake.media.layouts registers one adapter each)
 MethodList = Annotated[list[NonEmptyStr], AfterValidator(_unique)]
 
 
@@ -193,12 +193,12 @@ class DatasetParams(_Section):
 
     layout: Layout
     root: NonEmptyStr
-    compression: Literal[COMPRESSIONS] | None = None  # ffpp
+    compression: Compression | None = None  # ffpp
     methods: MethodList | None = None  # ffpp: manipulated_sequences/<method> folders to read (default: all)
     splits: NonEmptyStr | None = None  # ffpp: folder of train/val/test.json (default <root>/splits)
     variants: MethodList | None = None  # deeperforensics: manipulated_videos/<variant> folders
     ffpp_root: NonEmptyStr | None = None  # deeperforensics: its reals are FF++'s youtube c23 videos
-    split: Literal[SPLITS] | None = None  # dfdc_test: the split its videos belong to (default test)
+    split: Split | None = None  # dfdc_test: the split its videos belong to (default test)
     identities: NonEmptyStr | None = None  # CSV path,identity: who each video shows, across datasets
 
     def options(self) -> dict[str, Any]:

@@ -11,17 +11,25 @@ into these.
 from __future__ import annotations
 
 import re
+from typing import Final, Literal, get_args
 
 REAL = "REAL"
 FAKE = "FAKE"
 LABELS = (REAL, FAKE)  # in the order of the model's target: 0 = REAL, 1 = FAKE (P(fake) is the positive class)
 
-TRAIN, VAL, TEST = "train", "val", "test"
-SPLITS = (TRAIN, VAL, TEST)  # official splits (a video without one has "" in the index)
-COMPRESSIONS = ("raw", "c23", "c40")  # FaceForensics++'s (a video of another dataset has "" in the index)
+# The closed sets are Literal types, so the params schema and a type checker see the same names; the tuples
+# are read from them (a Literal's arguments must be written out for a type checker to see them).
+Split = Literal["train", "val", "test"]  # official splits (a video without one has "" in the index)
+SPLITS: Final[tuple[Split, ...]] = get_args(Split)
+TRAIN: Final[Split] = "train"
+VAL: Final[Split] = "val"
+TEST: Final[Split] = "test"
+Compression = Literal["raw", "c23", "c40"]  # FaceForensics++'s (a video of another dataset has "" in the index)
+COMPRESSIONS: Final[tuple[Compression, ...]] = get_args(Compression)
 
 # The layouts deepfake.media.layouts registers, one adapter each (a test keeps the registry equal to this).
-LAYOUT_NAMES = ("dfdc", "dfdc_test", "dfdcp", "ffpp", "celebdf", "deeperforensics")
+LayoutName = Literal["dfdc", "dfdc_test", "dfdcp", "ffpp", "celebdf", "deeperforensics"]
+LAYOUT_NAMES: Final[tuple[LayoutName, ...]] = get_args(LayoutName)
 
 # A video key: a plain file name, no folders, no leading dot, .mp4 (DFDC names are 10 letters + .mp4).
 # Always used with fullmatch: with match, '$' also matches before a trailing newline ("a.mp4\n").

@@ -7,13 +7,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import cv2
 import numpy as np
 
 from deepfake.core.errors import InputError, ParamsError
 from deepfake.core.fileio import read_json_limited, write_json_atomic
+from deepfake.core.params import BboxesParams, LandmarksParams, Params
 from deepfake.media.mtcnn import Cascade
 
 BOXES_FORMAT = 1
@@ -62,7 +63,7 @@ class DetectorConfig:
     nms_thresholds: tuple[float, float, float, float]  # P-Net per level, P-Net across levels, R-Net, O-Net
 
     @classmethod
-    def from_section(cls, section: Any) -> DetectorConfig:
+    def from_section(cls, section: BboxesParams | LandmarksParams) -> DetectorConfig:
         """From a validated params section with the fields above."""
         return cls(
             thresholds=tuple(float(t) for t in section.thresholds),  # type: ignore[arg-type]
@@ -97,11 +98,11 @@ class Detection:
 
     detector: DetectorConfig
     batch_size: int  # frames per MTCNN call
-    scale: Any  # "auto" or a number
+    scale: str | float  # "auto" or a number
     scale_rule: tuple[tuple[float, float], ...]
 
     @classmethod
-    def from_params(cls, params: Any) -> Detection:
+    def from_params(cls, params: Params) -> Detection:
         sect = params.bboxes
         rule = tuple((float(limit), float(scale)) for limit, scale in sect.scale_rule)
         return cls(DetectorConfig.from_section(sect), sect.batch_size, sect.scale, rule)
@@ -219,7 +220,7 @@ MAX_BOX_COORD = 1_000_000.0
 _FRAME_KEY = re.compile(r"0|[1-9][0-9]{0,9}")
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

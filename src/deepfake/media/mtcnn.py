@@ -93,7 +93,13 @@ def _onnx_net(module: Any, example: Any, axes: dict[int, str], threads: int) -> 
     with warnings.catch_warnings():  # the TorchScript exporter: these tiny nets need none of torch.export's tracing
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            module, (example,), buffer, input_names=["x"], output_names=outputs, dynamic_axes={"x": axes}, dynamo=False
+            module,
+            (example,),
+            buffer,  # type: ignore[arg-type]  # torch types it as a path; the TorchScript exporter takes a file too
+            input_names=["x"],
+            output_names=outputs,
+            dynamic_axes={"x": axes},
+            dynamo=False,
         )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from deepfake.core.errors import InputError, reading_input
+from deepfake.core.params import Params
 
 # FFmpeg demuxers a video may be read with (names as in ``ffmpeg -demuxers``). Anything else (concat, hls,
 # dash, image2, tee, ...) is refused: those read other files or URLs named inside the "video".
@@ -57,7 +58,7 @@ class FrameSampling:
     max_pixels: int  # refuse frames with more pixels than this
 
     @classmethod
-    def from_params(cls, params: Any) -> FrameSampling:
+    def from_params(cls, params: Params) -> FrameSampling:
         """From the validated ``video`` section: every stage that reads videos samples alike."""
         video = params.video
         return cls(stride=video.frame_stride, max_frames=video.max_frames, max_pixels=video.max_pixels)
@@ -258,7 +259,7 @@ class _Frames:
         self.decoded = 0  # frames out of the decoder, over every restart
         self._codec = f"{stream.codec_context.name} in {container.format.name}"
 
-    def run(self) -> Iterator[Any]:
+    def run(self) -> Generator[Any, None, None]:
         """Demux and decode from the current position (after a seek: from the keyframe it landed on)."""
         packets = self.container.demux(self.stream)
         while True:
@@ -471,7 +472,7 @@ class SpanReader:
         targets = _targets(start, duration, sampling.frames)
         slack = 0.5 / fps
         position: float | None = None  # time of the last frame decoded: the decoder sits just after it
-        running: Iterator[Any] | None = None
+        running: Generator[Any, None, None] | None = None
         last_yielded: float | None = None
         respaced = False
         k = 0

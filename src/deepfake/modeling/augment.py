@@ -20,12 +20,12 @@ much of them training sees.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import albumentations as A
 import cv2
 import numpy as np
 
+from deepfake.core.params import Params
 from deepfake.media.face_input import resize_and_pad
 
 
@@ -51,11 +51,11 @@ class AugmentConfig:
     min_changed_pixels: int  # a fake crop whose mask has fewer changed pixels does not count as fake
 
     @classmethod
-    def from_params(cls, params: Any) -> AugmentConfig:
+    def from_params(cls, params: Params) -> AugmentConfig:
         """From the validated ``augment`` section (probabilities are checked there)."""
         sect = params.augment
         low, high = sect.jpeg_quality
-        names = ("jpeg", "noise", "blur", "flip", "color", "gray", "affine")
+        names: tuple[str, ...] = ("jpeg", "noise", "blur", "flip", "color", "gray", "affine")
         names += ("landmark_cutout", "hull_cutout", "quadrant_cutout", "self_blend")
         probabilities = {name: float(getattr(sect, name)) for name in names}
         return cls(
@@ -206,13 +206,14 @@ def _face_ellipse(shape: tuple[int, int], landmarks: np.ndarray | None, rng: np.
 
 def _jitter_source(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The "other face": the same crop with a colour shift, a resampling or sharpening, a small move."""
-    source = image.astype(np.float32)
+    source: np.ndarray = image.astype(np.float32)
     source = source * rng.uniform(0.9, 1.1) + rng.uniform(-12, 12, size=3)  # contrast, per-channel shift
     height, width = image.shape[:2]
     kind = int(rng.integers(3))
     if kind == 0:  # downscale and upscale back: what a generator's low output resolution leaves
         factor = rng.uniform(0.25, 0.7)
-        small = cv2.resize(source, (max(int(width * factor), 4), max(int(height * factor), 4)), cv2.INTER_AREA)
+        small_size = (max(int(width * factor), 4), max(int(height * factor), 4))
+        small = cv2.resize(source, small_size, interpolation=cv2.INTER_AREA)
         source = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
     elif kind == 1:
         source = cv2.GaussianBlur(source, (0, 0), rng.uniform(0.6, 1.6))
@@ -220,7 +221,7 @@ def _jitter_source(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         source = cv2.addWeighted(source, 1.6, cv2.GaussianBlur(source, (0, 0), 1.5), -0.6, 0)
     scale = rng.uniform(0.96, 1.04)
     shift = rng.uniform(-0.02, 0.02, size=2) * (width, height)
-    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, scale)
+    matrix: np.ndarray = cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, scale)
     matrix[:, 2] += shift
     source = cv2.warpAffine(source, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
     return source

@@ -184,7 +184,7 @@ class CropDataset(Dataset):
         if landmarks is not None and rng.random() < config.hull_cutout:
             return hull_cutout(image, landmarks, rng), mask
         if rng.random() < config.quadrant_cutout:
-            return quadrant_cutout(image, mask, is_fake, self.min_changed, rng)
+            return quadrant_cutout(image, mask, is_fake, config.min_changed_pixels, rng)
         return image, mask
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:

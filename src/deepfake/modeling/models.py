@@ -71,6 +71,7 @@ class HighPassStem(nn.Module):
     """
 
     extra_channels = len(_SRM_KERNELS)
+    weight: torch.Tensor  # the buffer registered in __init__
 
     def __init__(self) -> None:
         super().__init__()
@@ -92,6 +93,8 @@ def _input_stem(input_filter: str) -> tuple[nn.Module, int]:
 
 class Classifier(nn.Module):
     """DFDC-1st's classifier: encoder features -> dropout -> one logit."""
+
+    encoder: Any  # a timm model (num_features, forward_features, forward_head); timm types it nn.Module
 
     def __init__(self, encoder: str, dropout: float = 0.0, drop_path: float = 0.0, input_filter: str = "none") -> None:
         super().__init__()

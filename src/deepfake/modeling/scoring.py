@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from deepfake.core.params import Params
 from deepfake.core.vocabulary import FAKE, REAL
 from deepfake.media.face_input import probabilities
 from deepfake.modeling.data import CropDataset
@@ -33,7 +34,7 @@ class Aggregation:
     threshold: float  # evaluate.decision_threshold: P(fake) >= threshold is FAKE
 
     @classmethod
-    def from_params(cls, params: Any) -> Aggregation:
+    def from_params(cls, params: Params) -> Aggregation:
         sect = params.evaluate
         strategy = ConfidentStrategy(**sect.confident.model_dump())
         return cls(method=sect.aggregation, confident=strategy, threshold=sect.decision_threshold)

@@ -26,13 +26,13 @@ followed, so it says how far that protocol leaks identities.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from deepfake.core.errors import InputError, ParamsError
 from deepfake.core.errors import LeakageError as LeakageError  # re-exported: a group would straddle folds
+from deepfake.core.params import Params
 from deepfake.core.vocabulary import PART_NUMBER, TEST, TRAIN, VAL
 
 
@@ -48,7 +48,7 @@ class FoldsConfig:
     val_fold: int = 1  # official val splits land here
 
     @classmethod
-    def from_params(cls, params: Any) -> FoldsConfig:
+    def from_params(cls, params: Params) -> FoldsConfig:
         """From the validated ``folds`` section (types and ranges are checked there)."""
         sect = params.folds
         return cls(

@@ -43,6 +43,7 @@ from typing import Any
 
 from deepfake.core.errors import CheckpointError, InputError
 from deepfake.core.fileio import atomic_path, read_json_limited, write_json_atomic
+from deepfake.core.params import Params
 from deepfake.media.face_input import FaceInput
 
 MANIFEST = "manifest.json"
@@ -94,12 +95,12 @@ def members(models: Iterable[str], seeds: Iterable[int]) -> list[Member]:
     return [Member(m) for m in models] + [Member(m, s) for m in models for s in seeds]
 
 
-def ensemble(params: Any) -> tuple[Member, ...]:
+def ensemble(params: Params) -> tuple[Member, ...]:
     """The members validated params describe (``models`` and ``ensemble.seeds``)."""
     return tuple(members(params.models, params.ensemble.seeds))
 
 
-def params_face_input(params: Any) -> FaceInput:
+def params_face_input(params: Params) -> FaceInput:
     """The contract of a model the train stage makes under ``params``: ``train.image_size`` and
     ``crops.margin`` (the margin its training crops were cut with)."""
     return FaceInput(params.train.image_size, params.crops.margin)
@@ -191,7 +192,7 @@ def shared_face_input(recorded: Mapping[str, FaceInput | None], default: FaceInp
 def _canonical(value: Any) -> Any:
     """Containers rebuilt and strings interned, tensors untouched (their sharing is part of the content)."""
     if isinstance(value, dict):
-        out = type(value)((_canonical(k), _canonical(v)) for k, v in value.items())
+        out: Any = type(value)((_canonical(k), _canonical(v)) for k, v in value.items())
         if hasattr(value, "_metadata"):  # a state dict's per-module versions, which load_state_dict reads
             out._metadata = _canonical(value._metadata)
         return out

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from deepfake.core.errors import InputError, ParamsError
-from deepfake.core.params import SAMPLE_IDENTITIES
+from deepfake.core.params import SAMPLE_IDENTITIES, Params
 from deepfake.core.vocabulary import TEST, TRAIN, VAL
 from deepfake.sample.annotations import faces_dir, read_photo
 from deepfake.sample.motion import animate_clip
@@ -68,7 +67,7 @@ class SampleConfig:
     datasets: tuple[str, ...]
 
     @classmethod
-    def from_params(cls, params: Any) -> SampleConfig:
+    def from_params(cls, params: Params) -> SampleConfig:
         """From the validated ``sample`` section."""
         sect = params.sample
         return cls(

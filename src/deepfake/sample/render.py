@@ -132,7 +132,7 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
     """Encode frames as mp4v under a temporary name, check it reads back, then rename."""
     height, width = frames[0].shape[:2]
     with atomic_path(path, suffix=".mp4") as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*FOURCC), float(fps), (width, height))
+        writer = cv2.VideoWriter(str(tmp), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*FOURCC), float(fps), (width, height))
         if not writer.isOpened():
             raise OSError(f"OpenCV cannot open an {FOURCC} writer for {path}")
         try:
@@ -190,7 +190,7 @@ def render_all(
     config: SampleConfig,
 ) -> dict[str, int]:
     """Render every video and every mask video asked for, each once, into ``cache``; count them by kind."""
-    done = Counter()
+    done: Counter[str] = Counter()
     for person in plan.people:
         keys = sorted(k for k in videos | masks if k.target == person)
         if not keys:

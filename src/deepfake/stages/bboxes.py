@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from deepfake.core.parallel import LOCAL, ExecutorConfig, cached, map_videos
+from deepfake.core.params import Params
 from deepfake.core.report import SKIPPED, StageReport, VideoResult
 from deepfake.media.faces import Detection, FaceDetector, boxes_to_json, save_boxes
 from deepfake.media.layouts import load_dataset
@@ -30,7 +31,7 @@ class Config:
     executor: ExecutorConfig = LOCAL  # where the videos are processed; the output does not depend on it
 
     @classmethod
-    def from_params(cls, params: Any) -> Config:
+    def from_params(cls, params: Params) -> Config:
         sect = params.bboxes
         return cls(
             FrameSampling.from_params(params),
@@ -122,5 +123,6 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
         ):
             report.add(result)
     summary = report.summary
+    assert summary is not None  # report.outputs() set it when it committed the folder
     logger.info("bboxes %s: %d done, %d skipped", metadata.part, summary["videos_done"], summary["videos_skipped"])
     return summary

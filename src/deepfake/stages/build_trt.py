@@ -17,6 +17,7 @@ import torch
 
 from deepfake.backends.tensorrt_backend import check_tensorrt
 from deepfake.core.fileio import atomic_dir, write_json_atomic
+from deepfake.core.params import Params
 from deepfake.modeling.data import CropDataset, ModelStagePaths, calibration_batches, calibration_rows, read_folds
 from deepfake.modeling.store import INPUT_NAME, ModelStore
 
@@ -35,7 +36,7 @@ class Config:
     holdout_fold: int
 
     @classmethod
-    def from_params(cls, params: Any) -> Config:
+    def from_params(cls, params: Params) -> Config:
         sect = params.build_trt
         return cls(
             precisions=tuple(sect.precisions),

@@ -17,6 +17,7 @@ import torch
 
 from deepfake.core.errors import ToolchainError
 from deepfake.core.fileio import atomic_dir, write_json_atomic
+from deepfake.core.params import Params
 from deepfake.modeling.data import CropDataset, ModelStagePaths, calibration_batches, calibration_rows, read_folds
 from deepfake.modeling.store import Member, ModelStore, ensemble
 
@@ -33,7 +34,7 @@ class Config:
     members: tuple[Member, ...]  # the ensemble: every model with train.seed and each ensemble seed
 
     @classmethod
-    def from_params(cls, params: Any) -> Config:
+    def from_params(cls, params: Params) -> Config:
         return cls(
             arch=Path(params.compile_dpu.arch),
             calib_crops=params.quantize.calib_crops,

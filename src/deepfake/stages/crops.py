@@ -10,6 +10,7 @@ from typing import Any
 
 from deepfake.core.fileio import write_bytes_atomic, write_png
 from deepfake.core.parallel import LOCAL, ExecutorConfig, map_videos
+from deepfake.core.params import Params
 from deepfake.core.report import SKIPPED, StageReport, VideoResult
 from deepfake.media.crop_index import INDEX_NAME, crop_name, index_csv
 from deepfake.media.face_input import crop_face
@@ -29,7 +30,7 @@ class Config:
     executor: ExecutorConfig = LOCAL  # where the videos are cropped; the output does not depend on it
 
     @classmethod
-    def from_params(cls, params: Any) -> Config:
+    def from_params(cls, params: Params) -> Config:
         return cls(
             sampling=FrameSampling.from_params(params),
             margin=params.crops.margin,
@@ -138,5 +139,6 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
                 shutil.rmtree(task.out, ignore_errors=True)
         write_bytes_atomic(tmp / INDEX_NAME, index_csv(rows))
     summary = report.summary
+    assert summary is not None  # report.outputs() set it when it committed the folder
     logger.info("crops %s: %d crops from %d videos", metadata.part, len(rows), summary["videos_done"])
     return summary

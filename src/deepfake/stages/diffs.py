@@ -21,6 +21,7 @@ import numpy as np
 from deepfake.core.errors import InputError
 from deepfake.core.fileio import atomic_dir, write_png
 from deepfake.core.parallel import LOCAL, ExecutorConfig, map_videos
+from deepfake.core.params import Params
 from deepfake.core.report import SKIPPED, StageReport, VideoResult
 from deepfake.core.vocabulary import FAKE
 from deepfake.media.crop_index import read_index
@@ -43,7 +44,7 @@ class Config:
     executor: ExecutorConfig = LOCAL  # where the videos are processed; the output does not depend on it
 
     @classmethod
-    def from_params(cls, params: Any) -> Config:
+    def from_params(cls, params: Params) -> Config:
         sect = params.diffs
         return cls(
             sect.win_size,
@@ -176,5 +177,6 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
         for result in map_videos(diff_video, tasks, config.workers, desc, pool="threads", executor=config.executor):
             report.add(result)
     summary = report.summary
+    assert summary is not None  # report.outputs() set it when it committed the folder
     logger.info("diffs %s: %s pairs, %s missing", part, summary.get("pairs_found", 0), summary.get("pairs_missing", 0))
     return summary

@@ -29,6 +29,7 @@ import pandas as pd
 from deepfake.core.device import resolve_device
 from deepfake.core.errors import InputError, ParamsError
 from deepfake.core.fileio import write_json_atomic
+from deepfake.core.params import Params
 from deepfake.core.vocabulary import FAKE, REAL
 from deepfake.modeling.data import CropDataset, DataRoots, read_folds, select_folds
 from deepfake.modeling.metrics import precision_recall_curve, roc_curve
@@ -56,7 +57,7 @@ class Config:
     members: tuple[Member, ...]  # the ensemble: every model with train.seed and each ensemble seed
 
     @classmethod
-    def from_params(cls, params: Any, testset: str) -> Config:
+    def from_params(cls, params: Params, testset: str) -> Config:
         """The evaluation of test set ``testset`` (a key of ``evaluate.testsets``)."""
         testsets = params.evaluate.testsets
         if testset not in testsets:

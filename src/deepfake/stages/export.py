@@ -25,7 +25,7 @@ from torch import nn
 from deepfake.backends.onnx_backend import onnx_session
 from deepfake.core.errors import InputError
 from deepfake.core.fileio import atomic_path, write_json_atomic
-from deepfake.core.params import package_settings
+from deepfake.core.params import Params, package_settings
 from deepfake.media.face_input import FaceInput
 from deepfake.modeling.data import CropDataset, DataRoots, ModelStagePaths, read_folds, select_folds
 from deepfake.modeling.store import INPUT_NAME, LOGIT, Member, ModelStore, ensemble, params_face_input
@@ -48,7 +48,7 @@ class Config:
     settings: dict[str, Any]  # what prediction needs, recorded in the manifest (core.params.PACKAGE_SETTINGS)
 
     @classmethod
-    def from_params(cls, params: Any) -> Config:
+    def from_params(cls, params: Params) -> Config:
         return cls(
             opset=params.export.opset,
             parity_crops=params.export.parity_crops,

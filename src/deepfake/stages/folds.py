@@ -14,6 +14,7 @@ import pandas as pd
 
 from deepfake.core.errors import LeakageError
 from deepfake.core.fileio import write_bytes_atomic, write_json_atomic
+from deepfake.core.params import Params
 from deepfake.core.vocabulary import FAKE
 from deepfake.media.crop_index import INDEX_COLUMNS, read_index
 from deepfake.modeling.splits import FoldsConfig, assign_folds, find_leaks, leak_units, official_splits
@@ -54,7 +55,7 @@ class Config:
     split: FoldsConfig
 
     @classmethod
-    def from_params(cls, params: Any) -> Config:
+    def from_params(cls, params: Params) -> Config:
         return cls(parts=tuple(params.data.datasets), split=FoldsConfig.from_params(params))
 
 

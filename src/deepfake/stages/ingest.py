@@ -16,6 +16,7 @@ from typing import Any
 
 from deepfake.core.errors import InputError
 from deepfake.core.fileio import write_json_atomic
+from deepfake.core.params import Params
 from deepfake.media.layouts import ingest, write_index
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class Config:
     options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_params(cls, params: Any, dataset: str) -> Config:
+    def from_params(cls, params: Params, dataset: str) -> Config:
         """From ``data.datasets.<dataset>``; an unknown name lists the configured ones."""
         datasets = params.data.datasets
         if dataset not in datasets:

@@ -16,6 +16,7 @@ import numpy as np
 
 from deepfake.core.fileio import write_npy_atomic
 from deepfake.core.parallel import LOCAL, ExecutorConfig, cached, map_videos
+from deepfake.core.params import Params
 from deepfake.core.report import StageReport, VideoResult
 from deepfake.core.vocabulary import REAL
 from deepfake.media.crop_index import read_index
@@ -32,7 +33,7 @@ class Config:
     executor: ExecutorConfig = LOCAL  # where the crops are processed; the output does not depend on it
 
     @classmethod
-    def from_params(cls, params: Any) -> Config:
+    def from_params(cls, params: Params) -> Config:
         sect = params.landmarks
         return cls(
             DetectorConfig.from_section(sect),
@@ -101,5 +102,6 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
         ):
             report.add(result)
     summary = report.summary
+    assert summary is not None  # report.outputs() set it when it committed the folder
     logger.info("landmarks %s: %s of %s crops", paths.part, summary.get("landmarks", 0), summary.get("crops", 0))
     return summary

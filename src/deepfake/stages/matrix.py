@@ -18,6 +18,7 @@ import numpy as np
 
 from deepfake.core.errors import InputError
 from deepfake.core.fileio import read_json_limited, write_bytes_atomic, write_json_atomic
+from deepfake.core.params import Params
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class Config:
     testsets: tuple[tuple[str, tuple[str, ...]], ...]  # (name, datasets) in params order
 
     @classmethod
-    def from_params(cls, params: Any) -> Config:
+    def from_params(cls, params: Params) -> Config:
         return cls(testsets=tuple((name, tuple(sets)) for name, sets in params.evaluate.testsets.items()))
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from deepfake.backends.onnx_backend import onnx_session
 from deepfake.core.errors import ToolchainError
 from deepfake.core.fileio import atomic_path, write_json_atomic
+from deepfake.core.params import Params
 from deepfake.modeling.data import CropDataset, DataRoots, ModelStagePaths, calibration_rows, read_folds, select_folds
 from deepfake.modeling.scoring import Aggregation, predict_crops_with, score
 from deepfake.modeling.store import INPUT_NAME, LOGIT, ModelStore
@@ -79,7 +80,7 @@ class Config:
     aggregation: Aggregation
 
     @classmethod
-    def from_params(cls, params: Any) -> Config:
+    def from_params(cls, params: Params) -> Config:
         sect = params.quantize
         return cls(
             config_name=sect.config,

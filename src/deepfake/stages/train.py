@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Subset
 
 from deepfake.core.device import resolve_device
 from deepfake.core.errors import InputError
+from deepfake.core.params import Params
 from deepfake.core.vocabulary import FAKE
 from deepfake.modeling.augment import AugmentConfig
 from deepfake.modeling.data import (
@@ -92,7 +93,7 @@ class TrainConfig:
     holdout_methods: tuple[str, ...] = ()  # train.holdout_methods: fakes of these never train or validate
 
     @classmethod
-    def from_params(cls, params: Any, model: str, seed: int | None = None) -> TrainConfig:
+    def from_params(cls, params: Params, model: str, seed: int | None = None) -> TrainConfig:
         """``model`` with ``seed`` (an ensemble member) or with ``train.seed`` (the train@<model> stage)."""
         sect = params.train
         return cls(
@@ -180,6 +181,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig, total_steps: int) -> tuple[Any, Any]:
+    optimizer: torch.optim.Optimizer
     if config.optimizer == "sgd":
         optimizer = torch.optim.SGD(
             model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
@@ -217,14 +219,14 @@ def train_step(
         config.label_clip,
     )
     optimizer.zero_grad(set_to_none=True)
-    if use_amp:
+    if use_amp and scaler is not None:
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
     else:
         loss.backward()
     if config.grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-    if use_amp:
+    if use_amp and scaler is not None:
         scaler.step(optimizer)
         scaler.update()
     else:
@@ -328,8 +330,8 @@ def fit(
         history, start = list(state["history"]), int(state["epoch"]) + 1
         logger.info("resuming %s from epoch %d", out_dir, start)
         if log_epoch and runtime.main:
-            for record in history:
-                log_epoch(record)
+            for logged in history:
+                log_epoch(logged)
 
     for epoch in range(start, config.epochs):
         started = time.perf_counter()

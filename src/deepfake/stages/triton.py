@@ -18,6 +18,7 @@ from typing import Any
 
 from deepfake.core.errors import InputError, ToolchainError
 from deepfake.core.fileio import atomic_dir, write_json_atomic
+from deepfake.core.params import Params
 from deepfake.modeling.store import ModelStore
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class Config:
     max_queue_delay_us: int
 
     @classmethod
-    def from_params(cls, params: Any) -> Config:
+    def from_params(cls, params: Params) -> Config:
         sect = params.triton
         return cls(sect.max_batch_size, tuple(sect.preferred_batch_sizes), sect.max_queue_delay_us)
 
@@ -75,7 +76,7 @@ def model_config(name: str, platform: str, onnx_path: Path, config: Config) -> A
     import onnx
 
     schema = _schema()
-    types = {onnx.TensorProto.FLOAT: schema.TYPE_FP32, onnx.TensorProto.FLOAT16: schema.TYPE_FP16}
+    types: dict[int, Any] = {onnx.TensorProto.FLOAT: schema.TYPE_FP32, onnx.TensorProto.FLOAT16: schema.TYPE_FP16}
     message = schema.ModelConfig(name=name, platform=platform, max_batch_size=config.max_batch_size)
     inputs, outputs = graph_io(onnx_path)
     for values, field in ((inputs, message.input), (outputs, message.output)):

@@ -57,7 +57,7 @@ def mount_docs(app: fastapi.FastAPI, title: str | None = None) -> None:
     does not hide it.
     """
     dist = swagger_dist()
-    page = get_swagger_ui_html(
+    body = get_swagger_ui_html(
         openapi_url=app.openapi_url or "/openapi.json",
         title=title or f"{app.title} - API",
         swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
@@ -65,7 +65,8 @@ def mount_docs(app: fastapi.FastAPI, title: str | None = None) -> None:
         swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
         # no badge fetched from validator.swagger.io: the page reaches nothing but this server
         swagger_ui_parameters={"validatorUrl": None},
-    ).body.decode()
+    ).body
+    page = bytes(body).decode()  # Response.body is typed bytes | memoryview
     headers = {"Content-Security-Policy": docs_policy(page), "Cache-Control": "no-cache"}
     app.router.routes.insert(0, Mount(ASSETS_URL, app=StaticFiles(directory=dist), name="swagger"))
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfake.core.errors import ParamsError
+from deepfake.core.params import Params
 
 KEY_HASHES_ENV = "DEEPFAKE_API_KEY_HASHES"  # comma-separated SHA-256 hex digests, as in an api_keys_file
 MB = 1 << 20
@@ -45,10 +46,10 @@ class ServeConfig:
     poll_s: float
     start_timeout_s: float
     shutdown_grace_s: int  # uvicorn's graceful shutdown, then the workers' (one value: they agree)
-    params: Any  # validated Params the workers build the predict config and backend from
+    params: Params  # validated Params the workers build the predict config and backend from
 
     @classmethod
-    def from_params(cls, params: Any, **overrides: Any) -> ServeConfig:
+    def from_params(cls, params: Params, **overrides: Any) -> ServeConfig:
         """The ``serve`` section, with every override that is not None applied on top."""
         sect = params.serve
         config = cls(

@@ -171,6 +171,7 @@ class WorkerPool:
             daemon=True,
         )
         self._spawner.call(process.start)
+        assert process.pid is not None  # a started process has one
         self.workers[process.pid] = _Worker(process)
 
     def start(self, timeout_s: float) -> None:

@@ -17,9 +17,15 @@ from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import yaml
 
+from deepfake.core.params import load_params
+from deepfake.sample.annotations import faces_dir, load_annotations
+from deepfake.sample.plan import SampleConfig, plan_sample
+from deepfake.sample.writers import layout_datasets
 from tests.conftest import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,6 +126,44 @@ def test_repro_produces_every_output(repo: tuple[Path, dict[str, str]]) -> None:
     folds = (path / "data/folds.csv").read_text().splitlines()
     assert folds[0].startswith("video,file,label,original,part,frame,face,identity,method,compression,split,fold")
     assert len(folds) > 100
+
+
+def test_full_size_sample_from_params_yaml(pipeline_repo: tuple[Path, dict[str, str]]) -> None:
+    """The stage's own config, as `dvc repro` built it (the session's shared pipeline run): exactly the files
+    the plan names, every video decodes at 64 frames, and MTCNN finds the face in each kind of fake."""
+    from facenet_pytorch import MTCNN
+
+    repo, _ = pipeline_repo
+    config = SampleConfig.from_params(load_params(repo / "params.yaml"))
+    raw = repo / "data" / "raw"
+    plan = plan_sample(config, load_annotations(faces_dir()))
+    named = {
+        f"{layout.name}/{path}" for layout in layout_datasets(plan, config) for path in [*layout.videos, *layout.masks]
+    }
+    written = {str(p.relative_to(raw)) for folder in config.folders for p in (raw / folder).rglob("*.mp4")}
+    assert written == named
+    sizes = ((config.width, config.height), (config.height, config.width))
+    for video in sorted(raw / name for name in written):
+        capture = cv2.VideoCapture(str(video))
+        size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        capture.release()
+        assert count == config.frames and size in sizes, video
+    detector = MTCNN(keep_all=True, post_process=False, device="cpu", thresholds=[0.6, 0.7, 0.7])
+    checked = [
+        *(raw / "ffpp/manipulated_sequences" / m / "c23/videos" for m in ("Deepfakes", "Face2Face", "NeuralTextures")),
+        raw / "celebdf/Celeb-synthesis",
+        raw / "deeperforensics/manipulated_videos/end_to_end",
+    ]
+    for folder in checked:
+        for video in sorted(folder.glob("*.mp4"))[:2]:
+            capture = cv2.VideoCapture(str(video))
+            for _ in range(3):
+                ok, frame = capture.read()
+                assert ok, video
+            capture.release()
+            boxes, probs = detector.detect(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            assert boxes is not None and float(np.max(probs)) > 0.9, video
 
 
 def test_sample_folds_do_not_leak(repo: tuple[Path, dict[str, str]]) -> None:

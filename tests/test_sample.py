@@ -826,41 +826,6 @@ def test_plan_layouts_name_every_rendered_file(plan: SamplePlan) -> None:
     assert sorted(identities) == sorted(f"{name}.csv" for name in DATASETS)
 
 
-@pytest.mark.slow
-def test_full_size_sample_from_params_yaml(pipeline_repo: tuple[Path, dict[str, str]]) -> None:
-    """The stage's own config, as `dvc repro` built it (the session's shared pipeline run): exactly the files
-    the plan names, every video decodes at 64 frames, and MTCNN finds the face in each kind of fake."""
-    from facenet_pytorch import MTCNN
-
-    repo, _ = pipeline_repo
-    config = SampleConfig.from_params(load_params(repo / "params.yaml"))
-    raw = repo / "data" / "raw"
-    plan = plan_sample(config, load_annotations(faces_dir()))
-    named = {
-        f"{layout.name}/{path}" for layout in layout_datasets(plan, config) for path in [*layout.videos, *layout.masks]
-    }
-    written = {str(p.relative_to(raw)) for folder in config.folders for p in (raw / folder).rglob("*.mp4")}
-    assert written == named
-    sizes = ((config.width, config.height), (config.height, config.width))
-    for video in sorted(raw / name for name in written):
-        capture = cv2.VideoCapture(str(video))
-        size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        capture.release()
-        assert count == config.frames and size in sizes, video
-    detector = MTCNN(keep_all=True, post_process=False, device="cpu", thresholds=[0.6, 0.7, 0.7])
-    checked = [
-        *(raw / "ffpp/manipulated_sequences" / m / "c23/videos" for m in ("Deepfakes", "Face2Face", "NeuralTextures")),
-        raw / "celebdf/Celeb-synthesis",
-        raw / "deeperforensics/manipulated_videos/end_to_end",
-    ]
-    for folder in checked:
-        for video in sorted(folder.glob("*.mp4"))[:2]:
-            frame = _read_frames(video)[2]
-            boxes, probs = detector.detect(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            assert boxes is not None and float(np.max(probs)) > 0.9, video
-
-
 # ----------------------------------------------------------------------------- detector checks
 
 

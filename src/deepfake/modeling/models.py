@@ -5,8 +5,8 @@ Every model returns raw logits (the sigmoid belongs to the caller, so exports st
   Forward returns ``{LOGIT: (N, 1)}``.
 - ``uynet`` (U-YNet): a segmentation-models-pytorch UNet whose encoder bottleneck also feeds a
   classification head (``aux_params``). Forward returns ``{LOGIT: (N, 1), MASK: (N, 1, H, W)}``.
-The output names (``LOGIT`` = "logit", ``MASK`` = "mask") are the model store's
-(``deepfake.modeling.store``), as every exported graph names them.
+The output names (``LOGIT`` = "logit", ``MASK`` = "mask") are ``deepfake.modeling.io_names``' (the model
+store re-exports them with the rest of the model format), as every exported graph names them.
 Encoders are built with random weights unless ``weights`` names a file this pipeline produced;
 nothing is ever downloaded.
 """
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from deepfake.core.errors import CheckpointError, ParamsError
-from deepfake.modeling.store import LOGIT, MASK
+from deepfake.modeling.io_names import LOGIT, MASK
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 

@@ -46,14 +46,15 @@ from deepfake.core.fileio import atomic_path, read_json_limited, write_json_atom
 from deepfake.core.params import Params
 from deepfake.media.face_input import FaceInput
 
+# the model I/O names are part of the format: re-exported (the "X as X" form) for every reader of a model
+from deepfake.modeling.io_names import INPUT_NAME as INPUT_NAME
+from deepfake.modeling.io_names import LOGIT as LOGIT
+from deepfake.modeling.io_names import MASK as MASK
+
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "deepfake-onnx/1"
 MAX_MANIFEST_BYTES = 1 << 20
 _SEED = re.compile(r"0|[1-9][0-9]{0,9}")  # ASCII, no sign, no leading zero
-# The models' input and output names, in PyTorch (the forward's output dict) and in every exported graph
-INPUT_NAME = "image"  # the one input: (N, 3, S, S) float32, as FaceInput.prepare makes it
-LOGIT = "logit"  # every model: (N, 1) logits of "fake"
-MASK = "mask"  # U-YNet only: (N, 1, S, S) logits of the manipulated pixels
 
 # format -> (folder under models/, the DVC stage that writes it)
 FORMATS: dict[str, tuple[str, str]] = {

@@ -377,10 +377,3 @@ def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
     run(["git", "commit", "-qm", "init"], repo, env)
     run(["dvc", "repro"], repo, env)
     return repo, env
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The end-to-end module first: it is the longest chain of dependent tests (one `dvc repro`, then
-    reruns of it), so under pytest-xdist (`--dist loadscope --no-loadscope-reorder`) one worker starts it
-    at once while the other works through the remaining modules in order."""
-    items.sort(key=lambda item: item.nodeid.split("::")[0] != "tests/test_e2e_pipeline.py")

@@ -357,11 +357,30 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
     return result.stdout + result.stderr
 
 
+# The end-to-end repository's params: the real params.yaml with only these keys shrunk. The sample, every
+# dataset, model and stage stay as they are; training, its inputs and the int8 calibration get smaller.
+# (The committed dvc.lock records the full run; tests/test_e2e_pipeline.py checks it against params.yaml.)
+PIPELINE_SHRINK = {
+    "video.frame_stride": 16,  # 4 of the sample's 64 frames: half the crops to train and score
+    "train.image_size": 64,
+    "train.epochs": 4,  # past ignore_epochs (2), and one epoch left after the killed-training test's kill
+    "export.parity_crops": 8,
+    "quantize.calib_crops": 32,
+}
+
+
+def pipeline_params() -> dict:
+    """params.yaml with ``PIPELINE_SHRINK`` applied."""
+    raw = yaml.safe_load(PARAMS_YAML.read_text())
+    for dotted, value in PIPELINE_SHRINK.items():
+        set_key(raw, dotted, value)
+    return raw
+
+
 @pytest.fixture(scope="session")
 def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A git + DVC repository with the tracked files of this checkout, `dvc repro` run once (the README's
-    first command on the real params.yaml) and shared by the session: the end-to-end tests and the
-    full-size sample checks read it instead of building the sample again."""
+    """A git + DVC repository with the tracked files of this checkout and `dvc repro` run once (the README's
+    first command, on params.yaml shrunk by ``PIPELINE_SHRINK``), shared by the end-to-end tests."""
     home = tmp_path_factory.mktemp("home")
     repo = tmp_path_factory.mktemp("repo")
     env = isolated_env(home)
@@ -372,8 +391,19 @@ def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
         if (ROOT / name).is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, repo / name)
+    (repo / "params.yaml").write_text(yaml.safe_dump(pipeline_params(), sort_keys=False))
     run(["git", "init", "-q"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "init"], repo, env)
     run(["dvc", "repro"], repo, env)
     return repo, env
+
+
+E2E_MODULE = "tests/test_e2e_pipeline.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end module first: it is the longest chain of dependent tests (one `dvc repro`, then reruns
+    of it), so under pytest-xdist (`--dist loadscope --no-loadscope-reorder`, pyproject.toml) one worker
+    starts it at once while the other works through the remaining modules in order."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0] != E2E_MODULE)

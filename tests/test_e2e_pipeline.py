@@ -44,6 +44,7 @@ def out_hashes(repo: Path) -> dict[str, str]:
 
 
 TIMING = {"seconds", "data_share"}  # wall-clock fields in the reports: the only ones allowed to differ
+PREPROCESSING = ("ingest", "bboxes", "crops", "landmarks", "diffs", "folds")  # the stages from raw videos to folds
 MODEL_STAGES = ("train", "train_seed", "export")  # what `dvc pull` fetches for `deepfake predict`
 
 
@@ -200,8 +201,18 @@ def code_deps(entry: dict) -> dict[str, str]:
     return {d["path"]: d["md5"] for d in entry.get("deps", []) if d["path"].startswith(("src/", "stages/"))}
 
 
+def dotted(raw: dict, key: str) -> object:
+    """``raw["a"]["b"]`` for the params key "a.b", as dvc.lock names it."""
+    value: object = raw
+    for part in key.split("."):
+        assert isinstance(value, dict) and part in value, f"{key} is not in params.yaml"
+        value = value[part]
+    return value
+
+
 def test_the_committed_lock_records_this_pipeline(repo: tuple[Path, dict[str, str]]) -> None:
-    """What holds on any machine: the committed dvc.lock was made by this code, these commands and params.
+    """What holds on any machine: the committed dvc.lock was made by this code, these commands and the
+    committed params.yaml (the fresh run here had ``PIPELINE_SHRINK`` applied: same stages and keys).
 
     Output hashes and metric values are not compared with the committed run: MTCNN and training floats
     differ in the last bits across CPU instruction sets (docs/reliability.md), so another CPU gets other
@@ -209,12 +220,19 @@ def test_the_committed_lock_records_this_pipeline(repo: tuple[Path, dict[str, st
     """
     path, _ = repo
     fresh, committed = (yaml.safe_load((p / "dvc.lock").read_text()) for p in (path, ROOT))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert set(fresh["stages"]) == set(committed["stages"]), "dvc.lock is stale: run `dvc repro` and commit it"
     for name, entry in fresh["stages"].items():
         record = committed["stages"][name]
         assert entry["cmd"] == record["cmd"], f"{name}: dvc.lock is stale (command)"
-        assert entry.get("params", {}) == record.get("params", {}), f"{name}: dvc.lock is stale (params)"
+        recorded = record.get("params", {}).get("params.yaml", {})
+        assert set(entry.get("params", {}).get("params.yaml", {})) == set(recorded), f"{name}: stale (params keys)"
+        for key, value in recorded.items():
+            assert value == dotted(params, key), f"{name}: dvc.lock is stale (params.yaml {key}): run `dvc repro`"
         assert code_deps(entry) == code_deps(record), f"{name}: dvc.lock is stale (code): run `dvc repro`"
+        for dep, md5 in code_deps(record).items():
+            if (ROOT / dep).is_file():
+                assert hashlib.md5((ROOT / dep).read_bytes()).hexdigest() == md5, f"{name}: {dep} changed since"
         assert [o["path"] for o in entry.get("outs", [])] == [o["path"] for o in record.get("outs", [])], name
     for report in sorted((ROOT / "metrics").rglob("*.json")):
         relative = report.relative_to(ROOT)
@@ -223,14 +241,21 @@ def test_the_committed_lock_records_this_pipeline(repo: tuple[Path, dict[str, st
 
 
 def test_a_forced_rerun_on_this_machine_is_byte_identical(repo: tuple[Path, dict[str, str]]) -> None:
-    """Same machine, same software: every preprocessing output, a retrained member and the reports come
-    back byte for byte (wall-clock fields aside), and nothing downstream becomes stale."""
+    """Same machine, same software: every preprocessing output and the reports come back byte for byte
+    (wall-clock fields aside), and nothing downstream becomes stale.
+
+    The sample stage is left out: tests/test_sample.py rebuilds a sample and compares the bytes. For
+    training: test_killed_training_resumes_from_its_last_checkpoint retrains a member from scratch up to
+    its kill, resumes it, and gets the same bytes and reports."""
     path, env = repo
     params = yaml.safe_load((path / "params.yaml").read_text())
     before, reports_before = out_hashes(path), _reports(path)
-    run(["dvc", "repro", "--force", "folds"], path, env)  # folds and every stage upstream of it
-    member = f"{params['models'][-1]}-{params['ensemble']['seeds'][0]}"
-    run(["dvc", "repro", "--force", "--single-item", f"train_seed@{member}"], path, env)
+    lock = yaml.safe_load((path / "dvc.lock").read_text())
+    kinds = {name: name.split("@")[0] for name in lock["stages"]}
+    upstream = sorted((n for n, k in kinds.items() if k in PREPROCESSING), key=lambda n: PREPROCESSING.index(kinds[n]))
+    assert len(upstream) == 1 + 5 * len(params["data"]["datasets"])
+    # one dvc call (--single-item runs the targets in the order given): ingest to diffs, then folds
+    run(["dvc", "repro", "--force", "--single-item", *upstream], path, env)
     assert out_hashes(path) == before
     assert _reports(path) == reports_before
     assert "up to date" in run(["dvc", "status", "dvc.yaml"], path, env)
@@ -305,12 +330,14 @@ def test_killed_stage_leaves_old_output_and_rerun_matches(repo: tuple[Path, dict
 
 
 def test_killed_training_resumes_from_its_last_checkpoint(repo: tuple[Path, dict[str, str]]) -> None:
-    """SIGKILL train@<model> midway; `dvc repro` resumes from last.pt and ends with the uninterrupted bytes."""
+    """SIGKILL an ensemble member's training (a U-YNet: both losses) midway; `dvc repro` resumes from last.pt
+    and ends with the uninterrupted run's bytes, so retraining from scratch is deterministic as well."""
     path, env = repo
-    model = yaml.safe_load((path / "params.yaml").read_text())["models"][0]
-    stage, out = f"train@{model}", f"models/train/{model}"
-    before = out_hashes(path)[out]
-    live = path / "metrics/train" / model / "metrics.json"
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    member = f"{params['models'][-1]}-{params['ensemble']['seeds'][0]}"
+    stage, out = f"train_seed@{member}", f"models/train/ensemble/{member}"
+    before, reports_before = out_hashes(path)[out], _reports(path)
+    live = path / "metrics/train" / member / "metrics.json"
     process = subprocess.Popen(
         ["dvc", "repro", "--force", "--single-item", stage],
         cwd=path,
@@ -337,6 +364,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(repo: tuple[Path, dict
     output = run(["dvc", "repro", "-v", stage], path, env)
     assert f"resuming {out} from epoch" in output
     assert out_hashes(path)[out] == before  # resumed bit for bit: weights, optimiser, schedule, RNG
+    assert _reports(path) == reports_before  # its training log too (wall-clock fields aside)
     assert "up to date" in run(["dvc", "status", "dvc.yaml"], path, env)
 
 

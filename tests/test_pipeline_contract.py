@@ -247,19 +247,22 @@ def test_stage_script_help(script: str, safe_path: bool) -> None:
 
 
 def test_a_plain_python_stage_script_still_imports_the_real_triton_and_evaluate(tmp_path: Path) -> None:
-    probe = tmp_path / "probe.py"
+    """``python <a folder named stages>/x.py`` puts that folder first on sys.path; deepfake.core.command takes
+    it off, so the installed triton and evaluate win over same-named scripts beside it. (A scratch folder:
+    a probe written into this checkout's stages/ would show up in the other tests that list it.)"""
+    stages = tmp_path / "stages"
+    stages.mkdir()
+    for shadow in ("triton.py", "evaluate.py"):
+        (stages / shadow).write_text("raise ImportError('the stages folder shadowed an installed package')\n")
+    probe = stages / "probe.py"
     probe.write_text(
-        "import deepfake.core.command, importlib.util, sys\n"
+        "import importlib.util\n\nimport deepfake.core.command\n\n"
         "print(importlib.util.find_spec('triton').origin, importlib.util.find_spec('evaluate').origin)\n"
     )
-    staged = ROOT / "stages" / "_probe_for_test.py"
-    staged.write_text(probe.read_text())
-    try:
-        result = subprocess.run([sys.executable, str(staged)], capture_output=True, text=True)
-    finally:
-        staged.unlink()
+    result = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert str(ROOT / "stages") not in result.stdout, result.stdout
+    assert str(stages) not in result.stdout, result.stdout
+    assert "triton" in result.stdout and "evaluate" in result.stdout
 
 
 def test_cli_help() -> None:

@@ -338,6 +338,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(repo: tuple[Path, dict
     stage, out = f"train_seed@{member}", f"models/train/ensemble/{member}"
     before, reports_before = out_hashes(path)[out], _reports(path)
     live = path / "metrics/train" / member / "metrics.json"
+    kill_step = params["train"]["epochs"] - 2  # the second-last epoch: one is left to resume
+    assert kill_step >= 1
     process = subprocess.Popen(
         ["dvc", "repro", "--force", "--single-item", stage],
         cwd=path,
@@ -352,8 +354,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(repo: tuple[Path, dict
             step = json.loads(live.read_text()).get("step", -1)
         except (FileNotFoundError, json.JSONDecodeError):
             step = -1  # the new run clears the previous run's log first
-        restarted = restarted or step < 2
-        if restarted and step >= 2:  # epoch 2 logged: its last.pt is already saved
+        restarted = restarted or step < kill_step
+        if restarted and step >= kill_step:  # that epoch logged: its last.pt is already saved
             os.killpg(process.pid, signal.SIGKILL)
             killed_at = step
             break

@@ -31,7 +31,6 @@ from deepfake.media import video as video_module
 from deepfake.media.faces import BoxesFileError, load_boxes
 from deepfake.media.metadata import MetadataError, load_metadata, safe_join
 from deepfake.media.video import FrameSampling, VideoError, iter_sampled_frames, probe
-from tests.conftest import write_boxes
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (160, 96)  # width, height of the tiny test videos
@@ -291,7 +290,7 @@ def test_a_link_swapped_in_after_loading_is_refused_when_the_path_is_asked_for(t
 
 def test_the_crops_stage_never_reads_an_escaping_file(tmp_path: Path) -> None:
     """Even with a boxes file ready for it, an escaping link gets no crops: it is refused up front."""
-    from tests.conftest import write_video
+    from tests.conftest import write_boxes, write_video
 
     part = tmp_path / "raw" / "part"
     part.mkdir(parents=True)
@@ -390,6 +389,7 @@ def test_disk_full_midway_through_crops_stops_the_stage_and_keeps_the_previous_o
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from deepfake.stages import crops
+    from tests.conftest import write_boxes
 
     part = tiny_part(tmp_path)
     boxes = tmp_path / "bboxes"
@@ -432,6 +432,8 @@ def test_disk_full_midway_through_bboxes_stops_the_stage_and_keeps_the_previous_
 
 
 def test_a_boxes_file_with_duplicate_keys_skips_only_its_videos(tmp_path: Path) -> None:
+    from tests.conftest import write_boxes
+
     part = tiny_part(tmp_path)
     boxes = tmp_path / "bboxes"
     write_boxes(boxes, "v0", SIZE, BOX)

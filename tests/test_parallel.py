@@ -176,9 +176,11 @@ def test_predict_on_dask_workers_gives_the_in_process_records(
     config = infer.PredictConfig.from_params(models_root["params"])
     videos = [hostile_part / n for n in ("reala.mp4", "fakea.mp4", "notvideo.mp4")]
     records = {}
-    for name, executor in (("inline", config.executor), ("dask", ExecutorConfig("dask", scheduler, 2))):
+    assert config.workers == 0 and config.executor == ExecutorConfig()  # in-process: the tests' params
+    on_dask = replace(config, executor=ExecutorConfig("dask", scheduler, 2), workers=2)
+    for name, run_config in (("inline", config), ("dask", on_dask)):
         out = infer.Outputs(tmp_path / f"{name}.csv", tmp_path / f"{name}.json", tmp_path / f"{name}.jsonl")
-        summary = infer.predict_videos(videos, backend, replace(config, executor=executor, workers=2), out)
+        summary = infer.predict_videos(videos, backend, run_config, out)
         assert summary["scored"] == 2
         records[name] = json.loads(out.json.read_text())["videos"]
     for inline, dask in zip(records["inline"], records["dask"], strict=True):

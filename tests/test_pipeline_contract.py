@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -234,14 +237,34 @@ def test_reports_are_git_tracked_metrics(stages: dict) -> None:
         assert metrics and all(not o.use_cache for o in metrics), f"{name}: report must be a cache: false metric"
 
 
-@pytest.mark.parametrize("safe_path", [True, False], ids=["python -P", "python"])
-@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "stages").glob("*.py")))
-def test_stage_script_help(script: str, safe_path: bool) -> None:
+STAGE_SCRIPTS = sorted(p.name for p in (ROOT / "stages").glob("*.py"))
+SAFE_PATH_IDS = {True: "python -P", False: "python"}
+
+
+def _script_help(script: str, safe_path: bool) -> subprocess.CompletedProcess:
+    command = [sys.executable, *(["-P"] if safe_path else []), str(ROOT / "stages" / script), "--help"]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def script_help_runs() -> Iterator[dict[tuple[str, bool], Future]]:
+    """Every ``--help`` run, started together: each one is a fresh interpreter importing torch, the
+    whole cost, and each runs alone as in dvc.yaml; a pool as wide as the machine overlaps them."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        yield {
+            (script, safe_path): pool.submit(_script_help, script, safe_path)
+            for script in STAGE_SCRIPTS
+            for safe_path in SAFE_PATH_IDS
+        }
+
+
+@pytest.mark.parametrize("safe_path", list(SAFE_PATH_IDS), ids=list(SAFE_PATH_IDS.values()))
+@pytest.mark.parametrize("script", STAGE_SCRIPTS)
+def test_stage_script_help(script: str, safe_path: bool, script_help_runs: dict[tuple[str, bool], Future]) -> None:
     """Each script starts, as dvc.yaml runs it (``python -P``) and as a user might (``python``):
     stages/evaluate.py and stages/triton.py share names with installed packages (HF evaluate, the triton
     torch imports), and deepfake.core.command keeps stages/ off sys.path either way."""
-    command = [sys.executable, *(["-P"] if safe_path else []), str(ROOT / "stages" / script), "--help"]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = script_help_runs[(script, safe_path)].result()
     assert result.returncode == 0, result.stderr
     assert "--params" in result.stdout
 

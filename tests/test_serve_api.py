@@ -470,16 +470,6 @@ def test_the_cli_offers_exactly_the_serve_backends_params_accept() -> None:
     assert typing.get_args(ServeParams.model_fields["backend"].annotation) == SERVE_BACKENDS
 
 
-def sleep_with_parent_death_signal(parent: int, armed: str) -> None:  # a spawned child: module level
-    import signal
-
-    from deepfake.apps.predict import init_worker
-
-    init_worker(parent, 1, on_parent_death=signal.SIGKILL)
-    Path(armed).touch()
-    time.sleep(60)
-
-
 @pytest.mark.parametrize("through_spawner", [False, True])
 def test_workers_outlive_the_thread_that_started_them(through_spawner: bool, tmp_path: Path) -> None:
     """Linux fires the parent-death signal when the *thread* that started a child ends: a worker started
@@ -489,6 +479,7 @@ def test_workers_outlive_the_thread_that_started_them(through_spawner: bool, tmp
     import threading
 
     from deepfake.apps.serve.workers import _Spawner
+    from tests.parent_death import sleep_with_parent_death_signal
 
     armed = tmp_path / "armed"
     spawner = _Spawner()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -12,25 +11,17 @@ from tritonclient.grpc import model_config_pb2
 
 from deepfake.core.errors import ParamsError
 from deepfake.modeling.store import INPUT_NAME, ModelStore
-from deepfake.stages import export, triton
-from tests.conftest import as_params, tiny_params
+from deepfake.stages import triton
+from tests.conftest import as_params, store_linking, tiny_params
 
 TRITON = {"triton__max_batch_size": 16, "triton__preferred_batch_sizes": [4, 8], "triton__max_queue_delay_us": 500}
 
 
 @pytest.fixture(scope="module")
-def store(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
-    """A models/ folder with train/ (the trained fixture's) and onnx/ (classifier and uynet)."""
-    store = ModelStore(tmp_path_factory.mktemp("triton") / "models")
-    store.root.mkdir()
-    store.folder("checkpoint").symlink_to(trained["store"].folder("checkpoint"), target_is_directory=True)
-    raw = copy.deepcopy(trained["raw"])
-    raw["ensemble"]["seeds"] = []
-    export.run(
-        export.Config.from_params(as_params(raw)),
-        export.Paths(trained["folds"], trained["roots"], store.root, store.root / "e.json"),
-    )
-    return store
+def store(models_root: dict, tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
+    """A models/ folder whose onnx/ is the models_root fixture's (classifier and uynet, exported from the
+    trained fixture's checkpoints): the triton stage reads it and writes triton/ and tensorrt/ beside it."""
+    return store_linking(tmp_path_factory.mktemp("triton"), "onnx", models_root["store"].folder("onnx"))
 
 
 def test_repository_configs_parse_and_match_the_onnx_models(store: ModelStore, tmp_path: Path) -> None:

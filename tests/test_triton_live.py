@@ -148,9 +148,21 @@ def test_concurrent_requests_batched_together_return_each_its_own_outputs(
         np.testing.assert_allclose(result.as_numpy(MASK), mask, rtol=0, atol=TOLERANCE)
 
 
+@pytest.fixture(scope="module")
+def onnx_predict_record(models_root: dict, hostile_part: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The onnx backend's predict document for reala.mp4, as the service would run it (both protocols compare
+    with this one run)."""
+    raw = copy.deepcopy(models_root["raw"])
+    raw["predict"]["workers"] = 1  # a worker process, as the service runs it: one torch thread, its own detector
+    expected, _ = predict(
+        {**models_root, "raw": raw}, hostile_part / "reala.mp4", tmp_path_factory.mktemp("onnx") / "p"
+    )
+    return expected
+
+
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_the_service_on_triton_scores_as_on_onnx(
-    protocol: str, live: TritonUrls, models_root: dict, hostile_part: Path, tmp_path: Path
+    protocol: str, live: TritonUrls, models_root: dict, hostile_part: Path, tmp_path: Path, onnx_predict_record: dict
 ) -> None:
     """``deepfake serve --backend triton``: the served record equals the onnx backend's predict record."""
     import time
@@ -160,9 +172,7 @@ def test_the_service_on_triton_scores_as_on_onnx(
     from deepfake.apps.serve.app import create_app
     from deepfake.apps.serve.settings import ServeConfig
 
-    raw = copy.deepcopy(models_root["raw"])
-    raw["predict"]["workers"] = 1  # a worker process, as the service runs it: one torch thread, its own detector
-    expected, _ = predict({**models_root, "raw": raw}, hostile_part / "reala.mp4", tmp_path / "onnx")
+    expected = onnx_predict_record
     config = ServeConfig.from_params(
         models_root["params"],
         models=models_root["root"],

@@ -31,10 +31,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 DFDC_EPS = 1e-15  # DFDC clipped predictions before the log loss
 _MACHINE_EPS = float(np.finfo(np.float64).eps)  # sklearn's log_loss clips here itself
+
+
+def _sklearn_metrics() -> Any:
+    """scikit-learn's metrics, imported on first use: predict's and serve's worker processes import this
+    module for the video aggregation alone, and sklearn's import is a second or more of each one's start."""
+    from sklearn import metrics
+
+    return metrics
 
 
 def _arrays(labels: Any, probs: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +70,7 @@ def log_loss(labels: Any, probs: Any, eps: float = DFDC_EPS) -> float:
     y, p = _arrays(labels, probs)
     if not len(y):
         return float("nan")
-    return float(skm.log_loss(y, np.clip(p, eps, 1 - eps), labels=[0, 1]))
+    return float(_sklearn_metrics().log_loss(y, np.clip(p, eps, 1 - eps), labels=[0, 1]))
 
 
 def balanced_log_loss(labels: Any, probs: Any, eps: float = DFDC_EPS) -> float:
@@ -82,7 +89,7 @@ def roc_auc(labels: Any, probs: Any) -> float:
     y, p = _arrays(labels, probs)
     if not _both_classes(y):
         return float("nan")
-    return float(skm.roc_auc_score(y, p))
+    return float(_sklearn_metrics().roc_auc_score(y, p))
 
 
 def roc_curve(labels: Any, probs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -93,7 +100,7 @@ def roc_curve(labels: Any, probs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarr
     """
     y, p = _arrays(labels, probs)
     if _both_classes(y):
-        return skm.roc_curve(y, p, pos_label=1, drop_intermediate=False)
+        return _sklearn_metrics().roc_curve(y, p, pos_label=1, drop_intermediate=False)
     thresholds, counts = np.unique(p, return_counts=True)
     rate = np.r_[0.0, np.cumsum(counts[::-1]) / max(len(p), 1)]
     absent = np.zeros_like(rate)
@@ -111,7 +118,7 @@ def precision_recall_curve(labels: Any, probs: Any) -> tuple[np.ndarray, np.ndar
     if not (y == 1).any():
         thresholds = np.unique(p)[::-1]
         return np.zeros(len(thresholds)), np.zeros(len(thresholds)), thresholds
-    precision, recall, thresholds = skm.precision_recall_curve(y, p, pos_label=1)
+    precision, recall, thresholds = _sklearn_metrics().precision_recall_curve(y, p, pos_label=1)
     return precision[-2::-1], recall[-2::-1], thresholds[::-1]
 
 
@@ -120,7 +127,7 @@ def average_precision(labels: Any, probs: Any) -> float:
     y, p = _arrays(labels, probs)
     if not (y == 1).any():
         return float("nan")
-    return float(skm.average_precision_score(y, p, pos_label=1))
+    return float(_sklearn_metrics().average_precision_score(y, p, pos_label=1))
 
 
 def accuracy(labels: Any, probs: Any, threshold: float) -> float:
@@ -129,7 +136,7 @@ def accuracy(labels: Any, probs: Any, threshold: float) -> float:
     y, p = _arrays(labels, probs)
     if not len(y):
         return float("nan")
-    return float(skm.accuracy_score(y == 1, p >= threshold))
+    return float(_sklearn_metrics().accuracy_score(y == 1, p >= threshold))
 
 
 def equal_error_rate(labels: Any, probs: Any) -> float:

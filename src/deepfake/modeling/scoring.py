@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,9 +19,11 @@ from torch.utils.data import DataLoader
 from deepfake.core.params import Params
 from deepfake.core.vocabulary import FAKE, REAL
 from deepfake.media.face_input import probabilities
-from deepfake.modeling.data import CropDataset
 from deepfake.modeling.metrics import ConfidentStrategy, aggregate_video, binary_metrics, mask_iou_dice
 from deepfake.modeling.store import LOGIT, MASK
+
+if TYPE_CHECKING:  # albumentations, which the dataset imports, is seconds of a predict worker's start
+    from deepfake.modeling.data import CropDataset
 
 
 @dataclass(frozen=True)

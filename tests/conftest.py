@@ -379,12 +379,13 @@ def pipeline_params() -> dict:
     return raw
 
 
-@pytest.fixture(scope="session")
-def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A git + DVC repository with the tracked files of this checkout and `dvc repro` run once (the README's
-    first command, on params.yaml shrunk by ``PIPELINE_SHRINK``), shared by the end-to-end tests."""
-    home = tmp_path_factory.mktemp("home")
-    repo = tmp_path_factory.mktemp("repo")
+def _build_pipeline(folder: Path) -> None:
+    """``folder/repo``: a git + DVC repository with the tracked files of this checkout (no committed
+    results) and params.yaml shrunk by ``PIPELINE_SHRINK``, `dvc repro` run once (the README's first
+    command); ``folder/home``: the isolated HOME its commands run with."""
+    repo, home = folder / "repo", folder / "home"
+    repo.mkdir(parents=True)
+    home.mkdir()
     env = isolated_env(home)
     files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
     for name in filter(None, files.stdout.split("\0")):
@@ -398,14 +399,47 @@ def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "init"], repo, env)
     run(["dvc", "repro"], repo, env)
-    return repo, env
 
 
-E2E_MODULE = "tests/test_e2e_pipeline.py"
+@pytest.fixture(scope="session")
+def pipeline_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The reproduced pipeline (``_build_pipeline``), built once per test run, shared by the pytest-xdist
+    workers (the first to ask builds it under a file lock; a failed build fails the others at once) and
+    never changed: each end-to-end module works on its own copy (``copy_pipeline``)."""
+    from filelock import FileLock  # torch's dependency; only the end-to-end tests need it
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the workers' common folder
+    folder, failed = shared / "pipeline", shared / "pipeline.failed"
+    with FileLock(str(shared / "pipeline.lock")):
+        if failed.is_file():
+            pytest.fail(f"the shared pipeline build failed in another worker:\n{failed.read_text()}")
+        if not (folder / "built").is_file():
+            try:
+                _build_pipeline(folder)
+            except BaseException as err:
+                failed.write_text(f"{type(err).__name__}: {err}")
+                raise
+            (folder / "built").touch()
+    return folder / "repo", isolated_env(folder / "home")
+
+
+def copy_pipeline(build: tuple[Path, dict[str, str]], dest: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the reproduced repository at ``dest`` (workspace, git, DVC cache; file times kept), with the
+    build's environment."""
+    repo, env = build
+    shutil.copytree(repo, dest, symlinks=True)
+    return dest, env
+
+
+E2E_FIRST, E2E_LAST = "tests/test_e2e_pipeline.py", "tests/test_e2e_models.py"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The end-to-end module first: it is the longest chain of dependent tests (one `dvc repro`, then reruns
-    of it), so under pytest-xdist (`--dist loadscope --no-loadscope-reorder`, pyproject.toml) one worker
-    starts it at once while the other works through the remaining modules in order."""
-    items.sort(key=lambda item: item.nodeid.split("::")[0] != E2E_MODULE)
+    """The end-to-end pipeline module first, the end-to-end models module last. Under pytest-xdist
+    (`--dist loadscope --no-loadscope-reorder`, pyproject.toml) one worker starts the longest chain of
+    dependent tests at once (the `dvc repro` all of them read, then reruns of it) while the other works
+    through the remaining modules in order; the models module, on its own copy of that repository, goes
+    to whichever worker is free at the end."""
+    rank = {E2E_FIRST: 0, E2E_LAST: 2}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], 1))

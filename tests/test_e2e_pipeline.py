@@ -1,20 +1,18 @@
-"""End to end: `dvc repro` of the built-in sample in a fresh git repository made from the tracked files."""
+"""End to end: `dvc repro` of the built-in sample in a fresh git + DVC repository made from the tracked
+files (``pipeline_build``, tests/conftest.py), then checks and reruns of it on this module's copy.
+
+tests/test_e2e_models.py works on its own copy: training, publishing and experiments.
+"""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -26,71 +24,20 @@ from deepfake.core.params import load_params
 from deepfake.sample.annotations import faces_dir, load_annotations
 from deepfake.sample.plan import SampleConfig, plan_sample
 from deepfake.sample.writers import layout_datasets
-from tests.conftest import run
+from tests.conftest import copy_pipeline, run
+from tests.pipeline_checks import TIMING, out_hashes, reports
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def out_hashes(repo: Path) -> dict[str, str]:
-    """md5 of every cached output in dvc.lock (reports hold wall-clock seconds, so they are left out)."""
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    return {
-        out["path"]: out["md5"]
-        for stage in lock["stages"].values()
-        for out in stage.get("outs", [])
-        if not out["path"].startswith("metrics/")
-    }
-
-
-TIMING = {"seconds", "data_share"}  # wall-clock fields in the reports: the only ones allowed to differ
 PREPROCESSING = ("ingest", "bboxes", "crops", "landmarks", "diffs", "folds")  # the stages from raw videos to folds
-MODEL_STAGES = ("train", "train_seed", "export")  # what `dvc pull` fetches for `deepfake predict`
-
-
-def without_timing(value: object) -> object:
-    if isinstance(value, dict):
-        return {k: without_timing(v) for k, v in value.items() if k not in TIMING}
-    if isinstance(value, list):
-        return [without_timing(v) for v in value]
-    return value
-
-
-def git_commit(path: Path, env: dict[str, str], message: str) -> None:
-    run(["git", "add", "-A"], path, env)
-    run(["git", "commit", "-q", "--allow-empty", "-m", message], path, env)
-
-
-def files_of(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
-@contextmanager
-def http_remote(directory: Path) -> Iterator[str]:
-    """Serve ``directory`` read-only over HTTP on 127.0.0.1, as a published DVC remote would be."""
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")
-def repo(pipeline_repo: tuple[Path, dict[str, str]]) -> tuple[Path, dict[str, str]]:
-    """The session's reproduced pipeline (tests/conftest.py): built once, shared with tests/test_sample.py."""
-    return pipeline_repo
+def repo(
+    pipeline_build: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, str]]:
+    """This module's copy of the reproduced pipeline (the reruns below change its files)."""
+    return copy_pipeline(pipeline_build, tmp_path_factory.mktemp("pipeline") / "repo")
 
 
 def test_repro_produces_every_output(repo: tuple[Path, dict[str, str]]) -> None:
@@ -129,14 +76,14 @@ def test_repro_produces_every_output(repo: tuple[Path, dict[str, str]]) -> None:
     assert len(folds) > 100
 
 
-def test_full_size_sample_from_params_yaml(pipeline_repo: tuple[Path, dict[str, str]]) -> None:
-    """The stage's own config, as `dvc repro` built it (the session's shared pipeline run): exactly the files
+def test_full_size_sample_from_params_yaml(repo: tuple[Path, dict[str, str]]) -> None:
+    """The stage's own config, as `dvc repro` built it: exactly the files
     the plan names, every video decodes at 64 frames, and MTCNN finds the face in each kind of fake."""
     from facenet_pytorch import MTCNN
 
-    repo, _ = pipeline_repo
-    config = SampleConfig.from_params(load_params(repo / "params.yaml"))
-    raw = repo / "data" / "raw"
+    path, _ = repo
+    raw = path / "data" / "raw"
+    config = SampleConfig.from_params(load_params(path / "params.yaml"))
     plan = plan_sample(config, load_annotations(faces_dir()))
     named = {
         f"{layout.name}/{path}" for layout in layout_datasets(plan, config) for path in [*layout.videos, *layout.masks]
@@ -245,11 +192,11 @@ def test_a_forced_rerun_on_this_machine_is_byte_identical(repo: tuple[Path, dict
     (wall-clock fields aside), and nothing downstream becomes stale.
 
     The sample stage is left out: tests/test_sample.py rebuilds a sample and compares the bytes. For
-    training: test_killed_training_resumes_from_its_last_checkpoint retrains a member from scratch up to
-    its kill, resumes it, and gets the same bytes and reports."""
+    training, test_e2e_models.py::test_killed_training_resumes_from_its_last_checkpoint retrains a member
+    from scratch up to its kill, resumes it, and gets the same bytes and reports."""
     path, env = repo
     params = yaml.safe_load((path / "params.yaml").read_text())
-    before, reports_before = out_hashes(path), _reports(path)
+    before, reports_before = out_hashes(path), reports(path)
     lock = yaml.safe_load((path / "dvc.lock").read_text())
     kinds = {name: name.split("@")[0] for name in lock["stages"]}
     upstream = sorted((n for n, k in kinds.items() if k in PREPROCESSING), key=lambda n: PREPROCESSING.index(kinds[n]))
@@ -257,16 +204,8 @@ def test_a_forced_rerun_on_this_machine_is_byte_identical(repo: tuple[Path, dict
     # one dvc call (--single-item runs the targets in the order given): ingest to diffs, then folds
     run(["dvc", "repro", "--force", "--single-item", *upstream], path, env)
     assert out_hashes(path) == before
-    assert _reports(path) == reports_before
+    assert reports(path) == reports_before
     assert "up to date" in run(["dvc", "status", "dvc.yaml"], path, env)
-
-
-def _reports(path: Path) -> dict[str, object]:
-    """Every stage report and training metric, wall-clock fields left out."""
-    return {
-        str(p.relative_to(path)): without_timing(json.loads(p.read_text()))
-        for p in sorted((path / "metrics").rglob("*.json"))
-    }
 
 
 def test_status_is_clean_and_second_repro_runs_nothing(repo: tuple[Path, dict[str, str]]) -> None:
@@ -327,133 +266,3 @@ def test_killed_stage_leaves_old_output_and_rerun_matches(repo: tuple[Path, dict
     assert not partial.exists()
     assert out_hashes(path) == before
     assert "up to date" in run(["dvc", "status", "dvc.yaml"], path, env)
-
-
-def test_killed_training_resumes_from_its_last_checkpoint(repo: tuple[Path, dict[str, str]]) -> None:
-    """SIGKILL an ensemble member's training (a U-YNet: both losses) midway; `dvc repro` resumes from last.pt
-    and ends with the uninterrupted run's bytes, so retraining from scratch is deterministic as well."""
-    path, env = repo
-    params = yaml.safe_load((path / "params.yaml").read_text())
-    member = f"{params['models'][-1]}-{params['ensemble']['seeds'][0]}"
-    stage, out = f"train_seed@{member}", f"models/train/ensemble/{member}"
-    before, reports_before = out_hashes(path)[out], _reports(path)
-    live = path / "metrics/train" / member / "metrics.json"
-    kill_step = params["train"]["epochs"] - 2  # the second-last epoch: one is left to resume
-    assert kill_step >= 1
-    process = subprocess.Popen(
-        ["dvc", "repro", "--force", "--single-item", stage],
-        cwd=path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # the stage runs in a child of dvc: kill the whole group, as an OOM killer might
-    )
-    started, restarted, killed_at = time.monotonic(), False, None
-    while time.monotonic() - started < 300 and process.poll() is None:
-        try:
-            step = json.loads(live.read_text()).get("step", -1)
-        except (FileNotFoundError, json.JSONDecodeError):
-            step = -1  # the new run clears the previous run's log first
-        restarted = restarted or step < kill_step
-        if restarted and step >= kill_step:  # that epoch logged: its last.pt is already saved
-            os.killpg(process.pid, signal.SIGKILL)
-            killed_at = step
-            break
-        time.sleep(0.05)
-    process.wait()
-    assert killed_at is not None, "training finished or stalled before it could be interrupted"
-    assert "changed outs" in run(["dvc", "status", stage], path, env)
-    output = run(["dvc", "repro", "-v", stage], path, env)
-    assert f"resuming {out} from epoch" in output
-    assert out_hashes(path)[out] == before  # resumed bit for bit: weights, optimiser, schedule, RNG
-    assert _reports(path) == reports_before  # its training log too (wall-clock fields aside)
-    assert "up to date" in run(["dvc", "status", "dvc.yaml"], path, env)
-
-
-def test_published_models_pull_over_http_byte_identical_and_score_the_same(
-    repo: tuple[Path, dict[str, str]], tmp_path: Path
-) -> None:
-    """Maintainer: `dvc push -r publish` the model stages. User: fresh clone, `dvc pull` them from the
-    default HTTP remote (pointed at 127.0.0.1 with --local), then `deepfake predict` gives the source's scores."""
-    path, env = repo
-    git_commit(path, env, "sample run")
-    store = tmp_path / "published"
-    run(["dvc", "remote", "add", "--local", "--force", "publish", str(store)], path, env)
-    run(["dvc", "push", "-r", "publish", *MODEL_STAGES], path, env)
-    clone = tmp_path / "clone"
-    run(["git", "clone", "-q", str(path), str(clone)], tmp_path, env)
-    default = run(["dvc", "remote", "default"], clone, env).strip()
-    with http_remote(store) as url:
-        run(["dvc", "remote", "modify", "--local", default, "url", url], clone, env)
-        run(["dvc", "pull", *MODEL_STAGES], clone, env)
-    pulled = [out for out in out_hashes(path) if out.startswith(("models/train", "models/onnx"))]
-    assert pulled and all(files_of(clone / out) == files_of(path / out) for out in pulled)
-    data = [p for p in (clone / "data").rglob("*") if p.is_file() and p.name != ".gitignore"]
-    assert data == []  # only the model targets came down, no data
-    datasets = yaml.safe_load((path / "params.yaml").read_text())["data"]["datasets"]
-    part = [spec["root"] for spec in datasets.values() if spec["layout"] == "dfdc"][-1]
-    videos = sorted((path / part).glob("*.mp4"))[:2]
-    scores = []
-    for where in (path, clone):
-        out = tmp_path / where.name
-        args = ["deepfake", "predict", *map(str, videos), "-q", "--csv", f"{out}.csv", "--json", f"{out}.json"]
-        run(args, where, env)
-        records = json.loads(Path(f"{out}.json").read_text())["videos"]
-        scores.append([(v["filename"], v["probability"]) for v in records])
-    assert scores[0] == scores[1] and all(p is not None for _, p in scores[0])
-    run(["dvc", "remote", "remove", "--local", "publish"], path, env)
-
-
-def test_a_tampered_file_on_the_remote_is_refused(repo: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
-    """The published remote verifies hashes on download: a changed object never reaches the workspace."""
-    path, env = repo
-    git_commit(path, env, "sample run")
-    store = tmp_path / "published"
-    run(["dvc", "remote", "add", "--local", "--force", "publish", str(store)], path, env)
-    run(["dvc", "push", "-r", "publish", "export"], path, env)
-    run(["dvc", "remote", "remove", "--local", "publish"], path, env)
-    target = sorted((path / "models/onnx").glob("*.onnx"))[0]
-    digest = hashlib.md5(target.read_bytes()).hexdigest()
-    stored = store / "files/md5" / digest[:2] / digest[2:]
-    data = bytearray(stored.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # one flipped byte, the size unchanged
-    stored.write_bytes(bytes(data))
-    clone = tmp_path / "clone"
-    run(["git", "clone", "-q", str(path), str(clone)], tmp_path, env)
-    default = run(["dvc", "remote", "default"], clone, env).strip()
-    with http_remote(store) as url:
-        run(["dvc", "remote", "modify", "--local", default, "url", url], clone, env)
-        result = subprocess.run(["dvc", "pull", "export"], cwd=clone, env=env, capture_output=True, text=True)
-    assert result.returncode != 0
-    assert "models/onnx" in result.stdout + result.stderr
-    assert not (clone / "models/onnx" / target.name).exists()
-    cached = [p for p in (clone / ".dvc/cache").rglob("*") if p.is_file()] if (clone / ".dvc/cache").exists() else []
-    assert all(hashlib.md5(p.read_bytes()).hexdigest() != hashlib.md5(data).hexdigest() for p in cached)
-
-
-def test_exp_run_with_another_seed_changes_models_and_metrics(repo: tuple[Path, dict[str, str]]) -> None:
-    """`dvc exp run -S train.seed=...` retrains train@<model> only; exp show / metrics diff / plots diff work.
-
-    The experiment stops at the matrix (a target) to keep CI in budget: export, quantize and triton were
-    reproduced once by the fixture, and the seed changes nothing else about them.
-
-    Runs last: it leaves the experiment's results in the workspace.
-    """
-    path, env = repo
-    params = yaml.safe_load((path / "params.yaml").read_text())
-    git_commit(path, env, "sample run")
-    before = out_hashes(path)
-    # up to the matrix: the deployment stages downstream were already run by the fixture's repro
-    output = run(["dvc", "exp", "run", "-n", "seed777", "-S", "train.seed=777", "matrix"], path, env)
-    after = out_hashes(path)
-    for model in params["models"]:
-        assert f"train@{model}" in output
-        assert after[f"models/train/{model}"] != before[f"models/train/{model}"]
-        for seed in params["ensemble"]["seeds"]:
-            assert after[f"models/train/ensemble/{model}-{seed}"] == before[f"models/train/ensemble/{model}-{seed}"]
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], path, env))
-    assert "seed777" in json.dumps(shown)
-    diff = run(["dvc", "metrics", "diff", "HEAD"], path, env)
-    assert "metrics/matrix.json" in diff and "metrics/evaluate/" in diff
-    run(["dvc", "plots", "diff", "HEAD", "-o", str(path / "plots-diff")], path, env)
-    assert (path / "plots-diff" / "index.html").is_file()

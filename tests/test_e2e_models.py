@@ -33,14 +33,14 @@ def repo(
 
 
 def test_killed_training_resumes_from_its_last_checkpoint(repo: tuple[Path, dict[str, str]]) -> None:
-    """SIGKILL an ensemble member's training (a U-YNet: both losses) midway; `dvc repro` resumes from last.pt
-    and ends with the uninterrupted run's bytes, so retraining from scratch is deterministic as well."""
+    """SIGKILL train@<model> midway; `dvc repro` resumes from last.pt and ends with the uninterrupted bytes
+    and training log."""
     path, env = repo
     params = yaml.safe_load((path / "params.yaml").read_text())
-    member = f"{params['models'][-1]}-{params['ensemble']['seeds'][0]}"
-    stage, out = f"train_seed@{member}", f"models/train/ensemble/{member}"
+    model = params["models"][0]
+    stage, out = f"train@{model}", f"models/train/{model}"
     before, reports_before = out_hashes(path)[out], reports(path)
-    live = path / "metrics/train" / member / "metrics.json"
+    live = path / "metrics/train" / model / "metrics.json"
     kill_step = params["train"]["epochs"] - 2  # the second-last epoch: one is left to resume
     assert kill_step >= 1
     process = subprocess.Popen(

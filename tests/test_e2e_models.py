@@ -1,6 +1,6 @@
 """End to end, on this module's copy of the reproduced pipeline (``pipeline_build``, tests/conftest.py): a
-killed training resumes to the same bytes, models publish and pull over HTTP, a tampered remote is
-refused, and an experiment with another seed retrains and diffs.
+models publish and pull over HTTP, a tampered remote is refused, and an experiment with another seed
+retrains and diffs.
 
 A module of its own so pytest-xdist runs it on the worker that is free, beside test_e2e_pipeline.py's reruns.
 """
@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import copy_pipeline, run
-from tests.pipeline_checks import MODEL_STAGES, files_of, git_commit, http_remote, out_hashes, reports
+from tests.pipeline_checks import MODEL_STAGES, files_of, git_commit, http_remote, out_hashes
 
 pytestmark = pytest.mark.slow
 
@@ -30,47 +27,6 @@ def repo(
 ) -> tuple[Path, dict[str, str]]:
     """This module's copy of the reproduced pipeline (the tests below train, commit and run experiments in it)."""
     return copy_pipeline(pipeline_build, tmp_path_factory.mktemp("models") / "repo")
-
-
-def test_killed_training_resumes_from_its_last_checkpoint(repo: tuple[Path, dict[str, str]]) -> None:
-    """SIGKILL train@<model> midway; `dvc repro` resumes from last.pt and ends with the uninterrupted bytes
-    and training log."""
-    path, env = repo
-    params = yaml.safe_load((path / "params.yaml").read_text())
-    model = params["models"][0]
-    stage, out = f"train@{model}", f"models/train/{model}"
-    before, reports_before = out_hashes(path)[out], reports(path)
-    live = path / "metrics/train" / model / "metrics.json"
-    kill_step = params["train"]["epochs"] - 2  # the second-last epoch: one is left to resume
-    assert kill_step >= 1
-    process = subprocess.Popen(
-        ["dvc", "repro", "--force", "--single-item", stage],
-        cwd=path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # the stage runs in a child of dvc: kill the whole group, as an OOM killer might
-    )
-    started, restarted, killed_at = time.monotonic(), False, None
-    while time.monotonic() - started < 300 and process.poll() is None:
-        try:
-            step = json.loads(live.read_text()).get("step", -1)
-        except (FileNotFoundError, json.JSONDecodeError):
-            step = -1  # the new run clears the previous run's log first
-        restarted = restarted or step < kill_step
-        if restarted and step >= kill_step:  # that epoch logged: its last.pt is already saved
-            os.killpg(process.pid, signal.SIGKILL)
-            killed_at = step
-            break
-        time.sleep(0.05)
-    process.wait()
-    assert killed_at is not None, "training finished or stalled before it could be interrupted"
-    assert "changed outs" in run(["dvc", "status", stage], path, env)
-    output = run(["dvc", "repro", "-v", stage], path, env)
-    assert f"resuming {out} from epoch" in output
-    assert out_hashes(path)[out] == before  # resumed bit for bit: weights, optimiser, schedule, RNG
-    assert reports(path) == reports_before  # its training log too (wall-clock fields aside)
-    assert "up to date" in run(["dvc", "status", "dvc.yaml"], path, env)
 
 
 def test_published_models_pull_over_http_byte_identical_and_score_the_same(

@@ -1,7 +1,7 @@
 """End to end: `dvc repro` of the built-in sample in a fresh git + DVC repository made from the tracked
 files (``pipeline_build``, tests/conftest.py), then checks and reruns of it on this module's copy.
 
-tests/test_e2e_models.py works on its own copy: training, publishing and experiments.
+tests/test_e2e_models.py works on its own copy: publishing and experiments.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -263,4 +264,45 @@ def test_killed_stage_leaves_old_output_and_rerun_matches(repo: tuple[Path, dict
     run(["dvc", "repro", "--force", f"bboxes@{part}"], path, env)
     assert not partial.exists()
     assert out_hashes(path) == before
+    assert "up to date" in run(["dvc", "status", "dvc.yaml"], path, env)
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(repo: tuple[Path, dict[str, str]]) -> None:
+    """SIGKILL train@<model> midway; `dvc repro` resumes from last.pt and ends with the uninterrupted bytes
+    and training log."""
+    path, env = repo
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    model = params["models"][0]
+    stage, out = f"train@{model}", f"models/train/{model}"
+    before, reports_before = out_hashes(path)[out], reports(path)
+    live = path / "metrics/train" / model / "metrics.json"
+    kill_step = params["train"]["epochs"] - 2  # the second-last epoch: one is left to resume
+    assert kill_step >= 1
+    process = subprocess.Popen(
+        ["dvc", "repro", "--force", "--single-item", stage],
+        cwd=path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the stage runs in a child of dvc: kill the whole group, as an OOM killer might
+    )
+    started, restarted, killed_at = time.monotonic(), False, None
+    while time.monotonic() - started < 300 and process.poll() is None:
+        try:
+            step = json.loads(live.read_text()).get("step", -1)
+        except (FileNotFoundError, json.JSONDecodeError):
+            step = -1  # the new run clears the previous run's log first
+        restarted = restarted or step < kill_step
+        if restarted and step >= kill_step:  # that epoch logged: its last.pt is already saved
+            os.killpg(process.pid, signal.SIGKILL)
+            killed_at = step
+            break
+        time.sleep(0.05)
+    process.wait()
+    assert killed_at is not None, "training finished or stalled before it could be interrupted"
+    assert "changed outs" in run(["dvc", "status", stage], path, env)
+    output = run(["dvc", "repro", "-v", stage], path, env)
+    assert f"resuming {out} from epoch" in output
+    assert out_hashes(path)[out] == before  # resumed bit for bit: weights, optimiser, schedule, RNG
+    assert reports(path) == reports_before  # its training log too (wall-clock fields aside)
     assert "up to date" in run(["dvc", "status", "dvc.yaml"], path, env)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from deepfake.core.errors import ParamsError
+from deepfake.media import mtcnn
 from deepfake.media.faces import (
     BoxesFileError,
     DetectorConfig,
@@ -181,3 +182,46 @@ def test_the_pyramid_factor_and_nms_thresholds_take_effect() -> None:
     assert not np.array_equal(published, coarser)  # other pyramid levels: other scores and boxes
     (all_kept,) = _detector(nms_thresholds=(1.0, 1.0, 1.0, 1.0)).detect([image])
     assert len(all_kept) > len(published)  # without NMS the face's overlapping candidates all survive
+
+
+def test_mtcnn_onnx_graphs_are_cached_whole_and_reused_without_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first detector exports the nets and caches them under a key of what they depend on; later ones
+    read the same bytes and never export (so never import torch or torchvision for them)."""
+    exported = mtcnn.onnx_graphs(tmp_path)
+    files = sorted(tmp_path.rglob("*.onnx"))
+    assert [f.name for f in files] == ["onet.onnx", "pnet.onnx", "rnet.onnx"]
+    assert {f.parent.name for f in files} == {mtcnn.onnx_cache_key()}
+    assert not [f for f in tmp_path.rglob("*") if f.name.startswith(".")]  # no temporary file left behind
+
+    def no_export() -> None:
+        raise AssertionError("exported again although the graphs are cached")
+
+    monkeypatch.setattr(mtcnn, "_export_onnx", no_export)
+    assert mtcnn.onnx_graphs(tmp_path) == exported
+
+
+def test_the_mtcnn_cache_key_follows_the_weights_and_the_exporter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = mtcnn.onnx_cache_key()
+    copies = []
+    for path in mtcnn.weight_files():
+        copies.append(tmp_path / path.name)
+        copies[-1].write_bytes(path.read_bytes())
+    monkeypatch.setattr(mtcnn, "weight_files", lambda: tuple(copies))
+    assert mtcnn.onnx_cache_key() == key
+    copies[1].write_bytes(copies[1].read_bytes() + b"\0")  # other R-Net weights
+    assert mtcnn.onnx_cache_key() != key
+    copies[1].write_bytes(copies[1].read_bytes()[:-1])
+    monkeypatch.setattr(mtcnn, "ONNX_EXPORT_FORMAT", mtcnn.ONNX_EXPORT_FORMAT + 1)
+    assert mtcnn.onnx_cache_key() != key
+
+
+def test_an_unwritable_mtcnn_cache_costs_only_the_export(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")
+    graphs = mtcnn.onnx_graphs(blocked)
+    assert graphs == mtcnn._export_onnx() and len(graphs) == 3
+    assert "not cached" in caplog.text

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +166,38 @@ def test_malformed_metadata_stops_the_stage_naming_the_file(tmp_path: Path) -> N
     assert line.startswith("error: ") and f"{part}/metadata.json" in line and "not valid JSON" in line
     assert not (tmp_path / "out").exists()
     assert not (tmp_path / "r.json").exists()
+
+
+LANDMARKS_IN_A_NEW_PROCESS = """
+import json, sys
+from pathlib import Path
+from deepfake.core.params import validate_params
+from deepfake.stages import landmarks
+params = validate_params(json.loads(sys.argv[1]))
+crops, part, out = Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+landmarks.run(landmarks.Config.from_params(params), landmarks.Paths(crops, part, out, out.parent / "report.json"))
+print(json.dumps("torch" in sys.modules))
+"""
+
+
+def test_landmarks_on_onnx_runtime_start_without_torch_once_mtcnn_is_cached(
+    processed: dict, hostile_part: Path, tmp_path: Path
+) -> None:
+    """MTCNN's ONNX graphs, once exported and cached, spare every later detector process torch's import
+    (about 6 s with torchvision on a 2-core CPU: a dozen stage runs in a `dvc repro` of the sample); the
+    landmarks are the same bytes either way."""
+    raw = tiny_params(hostile_part.parent)
+    assert raw["landmarks"]["runtime"] == "onnx"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}  # an empty cache: the first run exports
+    imported = []
+    for run in ("first", "cached"):
+        out = tmp_path / run / "landmarks"
+        args = [json.dumps(raw), str(processed["out"] / "crops"), processed["part"], str(out)]
+        result = subprocess.run(
+            [sys.executable, "-c", LANDMARKS_IN_A_NEW_PROCESS, *args], env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        imported.append(json.loads(result.stdout.splitlines()[-1]))
+        assert tree_hashes(out) == tree_hashes(processed["out"] / "landmarks" / processed["part"])
+    assert imported == [True, False]
+    assert len(list((tmp_path / "cache").rglob("*.onnx"))) == 3

@@ -76,6 +76,11 @@ class DetectorConfig:
         )
 
     @property
+    def net_runtime(self) -> str:
+        """Where the nets run: "torch" when asked for or on CUDA, else "onnx" (which needs no torch import)."""
+        return "torch" if self.runtime == "torch" or self.device.startswith("cuda") else "onnx"
+
+    @property
     def cascade(self) -> Cascade:
         """The cascade's numbers as ``deepfake.media.mtcnn.detect_faces`` takes them."""
         return Cascade(self.pyramid_factor, *self.nms_thresholds)
@@ -115,21 +120,23 @@ class FaceDetector:
     """MTCNN (``deepfake.media.mtcnn``: facenet-pytorch's weights) behind a small interface: RGB uint8
     frames in, full-resolution boxes out.
 
-    ``runtime: onnx`` runs the P/R/O-nets on ONNX Runtime's CPU provider with as many intra-op threads
-    as torch is set to (1 in the stages, so results are reproducible); on a CUDA ``device`` the torch
-    nets run on the GPU.
+    ``runtime: onnx`` runs the P/R/O-nets on ONNX Runtime's CPU provider with ``threads`` intra-op threads
+    (the stages' ``torch_threads``: fixed, so results are reproducible), or, when ``threads`` is None, as
+    many as torch is set to in this process; on a CUDA ``device`` the torch nets run on the GPU.
     """
 
-    def __init__(self, config: DetectorConfig) -> None:
-        import torch
-
+    def __init__(self, config: DetectorConfig, threads: int | None = None) -> None:
         from deepfake.media.mtcnn import load_nets
 
         if config.runtime not in DETECTOR_RUNTIMES:
             raise ParamsError(f"detector runtime must be one of {DETECTOR_RUNTIMES}, got {config.runtime!r}")
+        if threads is None:
+            import torch
+
+            threads = torch.get_num_threads()
         self.config = config
-        self.runtime = "torch" if config.runtime == "torch" or config.device.startswith("cuda") else "onnx"
-        self._nets = load_nets(self.runtime, config.device, max(1, torch.get_num_threads()))
+        self.runtime = config.net_runtime
+        self._nets = load_nets(self.runtime, config.device, max(1, threads))
 
     def _run(self, images: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         from deepfake.media.mtcnn import CELL, detect_faces

@@ -16,14 +16,23 @@ sit close to the scores of blurry or low-resolution faces (a swapped face's), an
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import importlib.util
 import io
+import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+
+from deepfake.core.fileio import atomic_path
+
+logger = logging.getLogger(__name__)
 
 # Fixed by the pretrained nets' architecture: P-Net's window and output stride, R-/O-Net's input sides
 CELL = 12  # P-Net's window: the smallest face the pyramid reaches is min_size at scale CELL / min_size
@@ -53,22 +62,25 @@ class Nets:
     onet: Net
 
 
+NET_NAMES = ("pnet", "rnet", "onet")
+# The exported graphs are cached per user (``onnx_graphs``), keyed by this, the exporter's (torch's) version and
+# the weight files' bytes: bump it when the export below changes.
+ONNX_EXPORT_FORMAT = 1
+
+
 def load_nets(runtime: str, device: str, threads: int) -> Nets:
     """facenet-pytorch's pretrained P/R/O-nets on ONNX Runtime's CPU provider ("onnx") or PyTorch ("torch")."""
-    import torch
+    if runtime == "torch":
+        import torch
+
+        return Nets(*(_torch_net(m, torch.device(device)) for m in _pretrained_modules()))
+    return Nets(*(_onnx_net(graph, threads) for graph in onnx_graphs()))
+
+
+def _pretrained_modules() -> tuple[Any, Any, Any]:
     from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
 
-    modules = (PNet().eval(), RNet().eval(), ONet().eval())  # pretrained weights ship with facenet-pytorch
-    if runtime == "torch":
-        return Nets(*(_torch_net(m, torch.device(device)) for m in modules))
-    pnet_example = 2 * CELL  # any side >= CELL: P-Net's height and width are dynamic axes
-    examples = (
-        torch.zeros(1, 3, pnet_example, pnet_example),
-        torch.zeros(2, 3, RNET_SIDE, RNET_SIDE),
-        torch.zeros(2, 3, ONET_SIDE, ONET_SIDE),
-    )
-    axes = ({0: "batch", 2: "height", 3: "width"}, {0: "batch"}, {0: "batch"})
-    return Nets(*(_onnx_net(m, e, a, threads) for m, e, a in zip(modules, examples, axes, strict=True)))
+    return PNet().eval(), RNet().eval(), ONet().eval()  # pretrained weights ship with facenet-pytorch
 
 
 def _torch_net(module: Any, device: Any) -> Net:
@@ -83,30 +95,91 @@ def _torch_net(module: Any, device: Any) -> Net:
     return run
 
 
-def _onnx_net(module: Any, example: Any, axes: dict[int, str], threads: int) -> Net:
-    """The module exported in memory and run by ONNX Runtime with ``threads`` intra-op threads."""
+def _onnx_net(graph: bytes, threads: int) -> Net:
+    """One net's ONNX graph run by ONNX Runtime with ``threads`` intra-op threads."""
     import onnxruntime as ort
-    import torch
 
-    outputs = [f"out{i}" for i in range(len(module(example)))]
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():  # the TorchScript exporter: these tiny nets need none of torch.export's tracing
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            module,
-            (example,),
-            buffer,  # type: ignore[arg-type]  # torch types it as a path; the TorchScript exporter takes a file too
-            input_names=["x"],
-            output_names=outputs,
-            dynamic_axes={"x": axes},
-            dynamo=False,
-        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1  # unused by the sequential executor these sessions run on; no pool to start
     options.log_severity_level = 3
-    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {"x": x})
+
+
+def weight_files() -> tuple[Path, Path, Path]:
+    """facenet-pytorch's P/R/O-net weight files, found without importing it (nor torch)."""
+    spec = importlib.util.find_spec("facenet_pytorch")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("facenet-pytorch is not installed: MTCNN's weights ship with it")
+    data = Path(spec.origin).parent / "data"
+    return data / "pnet.pt", data / "rnet.pt", data / "onet.pt"
+
+
+def onnx_cache_key() -> str:
+    """What the exported graphs depend on: the export's format, the exporter's version and the weights."""
+    digest = hashlib.sha256(f"{ONNX_EXPORT_FORMAT} torch {importlib.metadata.version('torch')}".encode())
+    for path in weight_files():
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def onnx_graphs(cache: Path | None = None) -> tuple[bytes, ...]:
+    """The three nets as ONNX graphs: from ``cache`` (default: this user's cache folder, ``mtcnn-onnx`` in
+    platformdirs' ``user_cache_dir("deepfake")``, e.g. ``~/.cache/deepfake``), or exported from the weights and
+    cached there.
+
+    Why cache: the export needs torch and torchvision (about 6 s to import on a 2-core CPU) in every process
+    that detects faces, while a cached graph needs neither. The key covers everything the graphs depend on,
+    and a graph is written whole or not at all (renamed into place). A cache that cannot be written (a
+    read-only home) only costs the export in every process: it is logged, never an error.
+    """
+    if cache is None:
+        import platformdirs
+
+        cache = Path(platformdirs.user_cache_dir("deepfake")) / "mtcnn-onnx"
+    folder = cache / onnx_cache_key()
+    paths = [folder / f"{name}.onnx" for name in NET_NAMES]
+    if all(path.is_file() for path in paths):
+        return tuple(path.read_bytes() for path in paths)
+    graphs = _export_onnx()
+    try:
+        for path, graph in zip(paths, graphs, strict=True):
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(graph)
+    except OSError as err:
+        logger.warning("MTCNN's ONNX graphs are not cached (%s): every detector process exports them again", err)
+    return graphs
+
+
+def _export_onnx() -> tuple[bytes, ...]:
+    """The pretrained nets exported to ONNX (TorchScript exporter), with dynamic batch (and P-Net's image) axes."""
+    import torch
+
+    pnet_example = 2 * CELL  # any side >= CELL: P-Net's height and width are dynamic axes
+    examples = (
+        torch.zeros(1, 3, pnet_example, pnet_example),
+        torch.zeros(2, 3, RNET_SIDE, RNET_SIDE),
+        torch.zeros(2, 3, ONET_SIDE, ONET_SIDE),
+    )
+    axes = ({0: "batch", 2: "height", 3: "width"}, {0: "batch"}, {0: "batch"})
+    graphs = []
+    for module, example, axis in zip(_pretrained_modules(), examples, axes, strict=True):
+        outputs = [f"out{i}" for i in range(len(module(example)))]
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():  # the TorchScript exporter: these tiny nets need none of torch.export's tracing
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                module,
+                (example,),
+                buffer,  # type: ignore[arg-type]  # torch types it as a path; the TorchScript exporter takes a file too
+                input_names=["x"],
+                output_names=outputs,
+                dynamic_axes={"x": axis},
+                dynamo=False,
+            )
+        graphs.append(buffer.getvalue())
+    return tuple(graphs)
 
 
 def pyramid_scales(

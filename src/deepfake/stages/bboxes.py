@@ -67,7 +67,9 @@ def _expected_frames(frame_count: int, sampling: FrameSampling) -> int:
 def detect_video(task: BboxesTask) -> VideoResult:
     """Detect faces on the sampled frames of one video and write its boxes file."""
     config = task.config
-    detector = cached(("mtcnn", config.detection.detector), lambda: FaceDetector(config.detection.detector))
+    detector = cached(
+        ("mtcnn", config.detection.detector), lambda: FaceDetector(config.detection.detector, config.torch_threads)
+    )
     info = probe(task.video)
     scale = config.detection.scale_for(info.width, info.height)
     found: dict[int, np.ndarray] = {}
@@ -118,9 +120,9 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
             for e in metadata.detected
         ]
         desc = f"bboxes {metadata.part}"
-        for result in map_videos(
-            detect_video, tasks, config.workers, desc, config.torch_threads, executor=config.executor
-        ):
+        # torch's threads need fixing only where the nets run on it: on ONNX Runtime the workers never import it
+        torch_threads = config.torch_threads if config.detection.detector.net_runtime == "torch" else None
+        for result in map_videos(detect_video, tasks, config.workers, desc, torch_threads, executor=config.executor):
             report.add(result)
     summary = report.summary
     assert summary is not None  # report.outputs() set it when it committed the folder

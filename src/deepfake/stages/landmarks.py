@@ -61,7 +61,9 @@ class LandmarksTask:
 
 def landmarks_video(task: LandmarksTask) -> VideoResult:
     """One ``<frame>_<face>.npy`` (5x2 float32, crop pixels) per crop where a face is found."""
-    detector = cached(("mtcnn", task.config.detector), lambda: FaceDetector(task.config.detector))
+    detector = cached(
+        ("mtcnn", task.config.detector), lambda: FaceDetector(task.config.detector, task.config.torch_threads)
+    )
     result = VideoResult(video=task.video, counts={"crops": len(task.crops), "landmarks": 0})
     for crop_path in task.crops:
         image = cv2.imread(str(crop_path), cv2.IMREAD_COLOR)
@@ -97,9 +99,9 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
             for video, rows in reals.groupby("video", sort=True)
         ]
         desc = f"landmarks {paths.part}"
-        for result in map_videos(
-            landmarks_video, tasks, config.workers, desc, config.torch_threads, executor=config.executor
-        ):
+        # torch's threads need fixing only where the nets run on it: on ONNX Runtime the workers never import it
+        torch_threads = config.torch_threads if config.detector.net_runtime == "torch" else None
+        for result in map_videos(landmarks_video, tasks, config.workers, desc, torch_threads, executor=config.executor):
             report.add(result)
     summary = report.summary
     assert summary is not None  # report.outputs() set it when it committed the folder

@@ -432,14 +432,20 @@ def copy_pipeline(build: tuple[Path, dict[str, str]], dest: Path) -> tuple[Path,
     return dest, env
 
 
-E2E_FIRST, E2E_LAST = "tests/test_e2e_pipeline.py", "tests/test_e2e_models.py"
+# Collection order (pytest_collection_modifyitems): the rerun module first, the other two end-to-end modules
+# last, the longer one (the experiment) before the shorter
+E2E_ORDER = {
+    "tests/test_e2e_pipeline.py": 0,
+    "tests/test_e2e_experiment.py": 2,
+    "tests/test_e2e_models.py": 3,
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The end-to-end pipeline module first, the end-to-end models module last. Under pytest-xdist
+    """The end-to-end pipeline module first, the experiment and models modules last. Under pytest-xdist
     (`--dist loadscope --no-loadscope-reorder`, pyproject.toml) one worker starts the longest chain of
     dependent tests at once (the `dvc repro` all of them read, then reruns of it) while the other works
-    through the remaining modules in order; the models module, on its own copy of that repository, goes
-    to whichever worker is free at the end."""
-    rank = {E2E_FIRST: 0, E2E_LAST: 2}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], 1))
+    through the remaining modules in order; the experiment and models modules, each on its own copy of that
+    repository, go to the workers as they come free, the longer first, so neither worker idles long at the
+    end."""
+    items.sort(key=lambda item: E2E_ORDER.get(item.nodeid.split("::")[0], 1))

@@ -397,3 +397,27 @@ def test_requirements_are_exact_pins_that_satisfy_pyproject() -> None:
         assert requirement.specifier.contains(pins[name], prereleases=True), (
             f"requirements.txt pins {name}=={pins[name]}, pyproject.toml asks {requirement.specifier}"
         )
+
+
+def test_the_bootstrap_installs_requirements_torch_and_a_pinned_uv() -> None:
+    """pip installs torch and torchvision first (it follows the user's pip configuration; uv does not), at
+    requirements.txt's pins, so uv finds them installed and leaves them; uv itself is pinned too."""
+    pins = requirement_pins()
+    bootstrap: dict[str, Version] = {}
+    for raw in (ROOT / "requirements-bootstrap.txt").read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            requirement = Requirement(line)
+            (specifier,) = requirement.specifier
+            assert specifier.operator == "==", f"not an exact pin: {raw}"
+            bootstrap[canonicalize_name(requirement.name)] = Version(specifier.version)
+    assert set(bootstrap) == {"torch", "torchvision", "uv"}
+    assert bootstrap["torch"] == pins["torch"] and bootstrap["torchvision"] == pins["torchvision"]
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    commands = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("python3 -m venv")]
+    assert len(commands) == 2 and commands[1].endswith("&& pytest")  # the quick start: the main job, the tests
+    assert commands[1] in (ROOT / ".ci/run").read_text().splitlines()
+    for command in commands:
+        assert "pip install -r requirements-bootstrap.txt && uv pip install -r requirements.txt -e " in command

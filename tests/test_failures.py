@@ -346,7 +346,7 @@ def run_crops(part: Path, boxes: Path, out: Path, report: Path, workers: int = 1
 class StubDetector:
     """One fixed face per frame, so the bboxes tests need no MTCNN."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, threads: int | None = None) -> None:
         pass
 
     def detect(self, frames: list[np.ndarray], scale: float = 1.0) -> list[np.ndarray]:

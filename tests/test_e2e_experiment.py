@@ -1,0 +1,55 @@
+"""End to end, on this module's copy of the reproduced pipeline (``pipeline_build``, tests/conftest.py): an
+experiment with another seed retrains and diffs.
+
+A module of its own, the longest of the end-to-end checks after test_e2e_pipeline.py's reruns: pytest-xdist
+runs it on whichever worker is free first, while the other takes tests/test_e2e_models.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import copy_pipeline, run
+from tests.pipeline_checks import git_commit, out_hashes
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def repo(
+    pipeline_build: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, str]]:
+    """This module's copy of the reproduced pipeline (the experiment commits and retrains in it)."""
+    return copy_pipeline(pipeline_build, tmp_path_factory.mktemp("experiment") / "repo")
+
+
+def test_exp_run_with_another_seed_changes_models_and_metrics(repo: tuple[Path, dict[str, str]]) -> None:
+    """`dvc exp run -S train.seed=...` retrains train@<model> only; exp show / metrics diff / plots diff work.
+
+    The experiment stops at the matrix (a target) to keep CI in budget: export, quantize and triton were
+    reproduced once by the fixture, and the seed changes nothing else about them.
+
+    It leaves the experiment's results in this module's copy, which nothing else reads.
+    """
+    path, env = repo
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    git_commit(path, env, "sample run")
+    before = out_hashes(path)
+    # up to the matrix: the deployment stages downstream were already run by the fixture's repro
+    output = run(["dvc", "exp", "run", "-n", "seed777", "-S", "train.seed=777", "matrix"], path, env)
+    after = out_hashes(path)
+    for model in params["models"]:
+        assert f"train@{model}" in output
+        assert after[f"models/train/{model}"] != before[f"models/train/{model}"]
+        for seed in params["ensemble"]["seeds"]:
+            assert after[f"models/train/ensemble/{model}-{seed}"] == before[f"models/train/ensemble/{model}-{seed}"]
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], path, env))
+    assert "seed777" in json.dumps(shown)
+    diff = run(["dvc", "metrics", "diff", "HEAD"], path, env)
+    assert "metrics/matrix.json" in diff and "metrics/evaluate/" in diff
+    run(["dvc", "plots", "diff", "HEAD", "-o", str(path / "plots-diff")], path, env)
+    assert (path / "plots-diff" / "index.html").is_file()

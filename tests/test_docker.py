@@ -420,4 +420,7 @@ def test_ci_runs_the_readmes_test_command() -> None:
     assert len(commands) == 2 and commands[1].endswith("&& pytest")  # the quick start: the main job, the tests
     assert commands[1] in (ROOT / ".ci/run").read_text().splitlines()
     for command in commands:
-        assert "pip install -r requirements-bootstrap.txt && uv pip install -r requirements.txt -e " in command
+        # --compile-bytecode: pip compiles what it installs, uv only when asked; without it every process
+        # compiles the modules it imports again where .pyc files cannot be written (PYTHONDONTWRITEBYTECODE)
+        bootstrap = "pip install -r requirements-bootstrap.txt && uv pip install --compile-bytecode -r requirements.txt"
+        assert bootstrap in command

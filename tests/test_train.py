@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from deepfake.core.fileio import partial_writes
 from deepfake.modeling.augment import (
     AugmentConfig,
     hull_cutout,
@@ -216,10 +219,21 @@ def test_fit_writes_checkpoints_and_resumes_after_a_crash(
 
     with pytest.raises(Crash):
         fit(cfg, folds_csv, roots, tmp_path / "resumed", log_epoch=crash_after_first_epoch)
+    # a process killed inside a checkpoint write leaves atomic_path's temporary file beside last.pt: the
+    # resumed run removes it (DVC would hash it as part of the output); files of other names stay
+    handle, name = tempfile.mkstemp(prefix=".last.pt.", suffix=".pt", dir=tmp_path / "resumed")  # atomic_path's
+    os.write(handle, b"half a checkpoint")
+    os.close(handle)
+    assert partial_writes(tmp_path / "resumed", ".pt") == [Path(name)]
+    kept = tmp_path / "resumed" / ".notes.txt"
+    kept.write_text("not a checkpoint write")
     seen: list[int] = []
     resumed = fit(cfg, folds_csv, roots, tmp_path / "resumed", log_epoch=lambda r: seen.append(r["epoch"]))
     assert seen == [0, 1, 2]  # the resumed epoch is replayed to the logger, then training goes on
     assert [h["train_loss"] for h in resumed] == [h["train_loss"] for h in history]  # bit for bit
+    assert {p.name for p in (tmp_path / "resumed").iterdir()} == {p.name for p in (tmp_path / "whole").iterdir()} | {
+        kept.name
+    }
     for name in ("last.pt", "best.pt", "epoch_2.pt"):  # the same bytes, so DVC hashes the resumed run alike
         assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes(), name
     whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -48,6 +49,15 @@ def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def partial_writes(folder: Path | str, suffix: str) -> list[Path]:
+    """The temporary files that ``atomic_path`` writes of ``*<suffix>`` files left in ``folder`` when their
+    process was killed between creating and renaming them (SIGKILL, OOM killer, power loss): ``.<name>.``,
+    mkstemp's eight random characters, then the suffix. A rerun that keeps the folder's other files (a
+    resumed training run) removes them, or they would become part of its output."""
+    pattern = re.compile(rf"\.[^/]+\.[a-z0-9_]{{8}}{re.escape(suffix)}")
+    return sorted(p for p in Path(folder).glob(f".*{suffix}") if pattern.fullmatch(p.name) and p.is_file())
 
 
 def _unique_keys(path: Path, error: type[Exception]) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:

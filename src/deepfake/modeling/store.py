@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfake.core.errors import CheckpointError, InputError
-from deepfake.core.fileio import atomic_path, read_json_limited, write_json_atomic
+from deepfake.core.fileio import atomic_path, partial_writes, read_json_limited, write_json_atomic
 from deepfake.core.params import Params
 from deepfake.media.face_input import FaceInput
 
@@ -241,6 +241,14 @@ class CheckpointFolder:
         """Remove every checkpoint (a training run that starts over)."""
         for path in self.path.glob(f"*{CHECKPOINT_SUFFIX}"):
             path.unlink()
+
+    def discard_partial_writes(self) -> list[Path]:
+        """Remove what a killed run left half-written (``deepfake.core.fileio.partial_writes``): a run that
+        resumes keeps the folder's checkpoints, and a stray temporary file would change its output's hash."""
+        stray = partial_writes(self.path, CHECKPOINT_SUFFIX)
+        for path in stray:
+            path.unlink()
+        return stray
 
 
 class ModelStore:

@@ -318,6 +318,9 @@ def fit(
 
     history: list[dict[str, float]] = []
     start = 0
+    if runtime.main:
+        for stray in checkpoints.discard_partial_writes():
+            logger.warning("removed %s: a checkpoint write that a killed run left unfinished", stray)
     state = _resume_state(checkpoints, fingerprint)
     if state is None:
         if runtime.main:

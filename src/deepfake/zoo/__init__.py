@@ -1,0 +1,1 @@
+"""Published detectors: fetching, converting and packaging them (the model zoo)."""

@@ -8,7 +8,7 @@ from deepfake.stages import crops
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--dataset", required=True, help="the dataset (a key of data.datasets)")
+    parser.add_argument("--dataset", required=True, help="the dataset (a key of data.datasets or data.test_datasets)")
     parser.add_argument("--index", type=Path, required=True, help="its canonical index (data/index/<dataset>.csv)")
     parser.add_argument("--root", type=Path, required=True, help="its root folder")
     parser.add_argument("--boxes", type=Path, required=True, help="the bboxes stage's folder for this dataset")

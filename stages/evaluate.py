@@ -1,4 +1,5 @@
-"""DVC stage evaluate@<testset>: every trained model and the ensembles on one test set's holdout rows."""
+"""DVC stage evaluate@<testset>: every trained model and the ensembles on one test set's holdout rows, or on every
+video of its test-only datasets."""
 
 from pathlib import Path
 
@@ -14,12 +15,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crops", type=Path, required=True)
     parser.add_argument("--landmarks", type=Path, required=True)
     parser.add_argument("--masks", type=Path, required=True)
+    parser.add_argument(
+        "--test-crops", type=Path, required=True, help="the test-only datasets' crops root (<dataset>/index.csv)"
+    )
     parser.add_argument("--models", type=Path, required=True, help="the models/ root (reads train/)")
     parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON (metrics/evaluate/<testset>.json)")
     parser.add_argument("--plots", type=Path, required=True, help="folder for roc/pr/confusion/comparison PNGs")
     args, params = parse_stage_args(parser, argv)
     roots = DataRoots(args.crops, args.landmarks, args.masks)
-    paths = evaluate.Paths(args.folds, roots, args.models, args.metrics, args.plots)
+    paths = evaluate.Paths(args.folds, roots, args.models, args.metrics, args.plots, args.test_crops)
     evaluate.run(evaluate.Config.from_params(params, args.testset), paths)
 
 

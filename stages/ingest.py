@@ -8,7 +8,7 @@ from deepfake.stages import ingest
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--dataset", required=True, help="a key of data.datasets in params.yaml")
+    parser.add_argument("--dataset", required=True, help="a key of data.datasets or data.test_datasets in params")
     parser.add_argument("--root", type=Path, required=True, help="the dataset root (data.datasets.<dataset>.root)")
     parser.add_argument("--out", type=Path, required=True, help="canonical index CSV")
     parser.add_argument("--report", type=Path, required=True, help="stage report JSON")

@@ -106,7 +106,8 @@ def _write_table(tmp_path: Path, table: pd.DataFrame) -> Path:
 
 def _paths(folds: Path, out: Path, testset: str, roots: DataRoots | None = None) -> evaluate.Paths:
     roots = roots or DataRoots(out / "crops", out / "landmarks", out / "masks")
-    return evaluate.Paths(folds, roots, out / "models", out / "metrics" / f"{testset}.json", out / "plots" / testset)
+    metrics, plots = out / "metrics" / f"{testset}.json", out / "plots" / testset
+    return evaluate.Paths(folds, roots, out / "models", metrics, plots, out / "crops_test")
 
 
 @pytest.fixture
@@ -196,6 +197,97 @@ def test_an_empty_testset_is_an_input_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"test set 'unseen' \(datasets celebdf, ffpp\) has no rows in holdout fold 0"):
         evaluate.run(evaluate.Config.from_params(params, "unseen"), _paths(folds, tmp_path, "unseen"))
     assert not (tmp_path / "metrics").exists()
+
+
+# ---- test-only datasets (data.test_datasets): every video, no fold filter --------------------------------
+
+# Two test-only datasets' crops, as their crops indexes list them (no fold, landmarks, diff or mask columns).
+TEST_ONLY_VIDEOS = [
+    ("dfdc_test", "t1.mp4", "REAL", "", (0.2, 0.4)),
+    ("dfdc_test", "t2.mp4", "FAKE", "", (0.7, 0.9)),
+    ("dfdc_test", "t3.mp4", "FAKE", "", (0.3, 0.6)),
+    ("other_test", "t1.mp4", "REAL", "", (0.1,)),  # same file name, another dataset
+    ("other_test", "o2.mp4", "FAKE", "method_A", (0.8,)),
+]
+
+
+def _test_only_raw(**evaluate_changes: Any) -> dict[str, Any]:
+    """``_raw`` with a second test-only dataset beside params.yaml's dfdc_test, and a test set of both."""
+    raw = _raw(**evaluate_changes)
+    raw["data"]["test_datasets"]["other_test"] = {"layout": "dfdcp", "root": "data/raw/dfdcp"}
+    raw["evaluate"]["testsets"]["public"] = ["dfdc_test", "other_test"]
+    return raw
+
+
+def _write_test_crops(root: Path, folds_too: bool = False) -> pd.DataFrame:
+    """Each test-only dataset's ``<root>/<dataset>/index.csv`` (with the stub models' ``p``); returns all rows."""
+    rows = [
+        {**_row(v, lab, part, f, p, m, fold=f % 3), "original": v if lab == "REAL" else ""}
+        for part, v, lab, m, ps in TEST_ONLY_VIDEOS
+        for f, p in enumerate(ps)
+    ]
+    table = pd.DataFrame(rows, columns=[*COLUMNS, "p"])
+    for part, crops in table.groupby("part"):
+        (root / part).mkdir(parents=True)
+        crops.drop(columns=["fold", "landmarks", "diff", "mask"]).to_csv(root / part / "index.csv", index=False)
+    return table
+
+
+def test_a_test_only_testset_is_known_from_the_params() -> None:
+    params = validate_params(_test_only_raw(), "tests/test_evaluate.py")
+    assert evaluate.Config.from_params(params, "public").test_only
+    assert not evaluate.Config.from_params(params, "ffpp").test_only
+
+
+def test_a_test_only_testset_holds_every_video_of_its_datasets_in_any_fold(tmp_path: Path) -> None:
+    """No fold filter: the folds' holdout fold means nothing to a dataset that was never folded."""
+    params = validate_params(_test_only_raw(testsets={"only_one": ["dfdc_test"]}), "tests/test_evaluate.py")
+    table = _write_test_crops(tmp_path)
+    assert set(table["fold"]) == {0, 1}  # rows a holdout filter would drop
+    config = evaluate.Config.from_params(params, "public")
+    rows = evaluate.select_testset(table, config, "crops_test")
+    assert len(rows) == len(table) and set(rows["fold"]) == {0, 1}
+    assert sorted(rows["video"].unique()) == sorted(f"{part}/{v}" for part, v, *_ in TEST_ONLY_VIDEOS)
+    one = evaluate.select_testset(table, evaluate.Config.from_params(params, "only_one"), "crops_test")
+    assert set(one["part"]) == {"dfdc_test"} and len(one) == 6
+    # read from the crops indexes: every crop, no fold column, nothing to read for masks or landmarks
+    read = evaluate.read_test_crops(tmp_path, config.datasets)
+    assert "fold" not in read.columns and len(read) == len(table)
+    assert set(read["mask"]) == set(read["landmarks"]) == set(read["diff"]) == {""}
+    selected = evaluate.select_testset(read, config, tmp_path)
+    assert sorted(selected["video"].unique()) == sorted(rows["video"].unique())
+    assert set(selected.loc[selected["label"] == "FAKE", "method"]) == {"unspecified", "method_A"}
+    with pytest.raises(
+        InputError, match=r"test set 'public' \(test-only datasets dfdc_test, other_test\) has no crops"
+    ):
+        evaluate.select_testset(read.iloc[:0], config, tmp_path)
+
+
+def test_a_test_only_testset_is_scored_from_its_crops_without_folds_csv(tmp_path: Path, stub_models: None) -> None:
+    """The report keeps its shape (levels, per-method breakdown, plots) and says what it selected."""
+    params = validate_params(_test_only_raw(), "tests/test_evaluate.py")
+    table = _write_test_crops(tmp_path / "crops_test")
+    paths = _paths(tmp_path / "no-folds.csv", tmp_path, "public")  # a folds.csv that does not exist: never read
+    report = evaluate.run(evaluate.Config.from_params(params, "public"), paths)
+    assert report == _strict_load(tmp_path / "metrics" / "public.json") | {"seconds": report["seconds"]}
+    assert report["selection"] == evaluate.ALL_VIDEOS and report["holdout_fold"] is None
+    assert report["datasets"] == ["dfdc_test", "other_test"] and report["datasets_without_rows"] == []
+    assert report["crops"] == len(table) and report["videos"] == 5 and report["real_videos"] == 2
+    assert report["methods"] == {
+        "method_A": {"fake_crops": 1, "fake_videos": 1},
+        "unspecified": {"fake_crops": 4, "fake_videos": 2},
+    }
+    uynet = report["models"]["uynet"]
+    video_y = [int(lab == "FAKE") for *_, lab, _, _ in TEST_ONLY_VIDEOS]
+    video_p = [float(np.mean(ps)) for *_, ps in TEST_ONLY_VIDEOS]
+    assert uynet["video"]["auc"] == pytest.approx(skm.roc_auc_score(video_y, video_p))
+    assert uynet["frame"]["count"] == len(table) and set(uynet["methods"]) == {"method_A", "unspecified"}
+    for name in ("roc.png", "pr.png", "confusion.png", "comparison.png"):
+        assert (tmp_path / "plots" / "public" / name).stat().st_size > 1000
+    holdout = evaluate.run(
+        evaluate.Config.from_params(params, "ffpp"), _paths(_write_table(tmp_path, _table()), tmp_path, "ffpp")
+    )
+    assert holdout["selection"] == evaluate.HOLDOUT_FOLD and holdout["holdout_fold"] == params.train.holdout_fold
 
 
 # ---- the report -------------------------------------------------------------------------------------
@@ -361,7 +453,7 @@ def test_the_stage_script_writes_the_testset_json(tmp_path: Path, stub_models: N
     params_file.write_text(yaml.safe_dump(_raw()))
     folds = _write_table(tmp_path, _table())
     argv = ["--params", str(params_file), "--testset", "dfdc", "--folds", str(folds)]
-    for flag in ("crops", "landmarks", "masks", "models"):
+    for flag in ("crops", "landmarks", "masks", "test-crops", "models"):
         argv += [f"--{flag}", str(tmp_path / flag)]
     argv += ["--metrics", str(tmp_path / "m" / "dfdc.json"), "--plots", str(tmp_path / "p" / "dfdc")]
     script.main(argv)
@@ -372,7 +464,9 @@ def test_the_stage_script_writes_the_testset_json(tmp_path: Path, stub_models: N
 
 
 def _trained_paths(trained: dict, models: Path, out: Path) -> evaluate.Paths:
-    return evaluate.Paths(trained["folds"], trained["roots"], models, out / "metrics.json", out / "plots")
+    return evaluate.Paths(
+        trained["folds"], trained["roots"], models, out / "metrics.json", out / "plots", out / "crops_test"
+    )
 
 
 def _holdout_testset(trained: dict) -> str:

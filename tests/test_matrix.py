@@ -146,6 +146,26 @@ def test_matrix_markdown_names_levels_datasets_and_training_data(tmp_path: Path)
     assert "confident" in text
 
 
+def test_a_test_only_testset_is_a_column_named_as_every_video_of_it(tmp_path: Path) -> None:
+    """A test set of test-only datasets (data.test_datasets) joins the matrix like any other; matrix.md says
+    it holds all their videos, not a holdout fold."""
+    from deepfake.stages import evaluate
+
+    assert matrix.ALL_VIDEOS == evaluate.ALL_VIDEOS  # stage modules never import each other: one value, twice
+    _write_evaluations(tmp_path / "evaluate")
+    public = _evaluation("ffpp", {"classifier": _entry(0.65, 0.6), "uynet": _entry(0.7, 0.6)}, {})
+    public.update(testset="dfdc_public_test", datasets=["dfdc_test"], selection=matrix.ALL_VIDEOS, holdout_fold=None)
+    write_json_atomic(tmp_path / "evaluate" / "dfdc_public_test.json", public)
+    report = matrix.run(
+        matrix.Config.from_params(_params({**TESTSETS, "dfdc_public_test": ["dfdc_test"]})), _paths(tmp_path)
+    )
+    assert report["testsets"] == ["dfdc", "ffpp", "celebdf", "dfdc_public_test"]
+    assert report["matrix"]["uynet"]["dfdc_public_test"]["video_auc"] == 0.7
+    text = (tmp_path / "out" / "matrix.md").read_text()
+    assert "`dfdc_public_test`: datasets dfdc_test; all videos (test-only): videos 6" in text
+    assert "`ffpp`: datasets ffpp; holdout fold 0: videos 6" in text
+
+
 def test_heatmap_is_written_and_deterministic(tmp_path: Path) -> None:
     _write_evaluations(tmp_path / "evaluate")
     config, paths = matrix.Config.from_params(_params()), _paths(tmp_path)

@@ -191,6 +191,47 @@ def test_bad_values_are_refused_naming_the_key(raw: dict[str, Any], key: str, va
     assert named == key or named.startswith((f"{key}[", f"{key}.")), lines[0]
 
 
+def test_test_only_datasets_never_train_and_never_share_a_test_set_with_folded_ones(raw: dict[str, Any]) -> None:
+    """data.test_datasets (params.yaml declares the sample's dfdc_test there): names of their own, refused in
+    train.datasets, and a test set holds either them (every video) or data.datasets entries (holdout rows)."""
+    none = variant(raw, ("data.test_datasets", {}), ("evaluate.testsets", {"dfdc": ["dfdc_train_part_0"]}))
+    assert validate_params(none).data.test_datasets == {}
+    params = validate_params(raw)
+    assert params.data.spec("dfdc_test") == params.data.test_datasets["dfdc_test"]
+    assert params.data.spec("ffpp") == params.data.datasets["ffpp"] and params.data.spec("nope") is None
+    ffpp = raw["data"]["datasets"]["ffpp"]
+    for changes, key, fragment in (
+        (
+            [("train.datasets", ["ffpp", "dfdc_test"])],
+            "train.datasets[1]",
+            "'dfdc_test' is a test-only dataset (data.test_datasets): it is never folded or trained on; move its "
+            "entry to data.datasets to train on it",
+        ),
+        (
+            [("evaluate.testsets.dfdc", ["dfdc_train_part_0", "dfdc_test"])],
+            "evaluate.testsets.dfdc",
+            "mixes test-only datasets (dfdc_test: every video scored) with data.datasets entries (dfdc_train_part_0: "
+            "their holdout-fold rows); give each kind its own test set",
+        ),
+        (
+            [("evaluate.testsets.dfdc_public_test", ["dfdc_test", "nope"])],
+            "evaluate.testsets.dfdc_public_test[1]",
+            "'nope' is not a key of data.datasets or data.test_datasets",
+        ),
+        (
+            [("data.test_datasets.ffpp", ffpp)],
+            "data.test_datasets",
+            "ffpp also in data.datasets: a dataset is either folded and trainable (data.datasets) or test-only",
+        ),
+        ([("data.test_datasets.dfdc_test.layout", "dfdc_tset")], "data.test_datasets.dfdc_test.layout", "'dfdc_test'"),
+        ([("data.test_datasets", DELETE)], "data.test_datasets", "missing"),
+    ):
+        lines = problems(variant(raw, *changes))
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"params.yaml: {key}: "), lines[0]
+        assert fragment in lines[0], lines[0]
+
+
 @pytest.mark.parametrize(
     "key, value",
     [

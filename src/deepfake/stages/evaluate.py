@@ -1,8 +1,16 @@
 """Evaluation of one test set (``evaluate@<testset>``): every trained model, each model type's seed
-ensemble and all models, on the holdout-fold rows of the test set's datasets.
+ensemble and all models, on the test set's rows.
 
-A test set (``evaluate.testsets.<name>``) is a list of dataset names; its rows are the holdout fold's
-(``train.holdout_fold``) rows whose ``part`` (the dataset) is one of them. Two levels, each block labelled:
+A test set (``evaluate.testsets.<name>``) is a list of dataset names, of one of two kinds (the params
+refuse a mix):
+
+- ``data.datasets`` entries (folded, trainable): its rows are the holdout fold's (``train.holdout_fold``)
+  rows of ``folds.csv`` whose ``part`` (the dataset) is one of them;
+- test-only datasets (``data.test_datasets``, never folded or trained on): its rows are every crop of
+  every video of them, read from their crops indexes (``data/crops_test/<dataset>/index.csv``), no fold
+  filter.
+
+Two levels, each block labelled:
 
 - frame level: one probability per face crop;
 - video level: a video's crop probabilities aggregated into one (``evaluate.aggregation``: ``mean`` or
@@ -19,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,7 @@ from deepfake.core.errors import InputError, ParamsError
 from deepfake.core.fileio import write_json_atomic
 from deepfake.core.params import Params
 from deepfake.core.vocabulary import FAKE, REAL
+from deepfake.media.crop_index import read_index
 from deepfake.modeling.data import CropDataset, DataRoots, read_folds, select_folds
 from deepfake.modeling.metrics import precision_recall_curve, roc_curve
 from deepfake.modeling.scoring import Aggregation, predict_crops, score
@@ -41,12 +50,18 @@ logger = logging.getLogger(__name__)
 UNSPECIFIED = "unspecified"  # the method of a fake whose dataset does not say
 COMPARISON_KEYS = ("auc", "ap", "accuracy", "balanced_log_loss")
 TWO_CLASS_KEYS = ("auc", "ap", "eer", "balanced_log_loss")  # undefined without both classes (AP: without fakes)
+# which rows a test set holds (the report's "selection"): its datasets' holdout-fold rows, or every video of its
+# test-only datasets
+HOLDOUT_FOLD, ALL_VIDEOS = "holdout_fold", "all_videos"
+# the folds.csv columns a test-only dataset's crops have nothing for (no landmarks, diffs or masks are made)
+UNFOLDED_COLUMNS = ("landmarks", "diff", "mask")
 
 
 @dataclass(frozen=True)
 class Config:
     testset: str
     datasets: tuple[str, ...]  # the test set's datasets (values of the folds' ``part`` column)
+    test_only: bool  # its datasets are test-only (data.test_datasets): every video, read from their crops indexes
     train_datasets: tuple[str, ...]  # train.datasets: what the models were trained on (recorded, not used)
     holdout_methods: tuple[str, ...]  # train.holdout_methods: methods never trained on (marked per method)
     aggregation: Aggregation
@@ -64,9 +79,11 @@ class Config:
             raise ParamsError(
                 f"params.yaml: evaluate.testsets: no test set {testset!r} (test sets: {', '.join(testsets)})"
             )
+        datasets = tuple(testsets[testset])
         return cls(
             testset=testset,
-            datasets=tuple(testsets[testset]),
+            datasets=datasets,
+            test_only=all(name in params.data.test_datasets for name in datasets),  # the params refuse a mix
             train_datasets=tuple(params.train.datasets),
             holdout_methods=tuple(params.train.holdout_methods),
             aggregation=Aggregation.from_params(params),
@@ -85,20 +102,42 @@ class Paths:
     models: Path  # the models/ root (reads models/train)
     metrics: Path  # metrics/evaluate/<testset>.json
     plots: Path  # plots/evaluate/<testset>/
+    test_crops: Path  # the test-only datasets' crops root (data/crops_test: <dataset>/index.csv and the crops)
+
+    def crop_roots(self, config: Config) -> DataRoots:
+        """Where the test set's crops lie: the test-only crops root for a test-only test set (no masks or
+        landmarks are read there: its rows name none), else the folds' roots."""
+        return replace(self.roots, crops=self.test_crops) if config.test_only else self.roots
 
 
 # ---- selecting the test set's rows ------------------------------------------------------------------
 
 
+def read_test_crops(crops: Path, datasets: tuple[str, ...]) -> pd.DataFrame:
+    """Every crop of the test-only ``datasets`` (their crops indexes under ``crops``), as rows shaped like
+    folds.csv's without a fold: no landmarks, diffs or masks (empty)."""
+    table = pd.concat([read_index(crops / name) for name in datasets], ignore_index=True)
+    return table.assign(**dict.fromkeys(UNFOLDED_COLUMNS, ""))
+
+
 def select_testset(table: pd.DataFrame, config: Config, source: Path | str) -> pd.DataFrame:
-    """The holdout-fold rows of the test set's datasets, with ``method`` filled (``unspecified`` for a
-    fake whose method is empty, empty for a real) and ``video`` made unique across datasets
-    (``<dataset>/<video>``); an empty selection is an ``InputError`` naming the test set."""
+    """The test set's rows: the holdout-fold rows of its datasets, or for a test-only test set every row of
+    its datasets (no fold filter); ``method`` filled (``unspecified`` for a fake whose method is empty, empty
+    for a real) and ``video`` made unique across datasets (``<dataset>/<video>``). An empty selection is an
+    ``InputError`` naming the test set."""
     if "part" not in table.columns:
         raise InputError(f"{source}: missing column 'part' (the dataset of each row); rerun `dvc repro folds`")
-    holdout = select_folds(table, [config.holdout_fold], drop_unmasked_fakes=False)
-    parts = holdout["part"].astype(str)
-    rows = holdout[parts.isin(config.datasets)].reset_index(drop=True)
+    if config.test_only:
+        candidates = table.reset_index(drop=True)
+    else:
+        candidates = select_folds(table, [config.holdout_fold], drop_unmasked_fakes=False)
+    parts = candidates["part"].astype(str)
+    rows = candidates[parts.isin(config.datasets)].reset_index(drop=True)
+    if rows.empty and config.test_only:
+        raise InputError(
+            f"{source}: test set {config.testset!r} (test-only datasets {', '.join(config.datasets)}) has no crops; "
+            f"see their crops_test@ and bboxes_test@ reports (metrics/preprocess/)"
+        )
     if rows.empty:
         present = sorted(set(parts))
         raise InputError(
@@ -211,16 +250,18 @@ def strict_json(value: Any) -> Any:
 def _describe(rows: pd.DataFrame, config: Config) -> dict[str, Any]:
     fakes = rows[rows["label"] == FAKE]
     found = set(rows["part"])
+    held = "every video of its test-only datasets" if config.test_only else "the test set's holdout rows"
     return {
         "testset": config.testset,
         "datasets": list(config.datasets),
         "datasets_without_rows": [d for d in config.datasets if d not in found],
         "train_datasets": list(config.train_datasets),
         "holdout_methods": list(config.holdout_methods),
-        "holdout_fold": config.holdout_fold,
+        "selection": ALL_VIDEOS if config.test_only else HOLDOUT_FOLD,
+        "holdout_fold": None if config.test_only else config.holdout_fold,  # test-only datasets have no folds
         "aggregation": config.aggregation.method,
         "levels": {
-            "frame": "one probability per face crop (every crop of the test set's holdout rows)",
+            "frame": f"one probability per face crop (every crop of {held})",
             "video": f"one probability per video: its crops' probabilities aggregated by evaluate.aggregation "
             f"({config.aggregation.method}); ensembles average their members' crop probabilities first",
             "methods": "per manipulation method: that method's fakes against all the test set's reals",
@@ -239,14 +280,15 @@ def _describe(rows: pd.DataFrame, config: Config) -> dict[str, Any]:
 def run(config: Config, paths: Paths) -> dict[str, Any]:
     """Every member and each ensemble on the test set: the metrics JSON and the plots."""
     started = time.perf_counter()
-    rows = select_testset(read_folds(paths.folds), config, paths.folds)
+    if config.test_only:
+        rows = select_testset(read_test_crops(paths.test_crops, config.datasets), config, paths.test_crops)
+    else:
+        rows = select_testset(read_folds(paths.folds), config, paths.folds)
     report = _describe(rows, config)
     if report["datasets_without_rows"]:
-        logger.warning(
-            "evaluate@%s: no holdout rows for %s", config.testset, ", ".join(report["datasets_without_rows"])
-        )
+        logger.warning("evaluate@%s: no rows for %s", config.testset, ", ".join(report["datasets_without_rows"]))
     device = resolve_device(config.device)
-    dataset = CropDataset(rows, paths.roots, config.image_size)
+    dataset = CropDataset(rows, paths.crop_roots(config), config.image_size)
     store = ModelStore(paths.models)
     report.update(models={}, ensembles={}, rows=[])
     probs_by_member: dict[str, np.ndarray] = {}
@@ -274,7 +316,7 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
 
     from deepfake.modeling.plots import comparison_bars, roc_pr_confusion
 
-    where = f"test set {config.testset}, holdout"
+    where = f"test set {config.testset}, {'all videos' if config.test_only else 'holdout'}"
     table = [{"model": n, **(report["models"].get(n) or report["ensembles"][n])["video"]} for n in curves]
     table = [{k: (np.nan if v is None else v) for k, v in row.items()} for row in table]
     roc_pr_confusion(curves, paths.plots, where)

@@ -32,11 +32,13 @@ class Config:
 
     @classmethod
     def from_params(cls, params: Params, dataset: str) -> Config:
-        """From ``data.datasets.<dataset>``; an unknown name lists the configured ones."""
-        datasets = params.data.datasets
-        if dataset not in datasets:
-            raise InputError(f"dataset {dataset!r} is not in data.datasets ({', '.join(datasets)})")
-        spec = datasets[dataset]
+        """From ``data.datasets.<dataset>`` or, for a test-only dataset (stage ``ingest_test@<dataset>``),
+        ``data.test_datasets.<dataset>``; an unknown name lists the configured ones."""
+        spec = params.data.spec(dataset)
+        if spec is None:
+            data = params.data
+            test_only = f" or data.test_datasets ({', '.join(data.test_datasets)})" if data.test_datasets else ""
+            raise InputError(f"dataset {dataset!r} is not in data.datasets ({', '.join(data.datasets)}){test_only}")
         return cls(dataset=dataset, layout=spec.layout, options=spec.options())
 
 

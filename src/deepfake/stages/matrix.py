@@ -23,6 +23,7 @@ from deepfake.core.params import Params
 logger = logging.getLogger(__name__)
 
 MAX_EVALUATION_BYTES = 64 << 20
+ALL_VIDEOS = "all_videos"  # an evaluation's "selection" for a test set of test-only datasets (stages.evaluate)
 # matrix cell key -> (level, metric key in the evaluation JSON's level block)
 CELLS: dict[str, tuple[str, str]] = {
     "video_auc": ("video", "auc"),
@@ -162,8 +163,9 @@ def matrix_markdown(
     lines = [
         "# Evaluation matrix",
         "",
-        "Every trained model and ensemble (rows) on each test set's holdout-fold rows (columns); written by "
-        "`dvc repro matrix` from `metrics/evaluate/<test set>.json`.",
+        "Every trained model and ensemble (rows) on each test set (columns): the holdout-fold rows of its datasets, "
+        "or every video of its test-only datasets (`data.test_datasets`); written by `dvc repro matrix` from "
+        "`metrics/evaluate/<test set>.json`.",
         "",
         "Levels: **frame** = one probability per face crop; **video** = one probability per video, its crops' "
         f"probabilities aggregated by `evaluate.aggregation` ({', '.join(aggregations)}).",
@@ -172,14 +174,15 @@ def matrix_markdown(
         "",
     ]
     for name, report in reports.items():
-        fold = report.get("holdout_fold")
+        test_only = report.get("selection") == ALL_VIDEOS
+        rows_held = "all videos (test-only)" if test_only else f"holdout fold {report.get('holdout_fold')}"
         line = (
-            f"- `{name}`: datasets {', '.join(report['datasets'])}; holdout fold {fold}: "
+            f"- `{name}`: datasets {', '.join(report['datasets'])}; {rows_held}: "
             f"videos {report.get('videos')} ({report.get('real_videos')} real, {report.get('fake_videos')} fake), "
             f"crops {report.get('crops')}"
         )
         if report.get("datasets_without_rows"):
-            line += f"; no holdout rows from {', '.join(report['datasets_without_rows'])}"
+            line += f"; no {'' if test_only else 'holdout '}rows from {', '.join(report['datasets_without_rows'])}"
         lines.append(line)
     lines.append("")
     if all(t == first for t in trained_on.values()):

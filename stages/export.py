@@ -14,9 +14,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--masks", type=Path, required=True, help="fake crops are read with their masks")
     parser.add_argument("--models", type=Path, required=True, help="the models/ root (the model store)")
     parser.add_argument("--report", type=Path, required=True, help="report JSON")
+    parser.add_argument("--sample", type=Path, help="the sample stage's output root (the card's demonstration flag)")
+    parser.add_argument("--matrix", type=Path, help="the evaluation matrix JSON (the card's figures)")
     args, params = parse_stage_args(parser, argv)
     roots = DataRoots(args.crops, Path(), args.masks)
-    export.run(export.Config.from_params(params), export.Paths(args.folds, roots, args.models, args.report))
+    paths = export.Paths(args.folds, roots, args.models, args.report, sample=args.sample, matrix=args.matrix)
+    export.run(export.Config.from_params(params), paths)
 
 
 if __name__ == "__main__":

@@ -297,6 +297,51 @@ def test_outputs_are_checked_before_any_video_is_read(
     assert not list(tmp_path.iterdir())
 
 
+def test_every_record_names_the_model_and_a_demonstration_is_announced(
+    models_root: dict, hostile_part: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """predict's records and summary carry the package card's reference; a demonstration model gets one
+    warning line on stderr; a resume onto another model's records is refused before any work."""
+    from deepfake.modeling.card import CARD_FORMAT, DEMONSTRATION_WARNING, ModelCard, write_card
+
+    package = tmp_path / "package"
+    shutil.copytree(models_root["root"] / "onnx", package / "onnx")
+    card = write_card(
+        package / "onnx",
+        ModelCard(
+            format=CARD_FORMAT,
+            name="sample-demo",
+            version="",
+            description="two networks",
+            source="trained by this pipeline (dvc repro)",
+            license="MIT",
+            trained_on=["dfdc_train_part_0"],
+            demonstration=True,
+            evaluation=[],
+            intended_use="a demonstration",
+            warning=DEMONSTRATION_WARNING,
+        ),
+    )
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(models_root["raw"]))
+    out = outputs(tmp_path)
+    videos = [str(hostile_part / "reala.mp4"), str(hostile_part / "zero.mp4")]
+    args = ["--params", str(params_file), "predict", *videos, "--models", str(package), "--backend", "onnx", "-q"]
+    assert cli_main([*args, "--csv", str(out.csv), "--json", str(out.json)]) == 0
+    expected = {"name": "sample-demo", "version": card.version, "demonstration": True}
+    report = json.loads(out.json.read_text())
+    assert report["summary"]["model"] == expected
+    assert [r["model"] for r in report["videos"]] == [expected, expected]  # the unscored video's too
+    assert [json.loads(line)["model"] for line in out.jsonl.read_text().splitlines()] == [expected, expected]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if DEMONSTRATION_WARNING in line]
+    assert warnings == [f"warning: sample-demo {card.version}: {DEMONSTRATION_WARNING}"]
+    backend = create_backend("onnx", models_root["store"], models_root["params"])
+    config = infer.PredictConfig.from_params(models_root["params"])
+    other = {**expected, "version": "0123456789ab"}
+    with pytest.raises(InputError, match=r"made by .*sample-demo.*run without --resume"):
+        infer.predict_videos([Path(v) for v in videos], backend, config, out, resume=True, model=other)
+
+
 class Interrupted(Exception):
     """Stands in for a kill: raised from inside the run after some records are out."""
 

@@ -94,6 +94,29 @@ def test_health_readiness_metrics_and_the_page(api, clip: Path) -> None:
     assert client.get("/openapi.json").json()["paths"]["/v1/analyses"]["post"]
 
 
+def test_the_model_is_named_by_readiness_every_analysis_and_the_page(api, tmp_path: Path) -> None:
+    """/readyz names the package's model; an analysis carries its record's model object; the page has the
+    place for the model and the demonstration badge, filled by app.js with textContent under the same CSP."""
+    from deepfake.modeling.card import write_card
+    from tests.test_card import a_card, make_package
+
+    card = write_card(make_package(tmp_path / "models"), a_card(name="demo", demonstration=True))
+    client = api()
+    assert client.get("/readyz").json()["model"] == {"name": "demo", "version": card.version, "demonstration": True}
+    store = JobStore(tmp_path / "serve")
+    store.add("a", "a.mp4", 5, None, queue_size=4)
+    store.claim(worker=1)
+    store.finish("a", {"probability": 0.9, "status": "ok", "model": card.reference()}, explanation=False, overlay=False)
+    job = client.get("/v1/analyses/a").json()
+    assert job["model"] == job["record"]["model"] == card.reference()
+    assert client.get("/v1/analyses").json()["analyses"][0]["model"] == card.reference()
+    page = client.get("/")
+    assert 'id="model-badge"' in page.text and 'id="model"' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"] and "<script>" not in page.text
+    script = client.get("/static/app.js").text
+    assert "demonstration model — not for real decisions" in script and "innerHTML" not in script
+
+
 def test_a_raw_body_upload_and_a_hostile_name(api, clip: Path, tmp_path: Path) -> None:
     client = api()
     raw = client.post(
@@ -353,6 +376,11 @@ def test_a_served_verdict_equals_deepfake_predict(
     assert job["probability"] == record["probability"]
     # the label's cut travels with the verdict: the page colours scores by it
     assert job["threshold"] == record["threshold"] == models_root["params"].evaluate.decision_threshold
+    # every verdict names its model: the package's card (this one has none: unknown provenance)
+    from deepfake.modeling.card import package_card
+
+    model = package_card(models_root["root"]).reference()
+    assert job["model"] == record["model"] == live.get("/readyz").json()["model"] == model
     montage = live.get(job["explanation"])
     assert montage.status_code == 200 and montage.content.startswith(b"\x89PNG")
     overlay = live.get(job["overlay"])

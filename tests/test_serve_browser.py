@@ -209,6 +209,10 @@ def test_the_page_scores_a_video_in_chromium(models_root: dict, hostile_part: Pa
             assert 0 <= float(probability.split()[0]) <= 100
             assert page.text_content("#label") in ("FAKE", "REAL")
             assert page.is_hidden("#reason")
+            # the verdict names its model; this package has no card: the unknown-provenance badge shows
+            assert (page.text_content("#model") or "").startswith("Model: models · version ")
+            badge = page.text_content("#model-badge") or ""
+            assert page.is_visible("#model-badge") and badge.endswith("not for real decisions")
 
             line = page.locator("#plot svg path.line")
             assert line.count() == 1 and (line.get_attribute("d") or "").startswith("M")

@@ -251,6 +251,27 @@ class CheckpointFolder:
         return stray
 
 
+def read_manifest_in(folder: Path, missing_hint: str = "") -> dict[str, Any]:
+    """``folder``'s ``manifest.json`` (a model package: ``models/onnx``, ``models/int8``), checked: its format,
+    every member's name, model, plain file name and outputs, the face-input contract."""
+    path = Path(folder) / MANIFEST
+    manifest = read_json_limited(path, MAX_MANIFEST_BYTES, InputError, missing_hint)
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise InputError(f"{path}: format {found!r}, expected {MANIFEST_FORMAT!r}")
+    members_ = manifest.get("members")
+    if not isinstance(members_, list) or not all(
+        isinstance(m, dict) and {"name", "model", "file", "outputs"} <= set(m) for m in members_
+    ):
+        raise InputError(f"{path}: 'members' must list name, model, file and outputs per member")
+    for member in members_:
+        file = member["file"]
+        if not isinstance(file, str) or file in ("", ".", "..") or Path(file).name != file:
+            raise InputError(f"{path}: member file {member['file']!r} must be a plain file name")
+    FaceInput.from_manifest(manifest.get("input") or {}, str(path))
+    return manifest
+
+
 class ModelStore:
     """Paths, manifests and loading for one ``models/`` folder."""
 
@@ -359,24 +380,8 @@ class ModelStore:
 
     def read_manifest(self, fmt: str = "onnx") -> dict[str, Any]:
         """The manifest of ``fmt``'s folder, checked; a missing one names the DVC stage that makes it."""
-        path = self.folder(fmt) / MANIFEST
         stage = self.stage(fmt)
-        manifest = read_json_limited(
-            path, MAX_MANIFEST_BYTES, InputError, f"; run `dvc repro {stage}` or `dvc pull {stage}`"
-        )
-        if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-            found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-            raise InputError(f"{path}: format {found!r}, expected {MANIFEST_FORMAT!r}")
-        members_ = manifest.get("members")
-        if not isinstance(members_, list) or not all(
-            isinstance(m, dict) and {"name", "model", "file", "outputs"} <= set(m) for m in members_
-        ):
-            raise InputError(f"{path}: 'members' must list name, model, file and outputs per member")
-        for member in members_:
-            if Path(member["file"]).name != member["file"]:
-                raise InputError(f"{path}: member file {member['file']!r} must be a plain file name")
-        FaceInput.from_manifest(manifest.get("input") or {}, str(path))
-        return manifest
+        return read_manifest_in(self.folder(fmt), f"; run `dvc repro {stage}` or `dvc pull {stage}`")
 
     def settings(self) -> dict[str, Any] | None:
         """The params the model package was exported with (``core.params.PACKAGE_SETTINGS``), from the

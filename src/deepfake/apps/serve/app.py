@@ -29,6 +29,7 @@ from deepfake.apps.serve.settings import ApiKeys, ServeConfig
 from deepfake.apps.serve.store import Job, JobStore
 from deepfake.apps.serve.uploads import UploadError, VideoLimits, check_video, queue_full, receive, too_large
 from deepfake.apps.serve.workers import WorkerPool
+from deepfake.modeling.card import package_card
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def job_view(job: Job, with_record: bool = True) -> dict[str, Any]:
         "probability": job.record.get("probability") if job.record else None,
         "label": job.record.get("label") if job.record else None,
         "threshold": job.record.get("threshold") if job.record else None,  # the label's cut: P(fake) >= it is FAKE
+        "model": job.record.get("model") if job.record else None,  # the card reference of the model that gave it
         "explanation": f"{base}/explanation" if job.explanation else None,
         "overlay": f"{base}/overlay" if job.overlay else None,
     }
@@ -118,6 +120,7 @@ class Service:
         self.limiter = RateLimiter(config.rate_limit_per_minute)
         self.metrics = Metrics()
         self.limits = VideoLimits(config.max_pixels, config.max_duration_s, config.max_frames)
+        self.card = package_card(config.models)  # a bad card stops the service before it starts
         self._local = threading.local()
         self.start_workers = start_workers
         self.pool: WorkerPool | None = None
@@ -331,7 +334,7 @@ def _add_api(app: FastAPI, service: Service) -> None:
             problems.append(f"the job store {config.data} is not writable")
         if counts["queued"] >= config.queue_size:
             problems.append("the queue is full")
-        body = {"ready": not problems, "problems": problems, **checks}
+        body = {"ready": not problems, "problems": problems, **checks, "model": service.card.reference()}
         return JSONResponse(body, status_code=200 if not problems else 503)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)

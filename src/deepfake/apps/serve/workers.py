@@ -42,9 +42,11 @@ class JobRunner:
     def __init__(self, config: ServeConfig) -> None:
         from deepfake.apps.explain import Explainers
         from deepfake.backends.base import create_backend
+        from deepfake.modeling.card import package_card
         from deepfake.modeling.store import ModelStore
 
         self.config = config
+        self.model = package_card(config.models).reference()  # named in every record this worker makes
         params = config.params
         self.predict = PredictConfig.from_params(params)
         store = ModelStore(config.models)
@@ -58,7 +60,7 @@ class JobRunner:
             prepared = prepare_video(jobs.upload_path(job.id), self.predict, self.backend.face_input)
             jobs.set_progress(job.id, "score", 0.6)
             [record] = score_prepared([prepared], self.backend, self.predict)
-            record.update(filename=job.filename, path=job.filename)  # never the server's upload path
+            record.update(filename=job.filename, path=job.filename, model=self.model)  # never the upload path
             explained = False
             if self.explainers is not None and record["status"] == "ok" and len(prepared.crops):
                 from deepfake.apps.explain import explain_prepared

@@ -34,6 +34,8 @@
     note: $("probability-note"),
     reason: $("reason"),
     warning: $("warning"),
+    model: $("model"),
+    modelBadge: $("model-badge"),
     facts: $("facts"),
     members: $("members"),
     tracks: $("tracks"),
@@ -229,9 +231,13 @@
     objectUrls = [];
     ui.result.hidden = true;
     ui.verdict.className = "card verdict";
-    for (const node of [ui.filename, ui.probability, ui.label, ui.reason, ui.warning, ui.timings]) node.textContent = "";
+    for (const node of [ui.filename, ui.probability, ui.label, ui.reason, ui.warning, ui.model, ui.modelBadge, ui.timings]) {
+      node.textContent = "";
+    }
     ui.reason.hidden = true;
     ui.warning.hidden = true;
+    ui.model.hidden = true;
+    ui.modelBadge.hidden = true;
     ui.facts.replaceChildren();
     ui.members.tBodies[0].replaceChildren();
     ui.tracks.tBodies[0].replaceChildren();
@@ -282,6 +288,19 @@
     return h("span", { class: "bar", "aria-hidden": "true" }, fill);
   }
 
+  // the model that gave the verdict (its card: name, version, demonstration); a demonstration model, or one
+  // whose package has no card (demonstration null), gets a badge that no one can miss
+  function showModel(model) {
+    if (!model || typeof model !== "object") return;
+    const name = typeof model.name === "string" && model.name ? model.name : "unnamed model";
+    const version = typeof model.version === "string" && model.version ? model.version : "unknown";
+    ui.model.textContent = `Model: ${name} · version ${version}`;
+    ui.model.hidden = false;
+    if (model.demonstration === true) ui.modelBadge.textContent = "demonstration model — not for real decisions";
+    else if (model.demonstration !== false) ui.modelBadge.textContent = "model of unknown provenance — not for real decisions";
+    ui.modelBadge.hidden = model.demonstration === false;
+  }
+
   function renderVerdict(job) {
     const record = job.record || {};
     seen.set(job.id, job);
@@ -299,6 +318,8 @@
       ui.label.textContent = record.label || (fake ? "FAKE" : "REAL");
       ui.note.textContent = "probability the video is fake";
     }
+
+    showModel(record.model || job.model);
 
     const warnings = [];
     if (record.decode_error) warnings.push(`The stream broke: ${record.decode_error}.`);

@@ -25,11 +25,11 @@ import cv2
 import numpy as np
 import torch
 
+from deepfake.backends.onnx_export import export_onnx
 from deepfake.media.face_input import FaceInput
 from deepfake.media.video import FrameSampling, iter_sampled_frames, probe
 from deepfake.modeling.models import create_model
 from deepfake.modeling.store import Member, ModelStore
-from deepfake.stages.export import export_onnx
 
 logger = logging.getLogger("make_bench_inputs")
 

@@ -11,6 +11,7 @@ import onnx
 import pytest
 import torch
 
+from deepfake.backends import onnx_export
 from deepfake.backends.onnx_backend import onnx_session
 from deepfake.core.errors import CheckpointError, InputError, ParamsError
 from deepfake.media.face_input import FaceInput
@@ -30,7 +31,7 @@ def test_export_has_named_io_dynamic_batch_and_matches_torch(name: str, tmp_path
     torch.manual_seed(0)
     model = create_model(name, **SMALL[name]).eval()
     path = tmp_path / f"{name}.onnx"
-    names = export.export_onnx(model, path, 64, 18)
+    names = onnx_export.export_onnx(model, path, 64, 18)
     assert names == ([LOGIT, MASK] if name == "uynet" else [LOGIT])
     graph = onnx.load(str(path))
     assert [i.name for i in graph.graph.input] == [INPUT_NAME]
@@ -40,7 +41,7 @@ def test_export_has_named_io_dynamic_batch_and_matches_torch(name: str, tmp_path
     session = onnx_session(path)
     for batch in (1, 3):  # neither is the batch of 2 used to trace the graph
         images = torch.randn(batch, 3, 64, 64)
-        differences = export.parity(model, session, images, names)
+        differences = onnx_export.parity(model, session, images, names)
         assert set(differences) == set(names)
         assert max(differences.values()) < 1e-4
     assert session.run([LOGIT], {INPUT_NAME: np.zeros((5, 3, 64, 64), np.float32)})[0].shape == (5, 1)
@@ -103,8 +104,8 @@ def test_export_refuses_a_model_that_disagrees_with_onnx(
     trained: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = store_with_checkpoints(trained, tmp_path)
-    monkeypatch.setattr(export, "parity", lambda *args: {LOGIT: 0.5})
-    with pytest.raises(export.ExportError, match=r"differs from PyTorch by 0\.5"):
+    monkeypatch.setattr(onnx_export, "parity", lambda *args: {LOGIT: 0.5})
+    with pytest.raises(onnx_export.ExportError, match=r"differs from PyTorch by 0\.5"):
         export.run(export.Config.from_params(trained["params"]), _paths(trained, store.root, tmp_path / "bad.json"))
     assert not list(store.folder("onnx").glob("*.onnx")) and not (tmp_path / "bad.json").exists()
 
@@ -114,3 +115,34 @@ def test_missing_checkpoint_or_manifest_names_the_dvc_target(trained: dict, tmp_
         ModelStore(tmp_path).read_manifest("onnx")
     with pytest.raises(CheckpointError, match="missing; run `dvc repro train@classifier`"):
         export.run(export.Config.from_params(trained["params"]), _paths(trained, tmp_path, tmp_path / "r.json"))
+
+
+def test_export_writes_the_model_card(trained: dict, tmp_path: Path) -> None:
+    """card.json beside the manifest: name and licence from params, the package's version, trained_on, the
+    demonstration flag (the training datasets are the sample's folders) and the evaluation matrix's figures."""
+    from deepfake.modeling.card import DEMONSTRATION_WARNING, TRAINED_SOURCE, package_version, read_card
+
+    params = trained["params"]
+    store = store_with_checkpoints(trained, tmp_path)
+    matrix = tmp_path / "matrix.json"
+    cells = {"video_auc": 0.75, "video_log_loss": 0.6, "frame_auc": None, "video_ap": 0.8, "video_eer": 0.25}
+    matrix.write_text(json.dumps({"classifier": {"dfdc": cells, "dfdc/Deepfakes": cells}}))
+    config = replace(export.Config.from_params(params), members=(Member("classifier"),))
+    # tiny_params puts the training part at <hostile_part.parent>/dfdc_train_part_0, one of sample.parts
+    sample = Path(params.data.datasets["dfdc_train_part_0"].root).parent
+    paths = export.Paths(trained["folds"], trained["roots"], store.root, tmp_path / "e.json", sample, matrix)
+    report = export.run(config, paths)
+    card = read_card(store.folder("onnx"))
+    assert card.version == package_version(store.folder("onnx")) == report["card"]["version"]
+    assert report["card"] == {"name": params.export.name, "version": card.version, "demonstration": True}
+    assert (card.name, card.license, card.source) == (params.export.name, params.export.license, TRAINED_SOURCE)
+    assert card.trained_on == list(params.train.datasets) and card.warning == DEMONSTRATION_WARNING
+    assert {(f.metric, f.value, f.testset) for f in card.evaluation} == {(k, v, "dfdc") for k, v in cells.items()}
+    assert "classifier" in card.description and str(matrix) in card.description
+    # another sample root: the training data is not the sample's
+    assert export.trained_on_sample_only(config, tmp_path / "elsewhere") is False
+    assert export.trained_on_sample_only(config, None) is None
+    figures, note = export.evaluation_figures(config.members, None)
+    assert figures == [] and "without the evaluation matrix" in note
+    with pytest.raises(InputError, match=r"no row 'all-ensemble'.*dvc repro matrix"):
+        export.evaluation_figures(export.Config.from_params(params).members, matrix)

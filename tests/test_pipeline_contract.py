@@ -16,6 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 PREPROCESSING = ("bboxes", "crops", "landmarks", "diffs")
+TEST_ONLY_STAGES = ("ingest_test", "bboxes_test", "crops_test")  # per test-only dataset (data.test_datasets)
 
 
 def _module_file(name: str) -> Path | None:
@@ -61,8 +62,9 @@ def _all_stages() -> dict:
 
     with Repo(str(ROOT)) as repo:
         stages = {stage.addressing: stage for stage in repo.index.stages}
-        for stage in repo.stage.collect(str(ROOT / "deploy" / "dvc.yaml")):
-            stages[stage.addressing] = stage
+        for extra in ("deploy", "zoo"):  # the pipelines kept out of the default `dvc repro`
+            for stage in repo.stage.collect(str(ROOT / extra / "dvc.yaml")):
+                stages[stage.addressing] = stage
     return stages
 
 
@@ -81,10 +83,14 @@ def params() -> dict:
 
 def test_expected_stages_exist_per_dataset_and_test_set(stages: dict, params: dict) -> None:
     datasets, testsets = params["data"]["datasets"], params["evaluate"]["testsets"]
+    test_only = params["data"]["test_datasets"]
     expected = {"sample", "folds", "matrix"}
     expected |= {f"{s}@{d}" for s in ("ingest", *PREPROCESSING) for d in datasets}
+    expected |= {f"{s}@{d}" for s in TEST_ONLY_STAGES for d in test_only}
     expected |= {f"evaluate@{t}" for t in testsets}
     assert expected <= set(stages)
+    # a test-only dataset is never landmarked, diffed or folded: only evaluate reads its crops
+    assert not {f"{s}@{d}" for s in ("ingest", *PREPROCESSING) for d in test_only} & set(stages)
 
 
 def stage_script(cmd: str) -> str:
@@ -116,12 +122,13 @@ def test_the_closure_follows_lazy_imports_and_packages(tmp_path: Path) -> None:
     assert {"src/deepfake/modeling/store.py", "src/deepfake/core/errors.py"} <= closure
 
 
-LAYERS = ("core", "media", "modeling", "sample", "backends", "stages", "apps")
+LAYERS = ("core", "media", "modeling", "sample", "backends", "zoo", "stages", "apps")
 # What each layer may import: its own and every lower one, except that the sample sits beside modeling
 # and backends (between media and stages): it imports core and media only, and only stages and apps import it.
 MAY_IMPORT = {layer: set(LAYERS[: i + 1]) for i, layer in enumerate(LAYERS)}
 MAY_IMPORT["sample"] -= {"modeling"}
 MAY_IMPORT["backends"] -= {"sample"}
+MAY_IMPORT["zoo"] -= {"sample"}  # the published detectors: fetching, their layouts, their inference
 
 
 def _layer(relative: str) -> str | None:
@@ -223,7 +230,7 @@ def test_stage_params_exist_in_params_yaml(stages: dict, params: dict) -> None:
 def test_the_sample_writes_every_configured_dataset_root(stages: dict, params: dict) -> None:
     outs = {str(o.def_path) for o in stages["sample"].outs}
     assert {f"data/raw/{part}" for part in params["sample"]["parts"]} <= outs
-    for name, spec in params["data"]["datasets"].items():
+    for name, spec in {**params["data"]["datasets"], **params["data"]["test_datasets"]}.items():
         assert spec["root"] in outs, f"data.datasets.{name}.root is not a sample output"
         if "identities" in spec:
             assert any(spec["identities"].startswith(out + "/") for out in outs), name
@@ -327,7 +334,8 @@ STAGE_MODULES = sorted(p.stem for p in (SRC / "deepfake" / "stages").glob("*.py"
 @pytest.mark.parametrize("name", STAGE_MODULES)
 def test_every_stage_module_has_the_one_stage_contract(name: str) -> None:
     """``Config.from_params(params)`` (train also takes the model and seed, ingest the dataset, evaluate the
-    test set), a ``Paths`` dataclass and ``run(config, paths) -> report``; built here from the real params.yaml."""
+    test set, zoo_fetch the entry, zoo_convert the package), a ``Paths`` dataclass and
+    ``run(config, paths) -> report``; built here from the real params.yaml."""
     import dataclasses
     import importlib
     import inspect
@@ -342,6 +350,10 @@ def test_every_stage_module_has_the_one_stage_contract(name: str) -> None:
         config = module.Config.from_params(params, next(iter(params.data.datasets)))
     elif name == "evaluate":
         config = module.Config.from_params(params, next(iter(params.evaluate.testsets)))
+    elif name == "zoo_fetch":
+        config = module.Config.from_params(params, next(iter(params.zoo.entries)))
+    elif name == "zoo_convert":
+        config = module.Config.from_params(params, next(iter(params.zoo.packages)))
     else:
         config = module.Config.from_params(params)
     assert dataclasses.is_dataclass(config) and dataclasses.is_dataclass(module.Paths)
@@ -374,3 +386,83 @@ def test_the_export_stage_tracks_every_setting_its_manifest_records() -> None:
     for section, keys in PACKAGE_SETTINGS.items():
         for key in [section] if keys is None else [f"{section}.{k}" for k in keys]:
             assert key in tracked or section in tracked, f"export's params in dvc.yaml lack {key}"
+
+
+# ---- test-only datasets never touch folds or training -------------------------------------------------
+
+
+def _resolved(root: Path, raw_params: dict) -> dict:
+    """The stages of this dvc.yaml resolved against ``raw_params`` in a scratch DVC repository at ``root``:
+    name -> (command, data deps, params deps with their values, outs), what `dvc status` compares short of the
+    files' hashes."""
+    import shutil
+
+    from dvc.repo import Repo
+
+    root.mkdir()
+    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
+    (root / "params.yaml").write_text(yaml.safe_dump(raw_params, sort_keys=False))
+    Repo.init(str(root), no_scm=True).close()
+    with Repo(str(root)) as repo:
+        return {
+            stage.name: (
+                stage.cmd,
+                sorted(str(d.def_path) for d in stage.deps if not hasattr(d, "params")),
+                sorted(
+                    (key, repr(_param(raw_params, key))) for d in stage.deps if hasattr(d, "params") for key in d.params
+                ),
+                sorted(str(o.def_path) for o in stage.outs),
+            )
+            for stage in repo.index.stages
+        }
+
+
+def _param(raw_params: dict, key: str) -> object:
+    """``raw_params["a"]["b"]`` for the params key "a.b", as a stage's params name it."""
+    node: object = raw_params
+    for part in key.split("."):
+        assert isinstance(node, dict) and part in node, f"param {key} not in params.yaml"
+        node = node[part]
+    return node
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/") or folder.startswith(path.rstrip("/") + "/")
+
+
+def test_adding_a_test_only_dataset_and_test_set_leaves_folds_and_training_unchanged(
+    tmp_path: Path, params: dict
+) -> None:
+    """A test-only dataset (data.test_datasets) and a test set of it add their own ingest_test, bboxes_test and
+    crops_test stages and one evaluate@ stage; folds and every train@ / train_seed@ stage keep their command,
+    deps, params and values, and no new output lies inside (or around) one of their deps, so `dvc status` lists
+    none of them. Every other existing stage keeps its definition too, but matrix (its test set list grows).
+    Checked from nothing (no test-only dataset: their foreach stages are empty) and from params.yaml's own."""
+    from copy import deepcopy
+
+    from deepfake.core.params import validate_params
+
+    without = deepcopy(params)
+    test_only = set(without["data"]["test_datasets"])
+    without["data"]["test_datasets"] = {}
+    without["evaluate"]["testsets"] = {
+        name: sets for name, sets in without["evaluate"]["testsets"].items() if not test_only & set(sets)
+    }
+    extra = {"layout": "dfdc_test", "root": "/elsewhere/dfdc_public_test", "split": "test"}
+    for step, before in enumerate((without, params)):
+        after = deepcopy(before)
+        after["data"]["test_datasets"]["new_test"] = extra
+        after["evaluate"]["testsets"]["new_testset"] = ["new_test"]
+        validate_params(after, "the test's params.yaml")  # the variant is valid params
+        old, new = _resolved(tmp_path / f"before{step}", before), _resolved(tmp_path / f"after{step}", after)
+        added = {f"{s}@new_test" for s in TEST_ONLY_STAGES} | {"evaluate@new_testset"}
+        assert set(new) - set(old) == added and set(old) <= set(new)
+        protected = [n for n in old if n == "folds" or n.startswith(("train@", "train_seed@"))]
+        assert "folds" in protected and len(protected) > 1 + len(params["models"])
+        changed = sorted(n for n in old if old[n] != new[n])
+        assert changed == ["matrix"], changed
+        new_outs = [out for name in added for out in new[name][3]]
+        for name in protected:
+            for dep in new[name][1]:
+                inside = [out for out in new_outs if _inside(out, dep)]
+                assert not inside, f"{name}: dep {dep} would change with the new outputs {inside}"

@@ -6,10 +6,16 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deepfake.backends.base import BACKENDS, EXPLAIN_BACKENDS
 from deepfake.core.command import report_failure, setup_logging
 from deepfake.core.params import Params, load_params, load_params_for_models
+
+if TYPE_CHECKING:  # `deepfake --help` imports no runtime
+    from deepfake.apps.predict import PredictConfig, RecordStream
+    from deepfake.backends.base import Backend
+    from deepfake.modeling.store import ModelStore
 
 SERVE_BACKENDS = ("torch", "onnx", "onnx-int8", "triton")  # the serve section's choices (ServeParams.backend)
 
@@ -27,6 +33,18 @@ def _model_params(args: argparse.Namespace, models: Path) -> Params:
     params, source = load_params_for_models(args.params, lambda: ModelStore(models).settings())
     logging.getLogger("deepfake").info("settings from %s", source)
     return params
+
+
+def _model_card(models: Path) -> dict[str, object]:
+    """The model package's card reference for the verdicts; a demonstration model (or one without a card) is
+    announced with one warning line on stderr."""
+    from deepfake.modeling.card import package_card
+
+    card = package_card(models)
+    notice = card.notice()
+    if notice:
+        print(f"warning: {card.name} {card.version}: {notice}", file=sys.stderr)
+    return card.reference()
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -55,6 +73,19 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pipeline_stream(store: ModelStore, backend: Backend, config: PredictConfig) -> RecordStream | None:
+    """The record stream of the pipeline a zoo package names (None: the project's own pipeline)."""
+    from deepfake.apps.zoo_predict import DFDC1ST_PIPELINE, dfdc1st_config, dfdc1st_stream, package_pipeline
+
+    if not (store.folder("onnx") / "manifest.json").is_file():
+        return None  # a checkpoint-only store (--backend torch) is always the project's own
+    pipeline, settings = package_pipeline(store)
+    if pipeline != DFDC1ST_PIPELINE or settings is None:
+        return None
+    logging.getLogger("deepfake").info("the package names the DFDC winner's own inference (pipeline dfdc1st)")
+    return dfdc1st_stream(backend, dfdc1st_config(settings, backend.face_input.image_size), config.aggregation)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -65,7 +96,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     params = _model_params(args, args.models)
     config = PredictConfig.from_params(params)  # every section predict reads is validated before any work
     outputs = Outputs(csv=args.csv, json=args.json, jsonl=args.jsonl or args.json.with_suffix(".jsonl"))
-    backend = create_backend(args.backend or params.predict.backend, ModelStore(args.models), params, args.url)
+    store = ModelStore(args.models)
+    backend = create_backend(args.backend or params.predict.backend, store, params, args.url)
     summary = predict_videos(
         args.inputs,
         backend,
@@ -73,6 +105,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         outputs,
         resume=args.resume,
         progress=lambda v: tqdm(v, unit="video", disable=args.quiet),
+        model=_model_card(args.models),
+        stream=_pipeline_stream(store, backend, config),
     )
     log = logging.getLogger("deepfake")
     log.info(
@@ -112,6 +146,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     params = _model_params(args, args.models)
     store = ModelStore(args.models)
+    _model_card(args.models)  # the warning of a demonstration model
     rows = args.montage if args.montage is not None else params.explain.montage_rows
     fps = args.fps if args.fps is not None else params.explain.overlay_fps
     summary = explain(args.video, params, store, args.out, rows, fps, args.backend)

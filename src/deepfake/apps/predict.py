@@ -15,13 +15,15 @@ member within each face track, the member mean, and the video's score from its m
 swapped face among real ones is not diluted by them.
 
 A video that cannot be decoded, shows no face, or fails in any other way gets a status saying so and
-its record carries no probability; the batch goes on. Records are appended to a JSON Lines file as they
-are produced (``--resume`` skips the videos already there); the CSV and the JSON are written together
-at the end from the same records.
+its record carries no probability; the batch goes on. Every record names the model that gave it
+(``model``: the package card's name, version and demonstration flag, ``deepfake.modeling.card``).
+Records are appended to a JSON Lines file as they are produced (``--resume`` skips the videos already
+there); the CSV and the JSON are written together at the end from the same records.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -32,7 +34,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -60,6 +62,8 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 FALLBACK_PROBABILITY = 0.5
 CSV_COLUMNS = ("filename", "label", "status", "path")  # DFDC's filename,label first; path tells same names apart
 STEPS = ("decode", "detect", "crop", "infer", "aggregate")
+# videos (and the progress wrapper) -> their records in input order: another pipeline than the project's own
+RecordStream = Callable[[Sequence[Path], Callable[[Iterable[Path]], Iterable[Path]] | None], Iterator[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -450,6 +454,16 @@ def read_done(jsonl: Path) -> dict[str, dict[str, Any]]:
     return done
 
 
+def check_same_model(done: Mapping[str, dict[str, Any]], model: Mapping[str, Any], jsonl: Path) -> None:
+    """Refuse to resume records that another model (or a run that named none) gave: one output, one model."""
+    for path, record in done.items():
+        if record.get("model") != dict(model):
+            raise InputError(
+                f"{jsonl}: the record of {path} was made by {record.get('model') or 'an unnamed model'}, this run "
+                f"uses {dict(model)}; run without --resume or write to another --jsonl"
+            )
+
+
 def write_submission(path: Path, records: Sequence[dict[str, Any]]) -> None:
     """DFDC submission CSV (``filename,label``; label = P(fake)) plus status and path; unscored carry
     ``FALLBACK_PROBABILITY``."""
@@ -558,16 +572,24 @@ def predict_videos(
     resume: bool = False,
     progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None,
     pool: AbstractContextManager[Any] | None = None,
+    model: Mapping[str, Any] | None = None,
+    stream: RecordStream | None = None,
 ) -> dict[str, Any]:
     """Score every video; stream records to ``outputs.jsonl``; write the CSV and JSON; return the summary.
 
     Videos are prepared (decode, detect, crop) by ``predict.workers`` processes a few videos ahead of
     inference, which batches crops across videos. Every per-video failure is that video's status;
     an environment fault (disk full, permission denied) stops the run, the records so far kept.
+    ``stream``: the records of another pipeline a zoo package names (``deepfake.apps.zoo_predict``),
+    instead of the project's own.
+    ``model`` (the package card's ``reference()``) goes into every record and the summary; with ``resume``,
+    records of an earlier run by another model are refused rather than mixed in.
     """
     videos = collect_videos(inputs)
     outputs.check(videos)
     done = read_done(outputs.jsonl) if resume else {}
+    if model is not None:
+        check_same_model(done, model, outputs.jsonl)
     todo = [v for v in videos if _path_key(v) not in done]
     if done:
         logger.info("resuming: %d of %d videos already in %s", len(videos) - len(todo), len(videos), outputs.jsonl)
@@ -575,8 +597,15 @@ def predict_videos(
     started = time.perf_counter()
     fresh: dict[str, dict[str, Any]] = {}
     try:
-        with pool if pool is not None else video_pool(config) as workers:
-            for record in score_stream(todo, backend, config, workers, progress):
+        with contextlib.ExitStack() as stack:
+            if stream is None:  # the project's own pipeline: prepared in worker processes, batched inference
+                workers = stack.enter_context(pool if pool is not None else video_pool(config))
+                records_ = score_stream(todo, backend, config, workers, progress)
+            else:  # another pipeline a zoo package names (deepfake.apps.zoo_predict)
+                records_ = stream(todo, progress)
+            for record in records_:
+                if model is not None:
+                    record["model"] = dict(model)
                 sink.write(record)
                 fresh[record["path"]] = record
     finally:
@@ -585,6 +614,7 @@ def predict_videos(
     records = [fresh.get(_path_key(v)) or done[_path_key(v)] for v in videos]
     summary = {
         "backend": backend.name,
+        "model": dict(model) if model is not None else None,
         "members": backend.members,
         "videos": len(records),
         "scored": sum(r["probability"] is not None for r in records),

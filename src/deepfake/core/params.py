@@ -17,7 +17,8 @@ What is validated where:
 - Relations across sections: ``Params``'s ``model_validator`` (every name in ``models`` has a
   ``model.<name>`` section; the holdout and validation folds differ and exist for the fold strategy;
   a U-YNet's input size is divisible by ``2 ** depth``; SGD's Nesterov momentum is positive; the
-  ``part`` strategy can read a number from every data part's name).
+  ``part`` strategy can read a number from every data part's name; ``train.datasets`` names no
+  test-only dataset; a test set holds ``data.datasets`` entries or test-only ones, never both).
 - Reporting: ``validate_params`` turns pydantic's errors into one ``ParamsError`` with one line per
   problem, ``<source>: <dotted.key>: <problem>``; an unknown key names the nearest valid one.
 
@@ -212,12 +213,31 @@ class DatasetParams(_Section):
 
 
 class DataParams(_Section):
-    # name -> dataset; one ingest and one stage of each preprocessing step per dataset (dvc.yaml foreach)
+    # name -> dataset; one ingest and one stage of each preprocessing step per dataset (dvc.yaml foreach); all of
+    # them are folded (the folds stage), so train.datasets and the holdout test sets name these
     datasets: Annotated[dict[PartName, DatasetParams], Field(min_length=1)]
+    # name -> test-only dataset (may be empty): ingested, boxed and cropped by the ingest_test, bboxes_test and
+    # crops_test stages, never folded or trained on; a test set of them scores every video (docs/datasets.md)
+    test_datasets: dict[PartName, DatasetParams]
+
+    @model_validator(mode="after")
+    def _one_role_per_dataset(self) -> DataParams:
+        both = sorted(set(self.datasets) & set(self.test_datasets))
+        if both:
+            _fail(
+                "test_datasets",
+                f"{', '.join(both)} also in data.datasets: a dataset is either folded and trainable (data.datasets) "
+                "or test-only (data.test_datasets), and its name names its outputs (data/index/<name>.csv)",
+            )
+        return self
+
+    def spec(self, name: str) -> DatasetParams | None:
+        """Dataset ``name``'s entry, from ``datasets`` or ``test_datasets`` (None if neither has it)."""
+        return self.datasets.get(name) or self.test_datasets.get(name)
 
     def extra_roots(self, name: str) -> tuple[Path, ...]:
         """The folders besides its root that dataset ``name``'s videos may lie in (none if unknown)."""
-        spec = self.datasets.get(name)
+        spec = self.spec(name)
         return tuple(Path(root) for root in spec.extra_roots) if spec else ()
 
 
@@ -513,7 +533,8 @@ class EvaluateParams(_Section):
     decision_threshold: Annotated[float, Field(gt=0, lt=1)]
     batch_size: PositiveInt
     device: AutoDevice
-    # test set -> the datasets whose holdout-fold rows it holds (one evaluate@<test set> stage each, in this order)
+    # test set -> the datasets whose holdout-fold rows it holds, or test-only datasets (data.test_datasets) whose
+    # every video it holds, never both kinds (one evaluate@<test set> stage each, in this order)
     testsets: Annotated[dict[TestsetName, PartList], Field(min_length=1)]
 
 
@@ -521,6 +542,8 @@ class ExportParams(_Section):
     opset: Annotated[int, Field(ge=17)]
     parity_crops: PositiveInt
     tolerance: PositiveFloat
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]  # the model card's
+    license: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class QuantizeParams(_Section):
@@ -608,6 +631,110 @@ class ServeParams(_Section):
     shutdown_grace_s: NonNegativeInt  # uvicorn's graceful shutdown and then the workers' (one value, so they agree)
 
 
+# ---- the model zoo: published detectors (deepfake.zoo) ------------------------------------------------
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+ZOO_LAYOUTS = ("dfdc1st", "icpr2020")  # deepfake.zoo.layouts.LAYOUTS (a test keeps them equal)
+ZOO_PIPELINES = ("project", "dfdc1st")  # project: the project's own prediction; dfdc1st: the winner's inference
+
+
+def _https_url(url: str) -> str:
+    # Weights are code-adjacent (a pickle reader parses them): only HTTPS from a named host, and http only for
+    # the loopback test servers.
+    if not re.fullmatch(r"https://[A-Za-z0-9.\-]+(:[0-9]+)?/\S+|http://127\.0\.0\.1:[0-9]+/\S+", url):
+        raise ValueError("must be an https:// URL (http:// only to 127.0.0.1, for tests)")
+    return url
+
+
+def _sha256(value: str) -> str:
+    if not _SHA256.fullmatch(value):
+        raise ValueError("must be 64 lower-case hex digits (a SHA-256)")
+    return value
+
+
+class ZooFileParams(_Section):
+    name: PartName  # the file's name in models/zoo/<entry>/download
+    url: Annotated[str, AfterValidator(_https_url)]
+    # optional by design: absent, the first download records it (zoo/checksums/<entry>.json)
+    sha256: Annotated[str, AfterValidator(_sha256)] | None = None
+
+
+class ZooFigureParams(_Section):
+    metric: NonEmptyStr
+    testset: NonEmptyStr  # the test set or benchmark the publisher measured it on
+    value: float | None = None  # optional by design: absent, the figure is in the source, not restated here
+    source: NonEmptyStr
+
+
+class ZooEntryParams(_Section):
+    """One publisher's release: where its files are, their license, and how they become a model package."""
+
+    title: NonEmptyStr
+    source: NonEmptyStr
+    license: NonEmptyStr
+    layout: Literal["dfdc1st", "icpr2020"]  # ZOO_LAYOUTS
+    model: NonEmptyStr  # a registry architecture (deepfake.modeling.models)
+    model_kwargs: dict[NonEmptyStr, Any]
+    image_size: PositiveInt
+    margin: Annotated[float, Field(ge=0, le=2)]
+    pipeline: Literal["project", "dfdc1st"]  # ZOO_PIPELINES
+    trained_on: NonEmptyStr
+    evaluation: list[ZooFigureParams]
+    files: Annotated[list[ZooFileParams], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique_files(self) -> ZooEntryParams:
+        names = [f.name for f in self.files]
+        if len(set(names)) != len(names):
+            raise ValueError(f"file names repeat: {sorted(n for n in set(names) if names.count(n) > 1)}")
+        return self
+
+
+class ZooPackageParams(_Section):
+    entry: PartName  # a key of zoo.entries
+    files: Literal["all"] | Annotated[list[PartName], Field(min_length=1), AfterValidator(_unique)]
+
+
+class Dfdc1stParams(_Section):
+    """The DFDC winner's inference numbers (deepfake.zoo.dfdc1st.Dfdc1stConfig; the package records them)."""
+
+    frames: PositiveInt
+    thresholds: Annotated[list[Probability], Field(min_length=3, max_length=3)]
+    downscale: PositiveInt
+    margin_divisor: PositiveInt
+    max_faces: PositiveInt
+    confident: ConfidentParams
+
+
+class ZooParams(_Section):
+    timeout_s: PositiveFloat
+    retries: NonNegativeInt
+    dfdc1st: Dfdc1stParams
+    entries: dict[PartName, ZooEntryParams]
+    packages: dict[TestsetName, ZooPackageParams]  # a package names a folder and a DVC stage, as a test set does
+
+    @model_validator(mode="after")
+    def _packages_name_files(self) -> ZooParams:
+        problems: list[tuple[str, str]] = []
+        for name, package in self.packages.items():
+            entry = self.entries.get(package.entry)
+            if entry is None:
+                problems.append((f"zoo.packages.{name}.entry", f"{package.entry!r} is not a key of zoo.entries"))
+            elif package.files != "all":
+                known = [f.name for f in entry.files]
+                for file in package.files:
+                    if file not in known:
+                        problems.append((f"zoo.packages.{name}.files", f"{file!r} is not a file of {package.entry}"))
+        _raise_problems(problems)
+        return self
+
+    def package_files(self, name: str) -> list[ZooFileParams]:
+        """The files of package ``name``, in the entry's order."""
+        package = self.packages[name]
+        files = self.entries[package.entry].files
+        return list(files) if package.files == "all" else [f for f in files if f.name in package.files]
+
+
 class Params(_Section):
     """The whole of params.yaml: one attribute per top-level section."""
 
@@ -634,6 +761,7 @@ class Params(_Section):
     predict: PredictParams
     explain: ExplainParams
     serve: ServeParams
+    zoo: ZooParams
 
     @model_validator(mode="after")
     def _across_sections(self) -> Params:
@@ -676,16 +804,38 @@ class Params(_Section):
                     problems.append(
                         (f"data.datasets.{name}", "has no trailing number, which folds.strategy part needs")
                     )
+        test_only = self.data.test_datasets
         for index, name in enumerate(train.datasets):
-            if name not in self.data.datasets:
+            if name in test_only:
+                problems.append(
+                    (
+                        f"train.datasets[{index}]",
+                        f"{name!r} is a test-only dataset (data.test_datasets): it is never folded or trained on; "
+                        "move its entry to data.datasets to train on it",
+                    )
+                )
+            elif name not in self.data.datasets:
                 problems.append((f"train.datasets[{index}]", f"{name!r} is not a key of data.datasets"))
         testsets = getattr(self.evaluate, "testsets", None) or {}
         for testset, names in testsets.items():
             for index, name in enumerate(names):
-                if name not in self.data.datasets:
+                if name not in self.data.datasets and name not in test_only:
                     problems.append(
-                        (f"evaluate.testsets.{testset}[{index}]", f"{name!r} is not a key of data.datasets")
+                        (
+                            f"evaluate.testsets.{testset}[{index}]",
+                            f"{name!r} is not a key of data.datasets or data.test_datasets",
+                        )
                     )
+            folded = [name for name in names if name in self.data.datasets]
+            whole = [name for name in names if name in test_only]
+            if folded and whole:
+                problems.append(
+                    (
+                        f"evaluate.testsets.{testset}",
+                        f"mixes test-only datasets ({', '.join(whole)}: every video scored) with data.datasets "
+                        f"entries ({', '.join(folded)}: their holdout-fold rows); give each kind its own test set",
+                    )
+                )
         _raise_problems(problems)
         return self
 

@@ -8,33 +8,40 @@ contract is the params' (``train.image_size``, ``crops.margin``) unless the chec
 own (a model added to the store from elsewhere). The store's ``manifest.json`` records the members and the
 contract, and the params prediction needs (detector, crop margin, sampling, tracks, aggregation), so a
 reader (``deepfake predict`` and ``deepfake serve`` from any folder, Triton) needs nothing else.
+
+Beside the manifest goes the package's model card (``card.json``, ``deepfake.modeling.card``): its name and
+licence (``export.name``, ``export.license``), the version derived from the files, ``trained_on``
+(``train.datasets``), ``demonstration`` (every training dataset's root is one of the built-in sample's folders
+under ``Paths.sample``, the sample stage's output root) and the evaluation matrix's figures of the package's
+row (``Paths.matrix``, ``metrics/matrix.json``), so every verdict can name the model that gave it.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from deepfake.backends.onnx_backend import onnx_session
+from deepfake.backends.onnx_export import ExportError, export_member
 from deepfake.core.errors import InputError
-from deepfake.core.fileio import atomic_path, write_json_atomic
+from deepfake.core.fileio import read_json_limited, write_json_atomic
 from deepfake.core.params import Params, package_settings
 from deepfake.media.face_input import FaceInput
+from deepfake.modeling.card import Figure, ModelCard, matrix_figures, pipeline_card, write_card
 from deepfake.modeling.data import CropDataset, DataRoots, ModelStagePaths, read_folds, select_folds
-from deepfake.modeling.store import INPUT_NAME, LOGIT, Member, ModelStore, ensemble, params_face_input
+from deepfake.modeling.store import Member, ModelStore, ensemble, params_face_input
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["Config", "ExportError", "Paths", "evaluation_figures", "model_card", "run", "trained_on_sample_only"]
 
-class ExportError(InputError):
-    """An exported graph that fails the ONNX checker or disagrees with PyTorch."""
+MAX_MATRIX_BYTES = 64 << 20
+# the evaluate stage's row of every member together (deepfake.stages.evaluate names it so): the package's row
+ALL_MEMBERS_ROW = "all-ensemble"
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,11 @@ class Config:
     holdout_fold: int
     members: tuple[Member, ...]  # the ensemble: every model with train.seed and each ensemble seed
     settings: dict[str, Any]  # what prediction needs, recorded in the manifest (core.params.PACKAGE_SETTINGS)
+    name: str  # the model card's (export.name)
+    license: str  # the model card's (export.license)
+    trained_on: tuple[str, ...]  # train.datasets
+    training_roots: tuple[str, ...]  # their roots (data.datasets.<name>.root)
+    sample_folders: tuple[str, ...]  # the built-in sample's dataset folders (sample.parts + sample.datasets)
 
     @classmethod
     def from_params(cls, params: Params) -> Config:
@@ -57,71 +69,22 @@ class Config:
             holdout_fold=params.train.holdout_fold,
             members=ensemble(params),
             settings=package_settings(params),
+            name=params.export.name,
+            license=params.export.license,
+            trained_on=tuple(params.train.datasets),
+            training_roots=tuple(str(params.data.datasets[d].root) for d in params.train.datasets),
+            sample_folders=(*params.sample.parts, *params.sample.datasets),
         )
 
 
-Paths = ModelStagePaths  # the models/ root: reads train/, writes onnx/
+@dataclass(frozen=True)
+class Paths(ModelStagePaths):
+    """The models/ root (reads train/, writes onnx/), and for the model card: the sample stage's output root
+    (None: whether the models saw only the sample is not known, and the card says so) and the evaluation
+    matrix (None: the card carries no figures)."""
 
-
-class OutputTuple(nn.Module):
-    """The model with its output dict as a fixed-order tuple (ONNX outputs are positional)."""
-
-    def __init__(self, model: nn.Module, names: list[str]) -> None:
-        super().__init__()
-        self.model = model
-        self.names = names
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outputs = self.model(image)
-        return tuple(outputs[name] for name in self.names)
-
-
-def output_names(model: nn.Module, image_size: int) -> list[str]:
-    """``logit`` first, then the model's other outputs (``mask``) in a stable order."""
-    with torch.no_grad():
-        keys = list(model.eval()(torch.zeros(1, 3, image_size, image_size)))
-    return [LOGIT, *sorted(k for k in keys if k != LOGIT)]
-
-
-def export_onnx(model: nn.Module, path: Path, image_size: int, opset: int) -> list[str]:
-    """Write ``model`` (eval mode) to ``path`` with a dynamic batch axis; returns the output names."""
-    import onnx
-
-    model = model.eval()
-    names = output_names(model, image_size)
-    wrapped = OutputTuple(model, names).eval()
-    example = torch.zeros(2, 3, image_size, image_size)
-    with atomic_path(path) as tmp:
-        # torch's exporter builds the graph at opset 18; older opsets are converted down by onnx
-        torch.onnx.export(
-            wrapped,
-            (example,),
-            str(tmp),
-            input_names=[INPUT_NAME],
-            output_names=names,
-            opset_version=opset,
-            dynamo=True,
-            # keyed by OutputTuple.forward's argument name, not the graph's input name
-            dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=4096)}},
-            external_data=False,
-        )
-        graph = onnx.load(str(tmp))
-        try:
-            onnx.checker.check_model(graph, full_check=True)
-        except onnx.checker.ValidationError as err:
-            raise ExportError(f"{path}: the exported graph fails onnx.checker: {err}") from err
-    model.eval()  # the exporter restores the wrapper's train flag, which reaches the model
-    return names
-
-
-@torch.no_grad()
-def parity(model: nn.Module, session: Any, images: torch.Tensor, names: list[str]) -> dict[str, float]:
-    """Largest absolute difference per output between PyTorch and ONNX Runtime on ``images``."""
-    reference = model.eval()(images)
-    produced = session.run(names, {INPUT_NAME: images.numpy()})
-    return {
-        name: float(np.abs(reference[name].numpy() - value).max()) for name, value in zip(names, produced, strict=True)
-    }
+    sample: Path | None = None  # data/raw
+    matrix: Path | None = None  # metrics/matrix.json
 
 
 def parity_images(folds_csv: Path, roots: DataRoots, config: Config) -> torch.Tensor:
@@ -134,31 +97,39 @@ def parity_images(folds_csv: Path, roots: DataRoots, config: Config) -> torch.Te
     return torch.stack([dataset[i]["image"] for i in range(len(dataset))])
 
 
-def export_member(store: ModelStore, member: Member, images: torch.Tensor, config: Config) -> dict[str, Any]:
-    """Export one member, check it, and return its manifest entry (with the parity figures)."""
-    model = store.load_torch(member)
-    path = store.graph(member.name, "onnx")
-    started = time.perf_counter()
-    names = export_onnx(model, path, config.face_input.image_size, config.opset)
-    differences = parity(model, onnx_session(path), images, names)
-    worst = max(differences.values())
-    if not np.isfinite(worst) or worst > config.tolerance:
-        path.unlink(missing_ok=True)
-        raise ExportError(
-            f"{member.name}: ONNX Runtime differs from PyTorch by {worst:.3g} on holdout crops "
-            f"(export.tolerance {config.tolerance:g}); the ONNX file was removed"
-        )
-    logger.info("%s -> %s: max abs difference %s", store.checkpoint(member), path, differences)
-    return {
-        "name": member.name,
-        "model": member.model,
-        "file": path.name,
-        "outputs": names,
-        "bytes": path.stat().st_size,
-        "max_abs_diff": differences,
-        "parity_crops": len(images),
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+def trained_on_sample_only(config: Config, sample_root: Path | None) -> bool | None:
+    """True when every training dataset's root is one of the built-in sample's folders under ``sample_root``
+    (the sample stage's output root); None when no sample root is given (not known)."""
+    if sample_root is None:
+        return None
+    sample = {(Path(sample_root) / folder).resolve() for folder in config.sample_folders}
+    return all(Path(root).resolve() in sample for root in config.training_roots)
+
+
+def evaluation_figures(members: tuple[Member, ...], matrix_path: Path | None) -> tuple[list[Figure], str]:
+    """The matrix row of the package's members (``all-ensemble``, or the member's own row when there is one)
+    as card figures, and a sentence saying where they come from."""
+    if matrix_path is None:
+        return [], "Exported without the evaluation matrix: the card carries no figures."
+    matrix = read_json_limited(matrix_path, MAX_MATRIX_BYTES, InputError, "; run `dvc repro matrix`")
+    row = members[0].name if len(members) == 1 else ALL_MEMBERS_ROW
+    figures = matrix_figures(matrix, row, str(matrix_path))
+    return figures, f"Evaluation: {matrix_path}, row {row} (a test set's holdout fold; a test-only set's every video)."
+
+
+def model_card(config: Config, entries: list[dict[str, Any]], paths: Paths) -> ModelCard:
+    """The card of the models this pipeline trained (``write_card`` stamps the version)."""
+    figures, note = evaluation_figures(config.members, paths.matrix)
+    return pipeline_card(
+        name=config.name,
+        licence=config.license,
+        members=entries,
+        image_size=config.face_input.image_size,
+        trained_on=config.trained_on,
+        demonstration=trained_on_sample_only(config, paths.sample),
+        evaluation=figures,
+        evaluation_note=note,
+    )
 
 
 def run(config: Config, paths: Paths) -> dict[str, Any]:
@@ -171,12 +142,24 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
     for stale in out_dir.glob("*.onnx"):  # members dropped from params must not linger
         if stale.stem not in {m.name for m in config.members}:
             stale.unlink()
-    entries = [export_member(store, member, images, config) for member in config.members]
+    entries = [
+        export_member(
+            store,
+            member,
+            images,
+            image_size=config.face_input.image_size,
+            opset=config.opset,
+            tolerance=config.tolerance,
+        )
+        for member in config.members
+    ]
     store.write_manifest("onnx", entries, config.face_input, opset=config.opset, settings=config.settings)
+    card = write_card(out_dir, model_card(config, entries, paths))
     report = {
         "opset": config.opset,
         "members": {e["name"]: {k: v for k, v in e.items() if k != "name"} for e in entries},
         "max_abs_diff": max(max(e["max_abs_diff"].values()) for e in entries),
+        "card": card.reference(),
     }
     write_json_atomic(paths.report, report)
     logger.info("exported %d models to %s", len(entries), out_dir)

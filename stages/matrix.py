@@ -12,9 +12,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-json", type=Path, required=True, help="the matrix as metrics JSON")
     parser.add_argument("--out-md", type=Path, required=True, help="the matrix as markdown tables")
     parser.add_argument("--heatmap", type=Path, required=True, help="PNG heatmap of the video-level AUCs")
+    parser.add_argument(
+        "--package-evaluations",
+        type=Path,
+        help="with the zoo packages' rows: folder of <package>/<testset>.json (metrics/zoo/evaluate)",
+    )
     args, params = parse_stage_args(parser, argv)
-    paths = matrix.Paths(args.evaluations, args.out_json, args.out_md, args.heatmap)
-    matrix.run(matrix.Config.from_params(params), paths)
+    paths = matrix.Paths(args.evaluations, args.out_json, args.out_md, args.heatmap, args.package_evaluations)
+    with_packages = args.package_evaluations is not None
+    matrix.run(matrix.Config.with_packages(params) if with_packages else matrix.Config.from_params(params), paths)
 
 
 if __name__ == "__main__":

@@ -214,8 +214,10 @@ def sample_videos(reference: dict[str, Any]) -> dict[str, Path]:
 def test_parity_with_the_winners_code(
     reference: dict[str, Any], sample_videos: dict[str, Path], tmp_path: Path
 ) -> None:
-    """The pipeline with the project's classifier (torch, float32, NCHW) gives each video the probability
-    the winner's predict_folder.py gave it, within 1e-4."""
+    """The pipeline with the project's classifier (torch, float32, NCHW, no package in between) gives the
+    smallest clip the probability the winner's predict_folder.py gave it, within 1e-4. The other clips go
+    the whole way (fetch, convert, deepfake predict on ONNX) in
+    tests/test_zoo.py::test_fetch_convert_predict_gives_the_winners_probabilities."""
     path = tmp_path / "weights"
     dfdc1st.write_checkpoint(path, reference["encoder"], reference["seed"])
     model = project_model(dfdc1st.read_checkpoint(path)[0])
@@ -226,7 +228,8 @@ def test_parity_with_the_winners_code(
 
     detector = dfdc1st.build_detector(CONFIG)
     gaps = {}
-    for name, video in sample_videos.items():
+    smallest = min(sample_videos, key=lambda name: sample_videos[name].stat().st_size)
+    for name, video in {smallest: sample_videos[smallest]}.items():
         expected = reference["videos"][name]
         record = dfdc1st.predict_video(video, score, detector, CONFIG)
         if expected["their_error"]:

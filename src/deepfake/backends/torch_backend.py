@@ -16,7 +16,15 @@ from deepfake.backends.base import Backend
 from deepfake.core.device import resolve_device
 from deepfake.core.params import Params
 from deepfake.media.face_input import FaceInput
-from deepfake.modeling.store import LOGIT, ModelStore, ensemble, params_face_input, shared_face_input
+from deepfake.modeling.store import (
+    LOGIT,
+    MANIFEST,
+    Member,
+    ModelStore,
+    ensemble,
+    params_face_input,
+    shared_face_input,
+)
 
 
 class TorchBackend(Backend):
@@ -32,10 +40,25 @@ class TorchBackend(Backend):
 
     @classmethod
     def create(cls, store: ModelStore, params: Params, url: str | None = None) -> TorchBackend:
-        return cls(store, list(ensemble(params)), params_face_input(params), params.evaluate.device)
+        return cls(
+            store, package_members(store) or list(ensemble(params)), params_face_input(params), params.evaluate.device
+        )
 
     def logits(self, images: np.ndarray) -> dict[str, np.ndarray]:
         half = self.device.type == "cuda"
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.float16, enabled=half):
             batch = torch.from_numpy(images).to(self.device).contiguous(memory_format=torch.channels_last)
             return {n: m(batch)[LOGIT].float().reshape(-1).cpu().numpy() for n, m in self.models.items()}
+
+
+def package_members(store: ModelStore) -> list[Member]:
+    """The members a converted package (``zoo_convert``: its manifest names its ``zoo`` source) holds, whatever
+    the params in the working folder say; empty for the pipeline's own ``models/``, whose members are the
+    params' ensemble (trained perhaps after the last export)."""
+    if not (store.folder("onnx") / MANIFEST).is_file():
+        return []
+    manifest = store.read_manifest("onnx")
+    if "zoo" not in manifest:
+        return []
+    architectures = [str(m["model"]) for m in manifest["members"]]
+    return [Member.parse(str(m["name"]), architectures) for m in manifest["members"]]

@@ -70,6 +70,9 @@ class Config:
     image_size: int
     device: str
     members: tuple[Member, ...]  # the ensemble: every model with train.seed and each ensemble seed
+    crop_margin: float  # crops.margin: the margin the crops stage cut every crop with
+    package: str | None = None  # a model package's name (its card's) when one is evaluated (for_package)
+    notes: tuple[str, ...] = ()  # what a reader of the figures must know (a package expecting other crops)
 
     @classmethod
     def from_params(cls, params: Params, testset: str) -> Config:
@@ -92,7 +95,39 @@ class Config:
             image_size=params.train.image_size,
             device=params.evaluate.device,
             members=ensemble(params),
+            crop_margin=params.crops.margin,
         )
+
+
+def for_package(config: Config, store: ModelStore) -> Config:
+    """The evaluation of a model package (a published detector converted by ``zoo_convert``, or any folder
+    ``deepfake predict --models`` takes) instead of the params' ensemble: the package's own members, at its
+    own input size, with its card's name and training data; no method counts as held out of its training.
+
+    The crops are the crops stage's, cut with ``crops.margin``: a package trained on crops with another
+    margin is scored on them anyway, and the report says so (its figures are then approximate)."""
+    from deepfake.modeling.card import package_card
+
+    manifest = store.read_manifest("onnx")
+    architectures = [str(m["model"]) for m in manifest["members"]]
+    members = tuple(Member.parse(str(m["name"]), architectures) for m in manifest["members"])
+    face_input = store.face_input("onnx")
+    card = package_card(store.root)
+    notes = []
+    if not math.isclose(face_input.margin, config.crop_margin):
+        notes.append(
+            f"the package expects crops with margin {face_input.margin}; these were cut with crops.margin "
+            f"{config.crop_margin}: the figures are approximate"
+        )
+    return replace(
+        config,
+        members=members,
+        image_size=face_input.image_size,
+        train_datasets=tuple(card.trained_on),
+        holdout_methods=(),
+        package=card.name,
+        notes=tuple(notes),
+    )
 
 
 @dataclass(frozen=True)
@@ -285,6 +320,10 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
     else:
         rows = select_testset(read_folds(paths.folds), config, paths.folds)
     report = _describe(rows, config)
+    if config.package is not None:
+        report.update(package=config.package, notes=list(config.notes))
+        for note in config.notes:
+            logger.warning("evaluate@%s: %s: %s", config.testset, config.package, note)
     if report["datasets_without_rows"]:
         logger.warning("evaluate@%s: no rows for %s", config.testset, ", ".join(report["datasets_without_rows"]))
     device = resolve_device(config.device)

@@ -10,7 +10,7 @@ video-level AUC table per test set and manipulation method, each heading naming 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,16 @@ CELLS: dict[str, tuple[str, str]] = {
 @dataclass(frozen=True)
 class Config:
     testsets: tuple[tuple[str, tuple[str, ...]], ...]  # (name, datasets) in params order
+    packages: tuple[str, ...] = ()  # zoo.packages, in params order: their rows follow the trained models' (zoo)
 
     @classmethod
     def from_params(cls, params: Params) -> Config:
         return cls(testsets=tuple((name, tuple(sets)) for name, sets in params.evaluate.testsets.items()))
+
+    @classmethod
+    def with_packages(cls, params: Params) -> Config:
+        """The matrix with every zoo package's rows (zoo/dvc.yaml:zoo_matrix) besides the trained models'."""
+        return replace(cls.from_params(params), packages=tuple(params.zoo.packages))
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class Paths:
     out_json: Path  # metrics/matrix.json
     out_md: Path  # metrics/matrix.md
     heatmap: Path  # plots/matrix.png
+    package_evaluations: Path | None = None  # metrics/zoo/evaluate: <package>/<testset>.json (zoo_evaluate)
 
 
 # ---- reading the evaluations ------------------------------------------------------------------------
@@ -223,9 +230,29 @@ def matrix_markdown(
     return "\n".join(lines)
 
 
+def with_package_rows(
+    reports: dict[str, dict[str, Any]], folder: Path, package: str, testsets: tuple[tuple[str, tuple[str, ...]], ...]
+) -> dict[str, dict[str, Any]]:
+    """``reports`` with the rows of ``package``'s evaluations (``<folder>/<testset>.json``) added as
+    ``<package>/<row>``; none of its methods is marked as held out of training (it was not ours)."""
+    merged = {}
+    for name, sets in testsets:
+        theirs = read_evaluation(folder, name, sets)
+        report = dict(reports[name])
+        for key in ("models", "ensembles"):
+            report[key] = {**report[key], **{f"{package}/{row}": entry for row, entry in theirs[key].items()}}
+        report["rows"] = _row_names(reports[name]) + [f"{package}/{row}" for row in _row_names(theirs)]
+        merged[name] = report
+    return merged
+
+
 def run(config: Config, paths: Paths) -> dict[str, Any]:
     """Collect the per-test-set evaluations into the matrix JSON, markdown and heatmap."""
     reports = {name: read_evaluation(paths.evaluations, name, sets) for name, sets in config.testsets}
+    for package in config.packages:
+        if paths.package_evaluations is None:
+            raise InputError("the matrix with zoo packages needs their evaluations' folder (metrics/zoo/evaluate)")
+        reports = with_package_rows(reports, paths.package_evaluations / package, package, config.testsets)
     matrix, method_columns = build_matrix(reports, paths.evaluations)
     write_json_atomic(paths.out_json, matrix)
     write_bytes_atomic(paths.out_md, matrix_markdown(reports, matrix, method_columns).encode())

@@ -17,7 +17,6 @@ order (the card maps each member to its publisher's file).
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 
 from deepfake.backends.onnx_export import export_member
 from deepfake.core.errors import CheckpointError, ParamsError
-from deepfake.core.fileio import write_json_atomic
+from deepfake.core.fileio import atomic_dir, write_json_atomic
 from deepfake.core.params import Params, ZooEntryParams, ZooFileParams
 from deepfake.media.face_input import FaceInput, normalize_batch
 from deepfake.modeling.card import CARD_FORMAT, Figure, ModelCard, write_card
@@ -174,43 +173,51 @@ def convert_member(config: Config, store: ModelStore, member: Member, path: Path
 
 
 def run(config: Config, paths: Paths) -> dict[str, Any]:
-    """The convert stage: verify, convert, export and check every member; write the package whole."""
+    """The convert stage: verify every file, then convert, export and check every member; the package is
+    built beside its place and swapped in whole (``atomic_dir``): a failure keeps the previous one."""
     started = time.perf_counter()
     entry = config.entry
     logger.info("%s: %s, license %s (%s)", config.package, entry.title, entry.license, entry.source)
     record = read_record(paths.record)
-    building = paths.out.with_name(f".{paths.out.name}.partial")
-    shutil.rmtree(building, ignore_errors=True)
-    store = ModelStore(building)
-    provenance = [
-        convert_member(config, store, member, verified_file(config, paths, file, record))
-        for member, file in zip(config.members, config.files, strict=True)
-    ]
-    images = parity_images(config.face_input)
-    store.folder("onnx").mkdir(parents=True, exist_ok=True)
-    entries = [
-        export_member(
-            store, m, images, image_size=config.face_input.image_size, opset=config.opset, tolerance=config.tolerance
+    files = [verified_file(config, paths, file, record) for file in config.files]  # before any work
+    with atomic_dir(paths.out) as building:
+        store = ModelStore(building)
+        provenance = [
+            convert_member(config, store, member, path) for member, path in zip(config.members, files, strict=True)
+        ]
+        images = parity_images(config.face_input)
+        store.folder("onnx").mkdir(parents=True, exist_ok=True)
+        entries = [
+            export_member(
+                store,
+                m,
+                images,
+                image_size=config.face_input.image_size,
+                opset=config.opset,
+                tolerance=config.tolerance,
+            )
+            for m in config.members
+        ]
+        store.write_manifest(
+            "onnx",
+            entries,
+            config.face_input,
+            opset=config.opset,
+            settings=config.settings,
+            pipeline=entry.pipeline,
+            pipeline_settings=config.pipeline_settings,
+            zoo={
+                "entry": config.entry_name,
+                "package": config.package,
+                "license": entry.license,
+                "source": entry.source,
+            },
         )
-        for m in config.members
-    ]
-    store.write_manifest(
-        "onnx",
-        entries,
-        config.face_input,
-        opset=config.opset,
-        settings=config.settings,
-        pipeline=entry.pipeline,
-        pipeline_settings=config.pipeline_settings,
-        zoo={"entry": config.entry_name, "package": config.package, "license": entry.license, "source": entry.source},
-    )
-    card = write_card(store.folder("onnx"), zoo_card(config))
-    (building / LICENSE_FILE).write_text(
-        f"{entry.title}\nLicense: {entry.license}\nSource: {entry.source}\n"
-        "The weights in this package are the publisher's, converted; their license applies to them.\n"
-    )
-    shutil.rmtree(paths.out, ignore_errors=True)
-    building.rename(paths.out)
+        card = write_card(store.folder("onnx"), zoo_card(config))
+        (building / LICENSE_FILE).write_text(
+            f"{entry.title}\nLicense: {entry.license}\nSource: {entry.source}\n"
+            "The weights in this package are the publisher's, converted; their license applies to them.\n"
+        )
     report = {
         "package": config.package,
         "card": card.reference(),

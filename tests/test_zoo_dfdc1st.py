@@ -16,10 +16,11 @@ import pytest
 import torch
 
 from deepfake.core.errors import CheckpointError
+from deepfake.core.params import load_params
 from deepfake.modeling.io_names import LOGIT
 from deepfake.modeling.models import create_model
 from deepfake.zoo import dfdc1st
-from tests.conftest import ROOT
+from tests.conftest import PARAMS_YAML, ROOT
 
 SMALL = "tf_efficientnet_b0"
 REFERENCE = ROOT / "docs" / "zoo" / "dfdc1st-reference-b0.json"
@@ -137,7 +138,29 @@ def test_an_extra_encoder_key_fails_the_strict_load(small_file: Path) -> None:
 
 # ----------------------------------------------------------------------------- inference pieces
 
-CONFIG = dfdc1st.PUBLISHED
+# params' zoo.dfdc1st (the publisher's numbers: test_params_hold_the_publishers_numbers) at the reference's 380 px
+CONFIG = dfdc1st.Dfdc1stConfig.from_params(load_params(PARAMS_YAML).zoo.dfdc1st, 380)
+
+
+def test_params_hold_the_publishers_numbers() -> None:
+    """predict_folder.py: 32 frames at 380 px; kernel_utils.py: MTCNN thresholds, the halving, a third of the
+    box, the 4 x 32 batch (one slot unused), confident_strategy's numbers."""
+    assert (
+        dfdc1st.Dfdc1stConfig(
+            frames=32,
+            thresholds=(0.7, 0.8, 0.8),
+            downscale=2,
+            margin_divisor=3,
+            image_size=380,
+            max_faces=4 * 32 - 1,
+            confident_threshold=0.8,
+            confident_min_count=11,
+            confident_fraction_divisor=2.5,
+            real_threshold=0.2,
+            real_fraction=0.9,
+        )
+        == CONFIG
+    )
 
 
 @pytest.mark.parametrize(

@@ -49,19 +49,7 @@ def dfdc1st_config(settings: Mapping[str, Any], image_size: int) -> Any:
         spec = Dfdc1stParams.model_validate(dict(settings))
     except ValueError as err:
         raise InputError(f"the package's dfdc1st pipeline_settings are not valid: {err}") from err
-    return Dfdc1stConfig(
-        frames=spec.frames,
-        thresholds=(spec.thresholds[0], spec.thresholds[1], spec.thresholds[2]),
-        downscale=spec.downscale,
-        margin_divisor=spec.margin_divisor,
-        image_size=image_size,
-        max_faces=spec.max_faces,
-        confident_threshold=spec.confident.threshold,
-        confident_min_count=spec.confident.min_fakes,
-        confident_fraction_divisor=spec.confident.min_fake_divisor,
-        real_threshold=spec.confident.low,
-        real_fraction=spec.confident.low_fraction,
-    )
+    return Dfdc1stConfig.from_params(spec, image_size)
 
 
 def dfdc1st_stream(

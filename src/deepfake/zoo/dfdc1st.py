@@ -12,7 +12,7 @@ ImageNet head (``encoder.classifier.*``, never used by the forward pass). ``read
 with ``weights_only=True`` allowing exactly the globals a pickled numpy float64 needs (``ALLOWED_GLOBALS``).
 
 Inference, as the publisher's ``predict_folder.py`` + ``kernel_utils.py`` run it, with every number taken
-from a ``Dfdc1stConfig`` (``PUBLISHED`` holds the publisher's values):
+from a ``Dfdc1stConfig`` (params' ``zoo.dfdc1st`` holds the publisher's values, ``Dfdc1stConfig.from_params``):
 
 1. frames: ``frames`` indices at ``np.linspace(0, count - 1, frames)`` (truncated to int), read with
    OpenCV by grabbing every frame up to the last index and retrieving the wanted ones (RGB);
@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from deepfake.core.errors import CheckpointError, InputError, ParamsError
+from deepfake.core.params import Dfdc1stParams
 from deepfake.media.face_input import IMAGENET_MEAN, IMAGENET_STD, probabilities
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -209,7 +210,7 @@ def write_checkpoint(path: str | Path, encoder: str, seed: int, *, numpy1_names:
 
 @dataclass(frozen=True)
 class Dfdc1stConfig:
-    """The winner's inference numbers (``PUBLISHED`` holds theirs)."""
+    """The winner's inference numbers (params' ``zoo.dfdc1st``, as a package records them, and the input size)."""
 
     frames: int  # frames sampled per video, evenly spaced
     thresholds: tuple[float, float, float]  # MTCNN's P-, R-, O-Net thresholds
@@ -229,22 +230,24 @@ class Dfdc1stConfig:
         if self.max_faces < 1 or self.confident_fraction_divisor <= 0:
             raise ParamsError(f"max_faces must be >= 1 and confident_fraction_divisor > 0: {self}")
 
+    @classmethod
+    def from_params(cls, section: Dfdc1stParams, image_size: int) -> Dfdc1stConfig:
+        """The config of a ``zoo.dfdc1st`` params section (validated) and a package's input size."""
+        confident = section.confident
+        return cls(
+            frames=section.frames,
+            thresholds=(section.thresholds[0], section.thresholds[1], section.thresholds[2]),
+            downscale=section.downscale,
+            margin_divisor=section.margin_divisor,
+            image_size=image_size,
+            max_faces=section.max_faces,
+            confident_threshold=confident.threshold,
+            confident_min_count=confident.min_fakes,
+            confident_fraction_divisor=confident.min_fake_divisor,
+            real_threshold=confident.low,
+            real_fraction=confident.low_fraction,
+        )
 
-# The publisher's values (predict_folder.py: 32 frames, 380 px; kernel_utils.py: MTCNN thresholds, the
-# halving, the third of the box, the 4 * 32 batch, confident_strategy's numbers)
-PUBLISHED = Dfdc1stConfig(
-    frames=32,
-    thresholds=(0.7, 0.8, 0.8),
-    downscale=2,
-    margin_divisor=3,
-    image_size=380,
-    max_faces=4 * 32 - 1,
-    confident_threshold=0.8,
-    confident_min_count=11,
-    confident_fraction_divisor=2.5,
-    real_threshold=0.2,
-    real_fraction=0.9,
-)
 
 _MEAN = np.array(IMAGENET_MEAN, np.float32)
 _STD = np.array(IMAGENET_STD, np.float32)

@@ -7,6 +7,9 @@ publisher that gives none, the one the first download recorded in ``zoo/checksum
 first download of such a file records it there. A file whose bytes differ is refused in one line naming
 the URL and both hashes, and nothing already in place is replaced. The entry's license is logged when
 its files are fetched.
+
+A file that ``dvc pull`` already fetched from the publisher (``models/zoo/<entry>/pulled``;
+``deepfake.zoo.imports``) is taken from there, after the same check, instead of being downloaded again.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from deepfake.core.fileio import write_json_atomic
 from deepfake.core.params import Params, ZooEntryParams
 from deepfake.zoo.download import download
+from deepfake.zoo.imports import adopt
 from deepfake.zoo.record import expected_sha256, read_record, write_record
 
 logger = logging.getLogger(__name__)
@@ -47,6 +51,7 @@ class Paths:
     out: Path  # models/zoo/<entry>/download
     record: Path  # zoo/checksums/<entry>.json
     report: Path
+    pulled: Path | None = None  # models/zoo/<entry>/pulled: what `dvc pull` fetched, if it ran
 
 
 def run(config: Config, paths: Paths) -> dict[str, Any]:
@@ -63,14 +68,16 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
     for file in spec.files:
         expected = expected_sha256(config.entry, file.name, file.sha256, record)
         started = time.perf_counter()
-        received = download(
-            file.url,
-            paths.out / file.name,
-            expected,
-            timeout=config.timeout_s,
-            retries=config.retries,
-            progress=config.progress,
-        )
+        dest = paths.out / file.name
+        pulled = paths.pulled / file.name if paths.pulled is not None else None
+        if pulled is not None and pulled.is_file() and not dest.exists():
+            received = adopt(pulled, dest, file.url, expected)
+            source = "dvc pull"
+        else:
+            received = download(
+                file.url, dest, expected, timeout=config.timeout_s, retries=config.retries, progress=config.progress
+            )
+            source = "download"
         if expected is None:
             logger.info("%s: no published checksum; recorded sha256 %s in %s", file.name, received, paths.record)
             record = {**record, file.name: {"url": file.url, "sha256": received}}
@@ -78,7 +85,8 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
         files[file.name] = {
             "sha256": received,
             "verified_against": "params" if file.sha256 else ("record" if expected else "recorded now"),
-            "bytes": (paths.out / file.name).stat().st_size,
+            "source": source,
+            "bytes": dest.stat().st_size,
             "seconds": round(time.perf_counter() - started, 2),
         }
     if not paths.record.is_file():  # every file published its hash: the record still lists them, for review

@@ -101,7 +101,8 @@ class _Server:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.redirects: dict[str, str] = {}
-        self.requests: list[str] = []
+        self.requests: list[str] = []  # GET paths
+        self.heads: list[str] = []  # HEAD paths
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -110,20 +111,30 @@ class _Server:
 
             def do_GET(self) -> None:
                 outer.requests.append(self.path)
+                body = self._headers()
+                if body is not None:
+                    self.wfile.write(body)
+
+            def do_HEAD(self) -> None:  # DVC asks for the size and ETag before it fetches
+                outer.heads.append(self.path)
+                self._headers()
+
+            def _headers(self) -> bytes | None:
                 if self.path in outer.redirects:
                     self.send_response(302)
                     self.send_header("Location", outer.redirects[self.path])
                     self.send_header("Content-Length", "0")
                     self.end_headers()
-                    return
+                    return None
                 body = outer.files.get(self.path)
                 if body is None:
                     self.send_error(404)
-                    return
+                    return None
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
+                self.send_header("ETag", f'"{hashlib.md5(body).hexdigest()}"')  # as release asset stores send
                 self.end_headers()
-                self.wfile.write(body)
+                return body
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -319,6 +330,90 @@ def test_offline_fetch_is_one_line_naming_the_url(tmp_path: Path) -> None:
     assert not (tmp_path / "r.json").exists()
 
 
+# ---- dvc pull: import stages fetch from the publisher; the fetch stage takes what they fetched ----------
+
+
+def test_a_pulled_file_is_taken_once_verified_and_refused_when_it_differs(tmp_path: Path, server: _Server) -> None:
+    good = dfdc1st_bytes(tmp_path, 1)
+    server.files["/release/final_1"] = good
+    entry = _entry("dfdc1st", [{"name": "final_1", "url": server.url("/release/final_1"), "sha256": _sha(good)}])
+    config, paths = _fetch(tmp_path, entry)
+    pulled = tmp_path / "pulled"
+    pulled.mkdir()
+    paths = replace(paths, pulled=pulled)
+
+    # bytes that are not the publication: refused in one line with the URL and both hashes, nothing placed
+    (pulled / "final_1").write_bytes(b"not the publisher's file")
+    with pytest.raises(ChecksumMismatch) as refused:
+        zoo_fetch.run(config, paths)
+    message = str(refused.value)
+    assert "\n" not in message and server.url("/release/final_1") in message
+    assert _sha(good) in message and _sha(b"not the publisher's file") in message
+    assert not (paths.out / "final_1").exists()
+
+    # the right bytes: taken without a request
+    (pulled / "final_1").write_bytes(good)
+    report = zoo_fetch.run(config, paths)
+    assert server.requests == []
+    assert (paths.out / "final_1").read_bytes() == good
+    assert report["files"]["final_1"]["source"] == "dvc pull"
+
+
+@pytest.mark.slow
+def test_dvc_pull_fetches_the_zoo_from_the_publisher_through_a_redirect(tmp_path: Path, server: _Server) -> None:
+    from deepfake.zoo.imports import ImportSpec, write_import_stages
+    from tests.conftest import isolated_env, run
+
+    body = dfdc1st_bytes(tmp_path, 2)
+    server.files["/signed/final_2"] = body
+    server.redirects["/release/final_2"] = server.url("/signed/final_2")  # as a GitHub release link does
+    url = server.url("/release/final_2")
+    env = isolated_env(tmp_path / "home")
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    run(["git", "init", "-q"], origin, env)
+    run(["dvc", "init", "-q"], origin, env)
+    out = Path("models/zoo/entry/pulled/final_2")
+    written = write_import_stages(origin, [ImportSpec("entry", "final_2", url, out)])
+    assert written == [out.with_name("final_2.dvc")]
+    assert not (origin / out).exists()  # the stage records the ETag and size; nothing is downloaded
+    run(["git", "add", "-A"], origin, env)
+    run(["git", "commit", "-qm", "zoo imports"], origin, env)
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(origin), str(clone)], tmp_path, env)
+    server.requests.clear()
+    run(["dvc", "pull"], clone, env)
+    assert (clone / out).read_bytes() == body
+    assert "/signed/final_2" in server.requests
+
+    # the fetch stage then verifies it and downloads nothing
+    entry = _entry("dfdc1st", [{"name": "final_2", "url": url, "sha256": None}])
+    config, paths = _fetch(tmp_path, entry)
+    server.requests.clear()
+    report = zoo_fetch.run(config, replace(paths, pulled=clone / out.parent))
+    assert server.requests == []
+    assert (paths.out / "final_2").read_bytes() == body
+    assert read_record(paths.record)["final_2"]["sha256"] == _sha(body)
+    assert report["files"]["final_2"]["source"] == "dvc pull"
+
+
+def test_writing_import_stages_offline_is_one_line_naming_the_url(tmp_path: Path) -> None:
+    from deepfake.zoo.imports import ImportSpec, write_import_stages
+    from tests.conftest import isolated_env, run
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/final_3"
+    run(["git", "init", "-q"], tmp_path, isolated_env(tmp_path / "home"))
+    run(["dvc", "init", "-q"], tmp_path, isolated_env(tmp_path / "home"))
+    with pytest.raises(InputError) as refused:
+        write_import_stages(tmp_path, [ImportSpec("entry", "final_3", url, Path("pulled/final_3"))])
+    assert url in str(refused.value) and "\n" not in str(refused.value)
+    assert not (tmp_path / "pulled/final_3.dvc").exists()
+
+
 # ---- convert -------------------------------------------------------------------------------------
 
 
@@ -468,6 +563,12 @@ def test_fetch_convert_predict_gives_the_winners_probabilities(tmp_path: Path, s
         gaps[video.name] = abs(record["probability"] - reference["videos"][video.name]["probability"])
     assert max(gaps.values()) <= 1e-4, gaps
 
+    # bench-predict times the package's own pipeline, not the project's
+    from deepfake.apps.bench import run_predict_bench
+
+    timed = run_predict_bench(params, videos[:1], package, ["onnx"])["onnx"]
+    assert timed["pipeline"] == "dfdc1st" and timed["statuses"] == ["ok"] and timed["s_per_video"] > 0
+
 
 # ---- a package in the evaluation and the matrix -----------------------------------------------------------
 
@@ -509,3 +610,14 @@ def test_a_zoo_package_is_evaluated_like_the_trained_models_and_joins_the_matrix
     cell = result["matrix"]["pkg/classifier"][testset]["video_auc"]
     assert cell == zoo_report["models"]["classifier"]["video"]["auc"]
     assert "pkg/classifier" in (out / "m.md").read_text()
+
+    # zoo_quantize and zoo_triton: the stages the trained models go through, on the package's folder
+    from deepfake.stages import quantize, triton
+
+    quantized = quantize.run(
+        quantize.Config.from_params(params),
+        quantize.Paths(trained["folds"], trained["roots"], package, tmp_path / "q.json"),
+    )
+    assert (package / "int8" / "classifier.onnx").is_file(), quantized
+    triton.run(triton.Config.from_params(params), triton.Paths(package, tmp_path / "t.json"))
+    assert (package / "triton" / "classifier" / "config.pbtxt").is_file()

@@ -6,16 +6,10 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from deepfake.backends.base import BACKENDS, EXPLAIN_BACKENDS
 from deepfake.core.command import report_failure, setup_logging
 from deepfake.core.params import Params, load_params, load_params_for_models
-
-if TYPE_CHECKING:  # `deepfake --help` imports no runtime
-    from deepfake.apps.predict import PredictConfig, RecordStream
-    from deepfake.backends.base import Backend
-    from deepfake.modeling.store import ModelStore
 
 SERVE_BACKENDS = ("torch", "onnx", "onnx-int8", "triton")  # the serve section's choices (ServeParams.backend)
 
@@ -73,23 +67,11 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline_stream(store: ModelStore, backend: Backend, config: PredictConfig) -> RecordStream | None:
-    """The record stream of the pipeline a zoo package names (None: the project's own pipeline)."""
-    from deepfake.apps.zoo_predict import DFDC1ST_PIPELINE, dfdc1st_config, dfdc1st_stream, package_pipeline
-
-    if not (store.folder("onnx") / "manifest.json").is_file():
-        return None  # a checkpoint-only store (--backend torch) is always the project's own
-    pipeline, settings = package_pipeline(store)
-    if pipeline != DFDC1ST_PIPELINE or settings is None:
-        return None
-    logging.getLogger("deepfake").info("the package names the DFDC winner's own inference (pipeline dfdc1st)")
-    return dfdc1st_stream(backend, dfdc1st_config(settings, backend.face_input.image_size), config.aggregation)
-
-
 def _cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from deepfake.apps.predict import FALLBACK_PROBABILITY, Outputs, PredictConfig, predict_videos
+    from deepfake.apps.zoo_predict import package_stream
     from deepfake.backends.base import create_backend
     from deepfake.modeling.store import ModelStore
 
@@ -106,7 +88,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=lambda v: tqdm(v, unit="video", disable=args.quiet),
         model=_model_card(args.models),
-        stream=_pipeline_stream(store, backend, config),
+        stream=package_stream(store, backend, config.aggregation),
     )
     log = logging.getLogger("deepfake")
     log.info(

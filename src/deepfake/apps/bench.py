@@ -6,6 +6,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,6 +185,25 @@ def decode_floor(videos: list[Path], sampling: SpanSampling) -> float:
     return (time.perf_counter() - started) / len(videos)
 
 
+def _time_package_stream(name: str, stream: Callable[..., Any], videos: list[Path]) -> dict[str, Any]:
+    """s/video of a package's own pipeline (one process, as its publisher runs it), after one warm-up video."""
+    list(stream(videos[:1], None))  # warm-up: the runtime's first allocations
+    started = time.perf_counter()
+    records = list(stream(videos, None))
+    seconds = time.perf_counter() - started
+    result = {
+        "pipeline": records[0].get("pipeline") if records else None,
+        "videos_per_s": len(records) / seconds,
+        "s_per_video": seconds / len(records),
+        "statuses": sorted({r["status"].split(":")[0] for r in records}),
+    }
+    print(
+        f"{name:10s} pipeline {result['pipeline']} (the publisher's own inference, one process) | "
+        f"{result['videos_per_s']:.3f} videos/s ({result['s_per_video']:.2f} s/video)"
+    )
+    return result
+
+
 def run_predict_bench(
     params: Params, videos: list[Path], models_root: Path, backends: list[str], url: str | None = None
 ) -> dict[str, Any]:
@@ -195,6 +215,7 @@ def run_predict_bench(
     import numpy as np
 
     from deepfake.apps.predict import STEPS, PredictConfig, score_stream, video_pool
+    from deepfake.apps.zoo_predict import package_stream
     from deepfake.backends.base import create_backend
     from deepfake.modeling.store import ModelStore
 
@@ -213,6 +234,11 @@ def run_predict_bench(
         except UserError as err:  # a runtime or its models absent here: reported, the others still run
             print(f"{name:10s} skipped: {err}")
             results[name] = {"skipped": str(err)}
+            continue
+        store = ModelStore(models_root)
+        stream = package_stream(store, backend, config.aggregation)
+        if stream is not None:  # a zoo package naming its publisher's own inference (pipeline dfdc1st)
+            results[name] = _time_package_stream(name, stream, videos)
             continue
         with video_pool(config) as pool:
             # warm-up: start the workers, build a detector in each, set up the runtime's sessions

@@ -40,6 +40,18 @@ def package_pipeline(store: ModelStore) -> tuple[str, Mapping[str, Any] | None]:
     return pipeline, settings
 
 
+def package_stream(store: ModelStore, backend: Backend, aggregation: Aggregation) -> Callable[..., Any] | None:
+    """The record stream of the pipeline a zoo package names, for ``predict_videos(stream=...)``; None for
+    the project's own pipeline (and for a checkpoint-only store, always the project's own)."""
+    if not (store.folder("onnx") / "manifest.json").is_file():
+        return None
+    pipeline, settings = package_pipeline(store)
+    if pipeline != DFDC1ST_PIPELINE or settings is None:
+        return None
+    logger.info("the package names the DFDC winner's own inference (pipeline dfdc1st)")
+    return dfdc1st_stream(backend, dfdc1st_config(settings, backend.face_input.image_size), aggregation)
+
+
 def dfdc1st_config(settings: Mapping[str, Any], image_size: int) -> Any:
     """The winner's inference config from a package's recorded settings (params' ``zoo.dfdc1st``)."""
     from deepfake.core.params import Dfdc1stParams

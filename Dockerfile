@@ -6,8 +6,12 @@
 #
 # Leave out `--gpus all` to run on the CPU. See "Docker" in README.md. The verdict service:
 #
-#   docker run --rm -p 8000:8000 -v "$PWD/models:/models:ro" -v deepfake-serve:/data deepfake-pipeline \
-#       deepfake serve --host 0.0.0.0 --models /models --data /data
+#   docker run --rm -p 127.0.0.1:8000:8000 -v "$PWD/models:/models:ro" -v deepfake-serve:/data \
+#       -v "$PWD/keys.txt:/keys.txt:ro" deepfake-pipeline \
+#       deepfake serve --host 0.0.0.0 --models /models --data /data --api-keys-file /keys.txt
+#
+# On 0.0.0.0 the service refuses to start without API keys (deepfake serve-key) unless given
+# --allow-anonymous-remote (docs/service.md, "Docker").
 #
 # CUDA: the torch wheel pinned in requirements.txt is the CUDA 13.0 build and brings its own CUDA
 # libraries (nvidia-*-cu13 wheels); the host only has to provide a driver that supports CUDA 13

@@ -181,7 +181,10 @@ def test_the_service_on_triton_scores_as_on_onnx(
         triton_url=getattr(live, protocol),
         explain=False,
     )
-    with TestClient(create_app(config)) as client, (hostile_part / "reala.mp4").open("rb") as video:
+    with (
+        TestClient(create_app(config), base_url="http://127.0.0.1") as client,
+        (hostile_part / "reala.mp4").open("rb") as video,
+    ):
         url = client.post("/v1/analyses", files={"video": ("reala.mp4", video, "video/mp4")}).json()["url"]
         deadline = time.monotonic() + 120
         while (job := client.get(url).json())["status"] not in ("done", "failed") and time.monotonic() < deadline:

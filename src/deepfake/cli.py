@@ -141,6 +141,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from deepfake.apps.serve.app import create_app
     from deepfake.apps.serve.settings import ServeConfig
+    from deepfake.core.errors import InputError, one_line
 
     models = args.models or Path(_serve_models_default(args))
     params = _model_params(args, models)
@@ -154,7 +155,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         triton_url=args.url,
         workers=args.workers,
         api_keys_file=args.api_keys_file,
+        allow_anonymous_remote=args.allow_anonymous_remote,
     )
+    app = create_app(config)  # the keys first, then the model package: each refusal is one line
+    try:
+        app.state.service.start()  # the workers load the models before uvicorn takes over
+    except RuntimeError as err:
+        raise InputError(f"{config.models}: {one_line(err)}") from err
     logging.getLogger("deepfake").info(
         "serving %s (%s backend, %d workers) on http://%s:%d/ with the job store in %s",
         config.models,
@@ -165,12 +172,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         config.data,
     )
     # open requests get serve.shutdown_grace_s to finish, then the app's shutdown gives the workers' jobs as long
+    # X-Forwarded-For is believed only from serve.trusted_proxies (uvicorn's default trusts 127.0.0.1)
+    trusted = list(config.trusted_proxies)
     uvicorn.run(
-        create_app(config),
+        app,
         host=config.host,
         port=config.port,
         log_level="info",
         timeout_graceful_shutdown=config.shutdown_grace_s,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
+        limit_concurrency=config.max_connections,
+        server_header=False,
     )
     return 0
 
@@ -265,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--url", help="Triton server for --backend triton (host:8000 or grpc://host:8001)")
     serve.add_argument("--workers", type=int, help="worker processes (default: serve.workers)")
     serve.add_argument("--api-keys-file", type=Path, help="file of API key hashes (default: serve.api_keys_file)")
+    serve.add_argument(
+        "--allow-anonymous-remote",
+        action="store_true",
+        default=None,
+        help="serve without API keys on a non-loopback --host (anyone who reaches the port may use it)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     serve_key = commands.add_parser("serve-key", help="make an API key and print the hash line to store for it")

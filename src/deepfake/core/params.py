@@ -626,6 +626,11 @@ class ServeParams(_Section):
     api_keys_file: NonEmptyStr | None = None  # optional by design: keys are off unless it (or the env) is set
     rate_limit_per_minute: NonNegativeInt  # uploads per API key (or client address); 0: no limit
     cors_origins: list[NonEmptyStr]
+    allowed_hosts: Annotated[list[NonEmptyStr], Field(min_length=1)]  # Host headers served; "*": any
+    allow_anonymous_remote: bool  # keys off on a non-loopback address: refused unless true
+    trusted_proxies: list[NonEmptyStr]  # addresses whose X-Forwarded-For names the client; empty: none
+    read_timeout_s: PositiveFloat  # an upload that sends nothing for this long ends with 408
+    max_connections: PositiveInt  # open connections at most (uvicorn's limit_concurrency): more get 503
     poll_s: PositiveFloat  # an idle worker's wait between looks at the queue
     start_timeout_s: PositiveFloat  # for the workers to load the models
     shutdown_grace_s: NonNegativeInt  # uvicorn's graceful shutdown and then the workers' (one value, so they agree)

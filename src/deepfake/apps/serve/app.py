@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -25,10 +26,19 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from deepfake.apps.serve.metrics import Metrics
-from deepfake.apps.serve.settings import ApiKeys, ServeConfig
+from deepfake.apps.serve.settings import ApiKeys, Caller, ServeConfig, is_loopback
 from deepfake.apps.serve.store import Job, JobStore
-from deepfake.apps.serve.uploads import UploadError, VideoLimits, check_video, queue_full, receive, too_large
+from deepfake.apps.serve.uploads import (
+    UploadError,
+    VideoLimits,
+    bounded,
+    check_video,
+    queue_full,
+    receive,
+    too_large,
+)
 from deepfake.apps.serve.workers import WorkerPool
+from deepfake.core.errors import ParamsError
 from deepfake.modeling.card import package_card
 
 logger = logging.getLogger(__name__)
@@ -50,6 +60,48 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
+
+
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})  # others count as "other"
+STATE_CHANGING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+READY_CACHE_S = 5.0  # /readyz probes the store at most this often, whatever the number of probes
+
+
+def _hostname(authority: str) -> str | None:
+    """The host name of a Host header or an origin's authority, lower-cased, without port or brackets."""
+    try:
+        return urlsplit("//" + authority).hostname
+    except ValueError:  # a malformed port or bracket
+        return None
+
+
+def host_allowed(host_header: str, allowed: tuple[str, ...]) -> bool:
+    """Is the request's Host one this service answers to (``serve.allowed_hosts``; ``*``: any)?"""
+    if "*" in allowed:
+        return True
+    name = _hostname(host_header)
+    return name is not None and name in {a.strip("[]").lower() for a in allowed}
+
+
+def origin_allowed(origin: str | None, host_header: str, cors_origins: tuple[str, ...]) -> bool:
+    """A state-changing request from a browser must come from this service's own page or a configured origin.
+
+    No Origin header: not a cross-site browser request (browsers send one with every cross-site POST)."""
+    if origin is None:
+        return True
+    if origin in cors_origins:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host_header.lower()
+
+
+def _secure(response: Response, path: str) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+    if path.startswith("/v1/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
 
 
 def _iso(seconds: float | None) -> str | None:
@@ -116,7 +168,13 @@ class Service:
 
     def __init__(self, config: ServeConfig, start_workers: bool = True) -> None:
         self.config = config
-        self.keys = ApiKeys.load(config.api_keys_file)
+        self.keys = ApiKeys.load(config.api_keys_file)  # first: a keys file with no key refuses to start
+        if not self.keys.enabled and not is_loopback(config.host) and not config.allow_anonymous_remote:
+            raise ParamsError(
+                f"serve.host {config.host} is not loopback and no API key is configured: anyone who reaches the port "
+                "could use the service; set serve.api_keys_file (deepfake serve-key), or allow it explicitly with "
+                "serve.allow_anonymous_remote (--allow-anonymous-remote)"
+            )
         self.limiter = RateLimiter(config.rate_limit_per_minute)
         self.metrics = Metrics()
         self.limits = VideoLimits(config.max_pixels, config.max_duration_s, config.max_frames)
@@ -124,6 +182,12 @@ class Service:
         self._local = threading.local()
         self.start_workers = start_workers
         self.pool: WorkerPool | None = None
+        self.started = False
+        self._quota_lock = threading.Lock()
+        self.reserved_bytes = 0  # quota held by uploads still streaming
+        self._ready_lock = threading.Lock()
+        self._ready_checked = -math.inf
+        self._store_writable = False
 
     @property
     def jobs(self) -> JobStore:
@@ -138,13 +202,46 @@ class Service:
         return await run_in_threadpool(lambda: getattr(self.jobs, method)(*args))
 
     def start(self) -> None:
+        """Recover the store, sweep what a killed server left, start the workers; once (``deepfake serve`` runs
+        it before uvicorn, so a model that cannot load is one line, not a traceback from the lifespan)."""
+        if self.started:
+            return
         recovered = self.jobs.recover(self.config.max_attempts)
         if any(recovered.values()):
             logger.warning("jobs a previous server left running: %s", recovered)
+        swept = self.jobs.sweep_orphans()
+        if swept:
+            logger.warning("removed %d files no analysis owns (uploads cut short by a previous server)", swept)
         if self.start_workers:
             self.pool = WorkerPool(self.config, self.metrics)
             self.pool.start(self.config.start_timeout_s)
         self.metrics.watch(lambda: self.jobs.counts(), self.ready_workers)
+        self.started = True
+
+    def models_failed(self) -> bool:
+        """No worker has the models and a respawned one could not load them: uploads would wait forever."""
+        return self.pool is not None and self.pool.load_error is not None and not self.ready_workers()
+
+    def store_writable(self) -> bool:
+        """The store's writability, probed at most every READY_CACHE_S whatever the number of probes."""
+        with self._ready_lock:
+            now = time.monotonic()
+            if now - self._ready_checked >= READY_CACHE_S:
+                self._store_writable = self.jobs.writable()
+                self._ready_checked = now
+            return self._store_writable
+
+    def reserve(self, used: int, wanted: int) -> bool:
+        """Hold ``wanted`` bytes of the disk quota for an upload about to stream (False: it would not fit)."""
+        with self._quota_lock:
+            if used + self.reserved_bytes + wanted > self.config.disk_quota_bytes:
+                return False
+            self.reserved_bytes += wanted
+            return True
+
+    def unreserve(self, wanted: int) -> None:
+        with self._quota_lock:
+            self.reserved_bytes -= wanted
 
     def stop(self) -> None:
         if self.pool is not None:
@@ -153,35 +250,41 @@ class Service:
     def ready_workers(self) -> int:
         return self.pool.ready_count() if self.pool is not None else 0
 
-    def identity(self, request: Request) -> str | None:
-        """The caller's key label (keys on) or None (keys off); 401 for a missing or wrong key."""
+    def identity(self, request: Request) -> Caller | None:
+        """The caller (keys on) or None (keys off); 401 for a missing or wrong key."""
         if not self.keys.enabled:
             return None
         header = request.headers.get("authorization", "")
         key = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key")
-        label = self.keys.check(key)
-        if label is None:
+        caller = self.keys.check(key)
+        if caller is None:
             raise HTTPException(
                 401, "a valid API key is required (Authorization: Bearer <key>)", {"WWW-Authenticate": "Bearer"}
             )
-        return label
+        return caller
 
 
 def _service(request: Request) -> Service:
     return request.app.state.service
 
 
-def _caller(request: Request) -> str | None:
+def _caller(request: Request) -> Caller | None:
     return _service(request).identity(request)
 
 
-Caller = Annotated[str | None, Depends(_caller)]  # the key's label (keys on), None (keys off); 401 otherwise
+CallerDep = Annotated[Caller | None, Depends(_caller)]  # the key's caller (keys on), None (keys off); 401 otherwise
 
 
-def _job_or_404(service: Service, job_id: str) -> Job:
+def _owner(caller: Caller | None) -> str | None:
+    return caller.owner if caller is not None else None
+
+
+def _job_or_404(service: Service, job_id: str, caller: Caller | None) -> Job:
+    """The analysis, if it exists and belongs to the caller's key (keys off: every analysis); else 404, the same
+    answer for another key's analysis as for none, so ids cannot be probed."""
     job = service.jobs.get(job_id) if len(job_id) <= 64 else None
-    if job is None:
-        raise HTTPException(404, f"no analysis {job_id!r} (deleted, expired, or never created)")
+    if job is None or (caller is not None and job.client != caller.owner):
+        raise HTTPException(404, f"no analysis {job_id[:64]!r} (deleted, expired, never created, or not yours)")
     return job
 
 
@@ -217,18 +320,29 @@ def create_app(config: ServeConfig, start_workers: bool = True) -> FastAPI:
         )
 
     @app.middleware("http")
-    async def headers_and_metrics(request: Request, call_next: Any) -> Response:
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
-        if request.url.path.startswith("/v1/"):
-            response.headers.setdefault("Cache-Control", "no-store")
+    async def guard_headers_and_metrics(request: Request, call_next: Any) -> Response:
+        host = request.headers.get("host", "")
+        if not host_allowed(host, config.allowed_hosts):  # DNS rebinding: a name this service was not given
+            response: Response = JSONResponse({"detail": "this host name is not served (serve.allowed_hosts)"}, 400)
+        elif request.method in STATE_CHANGING and not origin_allowed(
+            request.headers.get("origin"), host, config.cors_origins
+        ):  # a cross-site page posting to a service on someone's machine
+            response = JSONResponse({"detail": "cross-origin request refused (serve.cors_origins)"}, 403)
+        else:
+            response = await call_next(request)
+        _secure(response, request.url.path)
+        # labels from fixed sets: made-up methods and paths must not grow the metrics without bound
         route = request.scope.get("route")
-        service.metrics.requests.labels(
-            request.method, getattr(route, "path", "unmatched"), str(response.status_code)
-        ).inc()
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        service.metrics.requests.labels(method, getattr(route, "path", "other"), str(response.status_code)).inc()
         return response
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, err: Exception) -> Response:
+        # the traceback goes to the log (Starlette logs it); the client gets no server detail
+        return _secure(
+            JSONResponse({"detail": "internal error; the server log has the details"}, 500), request.url.path
+        )
 
     _add_api(app, service)
     _add_page(app)
@@ -247,10 +361,14 @@ def _add_api(app: FastAPI, service: Service) -> None:
     @app.post("/v1/analyses", status_code=202, summary="Upload a video for analysis")
     async def create_analysis(
         request: Request,
-        caller: Caller,
+        caller: CallerDep,
         filename: Annotated[str | None, Query(description="display name for a raw-body upload")] = None,
     ) -> Response:
-        identity = caller or (request.client.host if request.client else "unknown")
+        if service.models_failed():
+            reason = "no worker can load the models; the operator has been told (the server log)"
+            return _refuse(service, UploadError(503, reason, "unavailable"))
+        # the socket's peer, or what a trusted proxy (serve.trusted_proxies) says it is: never a client's header
+        identity = caller.owner if caller else (request.client.host if request.client else "unknown")
         wait = service.limiter.retry_after(identity)
         if wait:
             reason = f"rate limit: {config.rate_limit_per_minute} uploads a minute; retry in {wait} s"
@@ -259,19 +377,29 @@ def _add_api(app: FastAPI, service: Service) -> None:
         size = int(declared) if declared and declared.isdigit() else None
         if size is not None and size > config.max_upload_bytes + FORM_OVERHEAD:
             return _refuse(service, too_large(config.max_upload_bytes))  # refused before a byte is read
-        jobs = service.jobs  # this thread's connection: paths here; queries go through service.query
         counts = await service.query("counts")
         if counts["queued"] >= config.queue_size:
             return _refuse(service, queue_full(config.queue_size, _queue_wait(service)))
         used = await service.query("bytes_used")
-        if used + (size or config.max_upload_bytes) > config.disk_quota_bytes:
+        wanted = min(size, config.max_upload_bytes) if size is not None else config.max_upload_bytes
+        if not service.reserve(used, wanted):  # held before a byte streams: parallel uploads cannot pass the quota
             reason = "the disk quota for uploads and results is used up (serve.disk_quota_mb); delete analyses"
             return _refuse(service, UploadError(507, reason, "quota"))
+        try:
+            return await _stream_upload(request, service, caller, filename)
+        finally:
+            service.unreserve(wanted)
+
+    async def _stream_upload(
+        request: Request, service: Service, caller: Caller | None, filename: str | None
+    ) -> Response:
+        jobs = service.jobs  # this thread's connection: paths here; queries go through service.query
         job_id = uuid.uuid4().hex
         part = jobs.uploads / f"{job_id}.part"
+        body = bounded(request.stream(), config.max_upload_bytes + FORM_OVERHEAD, config.read_timeout_s)
         try:
             received = await receive(
-                request.stream(), request.headers.get("content-type", ""), filename, part, config.max_upload_bytes
+                body, request.headers.get("content-type", ""), filename, part, config.max_upload_bytes
             )
             await run_in_threadpool(check_video, part, service.limits)
         except UploadError as err:
@@ -284,7 +412,7 @@ def _add_api(app: FastAPI, service: Service) -> None:
             part.unlink(missing_ok=True)
             raise
         part.replace(jobs.upload_path(job_id))
-        added = await service.query("add", job_id, received.filename, received.size, caller, config.queue_size)
+        added = await service.query("add", job_id, received.filename, received.size, _owner(caller), config.queue_size)
         if not added:  # the queue filled while this upload streamed
             jobs.upload_path(job_id).unlink(missing_ok=True)
             return _refuse(service, queue_full(config.queue_size, _queue_wait(service)))
@@ -292,24 +420,25 @@ def _add_api(app: FastAPI, service: Service) -> None:
         return JSONResponse({"id": job_id, "url": url, "status": "queued"}, status_code=202, headers={"Location": url})
 
     @app.get("/v1/analyses", summary="Recent analyses, newest first")
-    def list_analyses(caller: Caller, limit: Annotated[int, Query(ge=1, le=LIST_LIMIT)] = 20) -> dict[str, Any]:
-        return {"analyses": [job_view(j, with_record=False) for j in service.jobs.recent(limit)]}
+    def list_analyses(caller: CallerDep, limit: Annotated[int, Query(ge=1, le=LIST_LIMIT)] = 20) -> dict[str, Any]:
+        jobs = service.jobs.recent(limit, owner=_owner(caller))
+        return {"analyses": [job_view(j, with_record=False) for j in jobs]}
 
     @app.get("/v1/analyses/{job_id}", summary="An analysis: status, progress and, when done, the predict record")
-    def get_analysis(job_id: str, caller: Caller) -> dict[str, Any]:
-        return job_view(_job_or_404(service, job_id))
+    def get_analysis(job_id: str, caller: CallerDep) -> dict[str, Any]:
+        return job_view(_job_or_404(service, job_id, caller))
 
     @app.get("/v1/analyses/{job_id}/explanation", summary="The explanation montage (PNG)", response_class=FileResponse)
-    def get_explanation(job_id: str, caller: Caller) -> FileResponse:
-        return _result_file(service, job_id, "montage.png", "image/png")
+    def get_explanation(job_id: str, caller: CallerDep) -> FileResponse:
+        return _result_file(service, job_id, caller, "montage.png", "image/png")
 
     @app.get("/v1/analyses/{job_id}/overlay", summary="The overlay video (MP4, H.264)", response_class=FileResponse)
-    def get_overlay(job_id: str, caller: Caller) -> FileResponse:
-        return _result_file(service, job_id, "overlay.mp4", "video/mp4")
+    def get_overlay(job_id: str, caller: CallerDep) -> FileResponse:
+        return _result_file(service, job_id, caller, "overlay.mp4", "video/mp4")
 
     @app.delete("/v1/analyses/{job_id}", status_code=204, summary="Delete an analysis and its files")
-    def delete_analysis(job_id: str, caller: Caller) -> Response:
-        job = _job_or_404(service, job_id)
+    def delete_analysis(job_id: str, caller: CallerDep) -> Response:
+        job = _job_or_404(service, job_id, caller)
         if job.status == "running":
             raise HTTPException(409, "the analysis is running; delete it once it is done or failed")
         service.jobs.delete(job_id)
@@ -324,11 +453,13 @@ def _add_api(app: FastAPI, service: Service) -> None:
         counts = service.jobs.counts()
         checks = {
             "workers_ready": service.ready_workers(),
-            "store_writable": service.jobs.writable(),
+            "store_writable": service.store_writable(),
             "queue": f"{counts['queued']}/{config.queue_size}",
         }
         problems = []
-        if not checks["workers_ready"]:
+        if service.models_failed():
+            problems.append("no worker can load the models (the server log says why)")
+        elif not checks["workers_ready"]:
             problems.append("no worker has its models loaded")
         if not checks["store_writable"]:
             problems.append(f"the job store {config.data} is not writable")
@@ -338,7 +469,7 @@ def _add_api(app: FastAPI, service: Service) -> None:
         return JSONResponse(body, status_code=200 if not problems else 503)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    def metrics(caller: Caller) -> Response:
+    def metrics(caller: CallerDep) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST
 
         return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -351,12 +482,12 @@ def _queue_wait(service: Service) -> int:
     return int(min(300, max(1, math.ceil(mean / service.config.workers))))
 
 
-def _result_file(service: Service, job_id: str, name: str, media_type: str) -> FileResponse:
-    job = _job_or_404(service, job_id)
+def _result_file(service: Service, job_id: str, caller: Caller | None, name: str, media_type: str) -> FileResponse:
+    job = _job_or_404(service, job_id, caller)
     path = service.jobs.result_dir(job.id) / name
     if job.status != "done" or not path.is_file():
         reason = job.error or (job.record or {}).get("status") or job.status
-        raise HTTPException(404, f"analysis {job_id} has no {name} ({reason})")
+        raise HTTPException(404, f"analysis {job.id} has no {name} ({reason})")
     return FileResponse(path, media_type=media_type)
 
 

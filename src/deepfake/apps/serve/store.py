@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from typing import Any
 STATUSES = ("queued", "running", "done", "failed")
 DB_NAME = "jobs.sqlite3"
 BUSY_TIMEOUT_S = 30.0  # a writer waits this long for another's lock before failing
+PROBE_TIMEOUT_MS = 1000  # /readyz's write-lock probe waits at most this long: a lock held longer is not ready
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS analyses (
@@ -214,8 +216,14 @@ class JobStore:
         row = self.db.execute("SELECT * FROM analyses WHERE id = ?", (job_id,)).fetchone()
         return Job.from_row(row) if row else None
 
-    def recent(self, limit: int) -> list[Job]:
-        rows = self.db.execute("SELECT * FROM analyses ORDER BY created DESC, id LIMIT ?", (limit,))
+    def recent(self, limit: int, owner: str | None = None) -> list[Job]:
+        """The newest analyses; only ``owner``'s when given (keys on: each key sees its own)."""
+        if owner is None:
+            rows = self.db.execute("SELECT * FROM analyses ORDER BY created DESC, id LIMIT ?", (limit,))
+        else:
+            rows = self.db.execute(
+                "SELECT * FROM analyses WHERE client = ? ORDER BY created DESC, id LIMIT ?", (owner, limit)
+            )
         return [Job.from_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
@@ -248,16 +256,37 @@ class JobStore:
         return int(used)
 
     def writable(self) -> bool:
-        """Can this store take a write now (disk, permissions, a lock held too long)?"""
+        """Can this store take a write now (disk, permissions, a lock held too long)? The database's write lock
+        is taken and released without writing; the uploads folder gets a uniquely named empty file, so
+        concurrent probes never trip over each other's."""
         try:
-            self.db.execute("CREATE TABLE IF NOT EXISTS probe (x INTEGER)")
-            self.db.execute("DELETE FROM probe")
-            probe = self.uploads / ".probe"
-            probe.write_bytes(b"")
-            probe.unlink()
+            self.db.execute(f"PRAGMA busy_timeout = {PROBE_TIMEOUT_MS}")
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute("ROLLBACK")
+            finally:
+                self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            with tempfile.NamedTemporaryFile(dir=self.uploads, prefix=".probe-"):
+                pass
         except (sqlite3.Error, OSError):
             return False
         return True
+
+    def sweep_orphans(self) -> int:
+        """At start-up: remove upload files no queued job owns (``.part`` files of uploads a killed server was
+        receiving, videos of jobs gone) and result folders of deleted jobs; returns how many."""
+        wanted = {r["id"] for r in self.db.execute("SELECT id FROM analyses WHERE status IN ('queued', 'running')")}
+        known = {r["id"] for r in self.db.execute("SELECT id FROM analyses")}
+        removed = 0
+        for path in self.uploads.iterdir():
+            if path.is_file() and (path.suffix == ".part" or path.stem not in wanted):
+                path.unlink(missing_ok=True)
+                removed += 1
+        for path in self.results.iterdir():
+            if path.is_dir() and path.name not in known:
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        return removed
 
 
 def folder_bytes(folder: Path) -> int:

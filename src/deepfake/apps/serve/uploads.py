@@ -8,6 +8,7 @@ name in ``?filename=``). The multipart body is parsed as it arrives by python-mu
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import unicodedata
@@ -136,10 +137,35 @@ class _FormPart:
         self.in_video = False
 
 
+async def bounded(chunks: AsyncIterator[bytes], body_limit: int, read_timeout_s: float) -> AsyncIterator[bytes]:
+    """The body's chunks, ended with 413 past ``body_limit`` bytes in all (every multipart field, boundary and
+    header counted, not just the video) and with 408 when no chunk arrives for ``read_timeout_s``."""
+    total = 0
+    iterator = chunks.__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(iterator.__anext__(), read_timeout_s)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UploadError(
+                408, f"the upload sent nothing for {read_timeout_s:g} s (serve.read_timeout_s)", "timeout"
+            ) from None
+        total += len(chunk)
+        if total > body_limit:
+            raise UploadError(
+                413,
+                f"the request body is larger than {body_limit / (1 << 20):.1f} MB (serve.max_upload_mb)",
+                "too_large",
+            )
+        yield chunk
+
+
 async def receive(
     chunks: AsyncIterator[bytes], content_type: str, query_name: str | None, dest: Path, limit: int
 ) -> Received:
-    """Write the upload to ``dest``; raises UploadError (400, 413, 415) and leaves no file behind then."""
+    """Write the upload to ``dest``; raises UploadError (400, 413, 415) and leaves no file behind then.
+    ``chunks`` should come through ``bounded``, which limits the whole body and the wait for each chunk."""
     kind, options = parse_options_header(content_type or "")
     sink = _Sink(dest, limit)
     try:

@@ -60,6 +60,7 @@ class JobRunner:
             prepared = prepare_video(jobs.upload_path(job.id), self.predict, self.backend.face_input)
             jobs.set_progress(job.id, "score", 0.6)
             [record] = score_prepared([prepared], self.backend, self.predict)
+            record = scrub_paths(record, {str(jobs.upload_path(job.id)): "the upload", str(jobs.root): "the store"})
             record.update(filename=job.filename, path=job.filename, model=self.model)  # never the upload path
             explained = False
             if self.explainers is not None and record["status"] == "ok" and len(prepared.crops):
@@ -80,7 +81,21 @@ class JobRunner:
         except Exception as err:  # noqa: BLE001 - a bug or an environment fault in this job: recorded, the worker goes on
             trace = "".join(traceback.format_exception(err))
             logger.error("analysis %s failed:\n%s", job.id, trace)
-            jobs.fail(job.id, f"error: {type(err).__name__}: {err}")
+            # the client sees the kind of failure, never the server's paths or an exception's raw text
+            jobs.fail(job.id, f"error: internal error ({type(err).__name__}); the server log has it under {job.id}")
+
+
+def scrub_paths(value: Any, replacements: dict[str, str]) -> Any:
+    """``value`` (a record: dicts, lists, strings) with every server path in ``replacements`` replaced."""
+    if isinstance(value, str):
+        for path, text in sorted(replacements.items(), key=lambda item: -len(item[0])):  # the longest first
+            value = value.replace(path, text)
+        return value
+    if isinstance(value, dict):
+        return {k: scrub_paths(v, replacements) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_paths(v, replacements) for v in value]
+    return value
 
 
 def worker_main(config: ServeConfig, parent: int, events: Any) -> None:

@@ -5,8 +5,6 @@ errors or records (docs/service.md, "Threat model")."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -320,26 +318,28 @@ def test_records_and_errors_carry_no_server_paths(tmp_path: Path, monkeypatch: p
     assert failed.status == "failed" and str(tmp_path) not in failed.error and "OSError" in failed.error
 
 
-def test_a_broken_model_package_at_start_up_is_one_line_after_the_keys(tmp_path: Path) -> None:
+def test_a_broken_model_package_at_start_up_is_one_line_after_the_keys(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import yaml
 
+    from deepfake.cli import main as cli_main
     from tests.conftest import tiny_params
 
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(tiny_params(tmp_path / "raw")))
     models = tmp_path / "no-such-package"
 
-    def serve(*extra: str) -> subprocess.CompletedProcess:
+    def serve(*extra: str) -> tuple[int, list[str]]:
+        caplog.clear()
         args = ["--params", str(params), "serve", "--models", str(models), "--data", str(tmp_path / "d"), *extra]
-        return subprocess.run(
-            [sys.executable, "-m", "deepfake.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
-        )
+        status = cli_main(args)  # fails before any worker or server starts
+        return status, [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
 
-    missing = serve()
-    errors = [line for line in missing.stderr.splitlines() if line.startswith("error:")]
-    assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr
-    assert len(errors) == 1 and str(models) in errors[0], missing.stderr
+    status, errors = serve()
+    assert status == 2 and len(errors) == 1, errors
+    assert errors[0].startswith("error: InputError") and str(models) in errors[0] and "\n" not in errors[0]
     keys = tmp_path / "keys.txt"
     keys.write_text("# every key revoked\n")
-    both = serve("--api-keys-file", str(keys))  # the keys are checked first
-    assert both.returncode == 2 and "holds no API key" in both.stderr and "Traceback" not in both.stderr
+    status, errors = serve("--api-keys-file", str(keys))  # the keys are checked first
+    assert status == 2 and len(errors) == 1 and "holds no API key" in errors[0]

@@ -38,7 +38,7 @@ from deepfake.apps.serve.uploads import (
     too_large,
 )
 from deepfake.apps.serve.workers import WorkerPool
-from deepfake.core.errors import ParamsError
+from deepfake.core.errors import InputError, ParamsError
 from deepfake.modeling.card import package_card
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,25 @@ def _secure(response: Response, path: str) -> Response:
     if path.startswith("/v1/"):
         response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+MANIFEST_OF_BACKEND = {"onnx": "onnx", "onnx-int8": "onnx-int8", "triton": "onnx"}  # torch: the checkpoints
+
+
+def check_package(models: Path, backend: str) -> None:
+    """Before any worker starts: the backend's manifest is readable and every member file it names is there
+    (InputError, one line naming the file); what a file holds is the workers' load to judge."""
+    from deepfake.modeling.store import ModelStore
+
+    fmt = MANIFEST_OF_BACKEND.get(backend)
+    if fmt is None:
+        return
+    store = ModelStore(models)
+    manifest = store.read_manifest(fmt)
+    for member in manifest["members"]:
+        path = store.folder(fmt) / member["file"]
+        if not path.is_file() or path.stat().st_size == 0:
+            raise InputError(f"{path}: member {member['name']!r} of the package is missing or empty")
 
 
 def _iso(seconds: float | None) -> str | None:
@@ -175,6 +194,8 @@ class Service:
                 "could use the service; set serve.api_keys_file (deepfake serve-key), or allow it explicitly with "
                 "serve.allow_anonymous_remote (--allow-anonymous-remote)"
             )
+        if start_workers:  # then the models: one line naming what is missing (a store-only app has none)
+            check_package(config.models, config.backend)
         self.limiter = RateLimiter(config.rate_limit_per_minute)
         self.metrics = Metrics()
         self.limits = VideoLimits(config.max_pixels, config.max_duration_s, config.max_frames)

@@ -148,10 +148,12 @@ class ApiKeys:
     that becomes empty, unreadable or malformed accepts no key at all until it is fixed: keys fail closed.
     """
 
-    def __init__(self, hashes: dict[str, str], path: Path | None = None, env_lines: list[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self, hashes: dict[str, str], path: Path | None = None, env_lines: list[tuple[str, str]] | None = None
+    ) -> None:
         self.hashes = hashes  # digest -> a label for logs and rate limits (never the key)
         self.path = path
-        self.env_lines = list(env_lines)
+        self.env_lines = list(env_lines or [])
         self.configured = path is not None or bool(self.env_lines)
         self._stamp = self._file_stamp()
         self._lock = threading.Lock()

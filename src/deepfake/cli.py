@@ -70,6 +70,7 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from deepfake.apps.package_check import check_package
     from deepfake.apps.predict import FALLBACK_PROBABILITY, Outputs, PredictConfig, predict_videos
     from deepfake.apps.zoo_predict import package_stream
     from deepfake.backends.base import create_backend
@@ -79,7 +80,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     config = PredictConfig.from_params(params)  # every section predict reads is validated before any work
     outputs = Outputs(csv=args.csv, json=args.json, jsonl=args.jsonl or args.json.with_suffix(".jsonl"))
     store = ModelStore(args.models)
-    backend = create_backend(args.backend or params.predict.backend, store, params, args.url)
+    backend_name = args.backend or params.predict.backend
+    check_package(args.models, backend_name)  # a damaged package stops here, before any video is read
+    backend = create_backend(backend_name, store, params, args.url)
     summary = predict_videos(
         args.inputs,
         backend,

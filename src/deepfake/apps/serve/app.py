@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from deepfake.apps.package_check import check_package
 from deepfake.apps.serve.metrics import Metrics
 from deepfake.apps.serve.settings import ApiKeys, Caller, ServeConfig, is_loopback
 from deepfake.apps.serve.store import Job, JobStore
@@ -38,7 +39,7 @@ from deepfake.apps.serve.uploads import (
     too_large,
 )
 from deepfake.apps.serve.workers import WorkerPool
-from deepfake.core.errors import InputError, ParamsError
+from deepfake.core.errors import ParamsError
 from deepfake.modeling.card import package_card
 
 logger = logging.getLogger(__name__)
@@ -102,25 +103,6 @@ def _secure(response: Response, path: str) -> Response:
     if path.startswith("/v1/"):
         response.headers.setdefault("Cache-Control", "no-store")
     return response
-
-
-MANIFEST_OF_BACKEND = {"onnx": "onnx", "onnx-int8": "onnx-int8", "triton": "onnx"}  # torch: the checkpoints
-
-
-def check_package(models: Path, backend: str) -> None:
-    """Before any worker starts: the backend's manifest is readable and every member file it names is there
-    (InputError, one line naming the file); what a file holds is the workers' load to judge."""
-    from deepfake.modeling.store import ModelStore
-
-    fmt = MANIFEST_OF_BACKEND.get(backend)
-    if fmt is None:
-        return
-    store = ModelStore(models)
-    manifest = store.read_manifest(fmt)
-    for member in manifest["members"]:
-        path = store.folder(fmt) / member["file"]
-        if not path.is_file() or path.stat().st_size == 0:
-            raise InputError(f"{path}: member {member['name']!r} of the package is missing or empty")
 
 
 def _iso(seconds: float | None) -> str | None:

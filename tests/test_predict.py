@@ -162,6 +162,7 @@ def nothing_may_be_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("deepfake.modeling.store.ModelStore.__init__", forbidden)
     monkeypatch.setattr("deepfake.backends.base.create_backend", forbidden)
     monkeypatch.setattr("deepfake.apps.predict.collect_videos", forbidden)
+    monkeypatch.setattr("deepfake.apps.predict.list_inputs", forbidden)
     monkeypatch.setattr("deepfake.apps.predict.SpanReader", forbidden)
 
 
@@ -223,6 +224,36 @@ def read_outputs(out: infer.Outputs) -> tuple[list[dict], list[dict], list[dict]
     videos = json.loads(out.json.read_text(encoding="utf-8", errors="surrogateescape"))["videos"]
     lines = [json.loads(line) for line in out.jsonl.read_text(encoding="utf-8", errors="surrogateescape").splitlines()]
     return rows, videos, lines
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
+def test_every_entry_of_a_folder_is_accounted_for(models_root: dict, hostile_part: Path, tmp_path: Path) -> None:
+    """A link that leads nowhere, a named pipe and a folder named like videos get a record saying why (the
+    pipe never opened: it would block); other entries are listed as skipped, with the reason."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(hostile_part / "reala.mp4", folder / "good.mp4")
+    (folder / "broken.mp4").symlink_to(tmp_path / "moved-away.mp4")
+    os.mkfifo(folder / "pipe.mp4")
+    (folder / "clips.mp4").mkdir()
+    (folder / "notes.txt").write_text("not a video")
+    (folder / "more").mkdir()
+    backend = create_backend("onnx", models_root["store"], models_root["params"])
+    config = infer.PredictConfig.from_params(models_root["params"])
+    out = outputs(tmp_path)
+    summary = infer.predict_videos([folder], backend, config, out)
+    rows, videos, lines = read_outputs(out)
+    status = {Path(v["path"]).name: v["status"] for v in videos}
+    assert status["good.mp4"] == "ok"
+    assert status["broken.mp4"].startswith("unreadable: a link that leads nowhere")
+    assert status["pipe.mp4"].startswith("unreadable: not a regular file")
+    assert status["clips.mp4"].startswith("unreadable: a folder named like a video")
+    assert len(rows) == len(videos) == len(lines) == 4
+    assert summary["skipped"] == {
+        str(folder / "more"): "a folder (not searched)",
+        str(folder / "notes.txt"): "not a video file (suffix '.txt')",
+    }
+    assert summary["not_scored"].keys() == {str(folder / n) for n in ("broken.mp4", "pipe.mp4", "clips.mp4")}
 
 
 def test_every_per_video_failure_is_that_videos_status_and_the_batch_goes_on(

@@ -109,6 +109,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     )
     for name, status in summary["not_scored"].items():
         log.warning("%s: not scored (%s); the CSV carries %s", name, status, FALLBACK_PROBABILITY)
+    for name, reason in summary["skipped"].items():
+        log.info("%s: skipped, %s (listed in %s)", name, reason, outputs.json)
     if summary["errors"]:
         log.error("%d videos failed with an error (a bug: tracebacks above and in %s)", summary["errors"], outputs.json)
         return 1

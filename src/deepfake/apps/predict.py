@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import json
 import logging
 import math
@@ -373,27 +374,70 @@ def _score_video(
 # ---- many videos ----------------------------------------------------------------------------------------
 
 
-def collect_videos(inputs: Iterable[Path]) -> list[Path]:
-    """Video files among ``inputs``; a folder contributes its video files (not recursive), sorted.
+@dataclass(frozen=True)
+class InputListing:
+    """What the inputs hold: ``videos`` to score in order (``refused`` among them: a video's name on something
+    that cannot be read as a file, with the reason, never opened), and ``skipped`` folder entries that are
+    not videos, with the reason. Every entry of a folder is in one of them."""
 
-    The same file given twice (a file and its folder) is scored once.
-    """
+    videos: list[Path]
+    refused: dict[Path, str]
+    skipped: dict[Path, str]
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` (named like a video) cannot be read as one without opening it; None for a regular file."""
+    if path.is_symlink() and not path.exists():
+        return f"a link that leads nowhere (to {os.readlink(path)})"
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return "a folder named like a video (folders are not searched)"
+    return "not a regular file (a pipe, socket or device: never opened)"
+
+
+def list_inputs(inputs: Iterable[Path]) -> InputListing:
+    """Videos among ``inputs``; a folder contributes every entry (not recursive), sorted: its files named like
+    videos are scored (or refused with the reason, such as a link that leads nowhere), the rest are listed as
+    skipped with the reason. The same file given twice (a file and its folder) is scored once."""
     videos: list[Path] = []
+    refused: dict[Path, str] = {}
+    skipped: dict[Path, str] = {}
     seen: set[Path] = set()
     for item in inputs:
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-        elif item.exists():
+            entries = sorted(item.iterdir())
+            found = [p for p in entries if p.suffix.lower() in VIDEO_SUFFIXES]
+            for entry in entries:
+                if entry.suffix.lower() not in VIDEO_SUFFIXES:
+                    kind = (
+                        "a folder (not searched)" if entry.is_dir() else f"not a video file (suffix {entry.suffix!r})"
+                    )
+                    skipped[entry] = kind
+        elif item.exists() or item.is_symlink():
             found = [item]
         else:
             raise InputError(f"{item}: no such file or folder")
         for path in found:
             key = path.resolve()
-            if key not in seen:
-                seen.add(key)
-                videos.append(path)
+            if key in seen:
+                continue
+            seen.add(key)
+            videos.append(path)
+            reason = _not_a_file(path)
+            if reason is not None:
+                refused[path] = reason
     if not videos:
         raise InputError("no video files found in the given inputs")
+    return InputListing(videos, refused, skipped)
+
+
+def collect_videos(inputs: Iterable[Path]) -> list[Path]:
+    """The readable video files among ``inputs`` (``list_inputs`` without the refused and skipped entries)."""
+    listing = list_inputs(inputs)
+    videos = [v for v in listing.videos if v not in listing.refused]
+    if not videos:
+        raise InputError("no readable video files in the given inputs")
     return videos
 
 
@@ -585,12 +629,14 @@ def predict_videos(
     ``model`` (the package card's ``reference()``) goes into every record and the summary; with ``resume``,
     records of an earlier run by another model are refused rather than mixed in.
     """
-    videos = collect_videos(inputs)
+    listing = list_inputs(inputs)
+    videos = listing.videos
     outputs.check(videos)
     done = read_done(outputs.jsonl) if resume else {}
     if model is not None:
         check_same_model(done, model, outputs.jsonl)
-    todo = [v for v in videos if _path_key(v) not in done]
+    todo = [v for v in videos if _path_key(v) not in done and v not in listing.refused]
+    refused = [v for v in videos if _path_key(v) not in done and v in listing.refused]
     if done:
         logger.info("resuming: %d of %d videos already in %s", len(videos) - len(todo), len(videos), outputs.jsonl)
     sink = _Sink(outputs.jsonl, append=resume)
@@ -603,7 +649,10 @@ def predict_videos(
                 records_ = score_stream(todo, backend, config, workers, progress)
             else:  # another pipeline a zoo package names (deepfake.apps.zoo_predict)
                 records_ = stream(todo, progress)
-            for record in records_:
+            unreadable = (
+                {**base_record(v), "status": f"unreadable: {listing.refused[v]}", "frames": []} for v in refused
+            )
+            for record in itertools.chain(unreadable, records_):
                 if model is not None:
                     record["model"] = dict(model)
                 sink.write(record)
@@ -621,6 +670,7 @@ def predict_videos(
         "resumed": len(videos) - len(todo),
         "not_scored": {r["path"]: r["status"] for r in records if r["probability"] is None},
         "errors": sum(r["status"].startswith("error") for r in records),
+        "skipped": {path_text(p): reason for p, reason in listing.skipped.items()},  # folder entries: not videos
         "seconds": round(seconds, 2),
         "videos_per_s": round(len(todo) / seconds, 3) if seconds > 0 and todo else None,
     }

@@ -395,10 +395,11 @@ def test_a_killed_run_keeps_its_records_and_resume_scores_only_the_rest(
     monkeypatch.setattr(backend, "logits", dying)
     with pytest.raises(Interrupted):
         infer.predict_videos(videos, backend, config, out)
-    kept = [json.loads(line) for line in out.jsonl.read_text().splitlines()]
+    kept = [json.loads(line) for line in out.partial_jsonl.read_text().splitlines()]
     assert [r["filename"] for r in kept] == ["reala.mp4", "fakea.mp4"]
-    assert not out.csv.exists() and not out.json.exists()  # they only ever describe a finished run
-    with out.jsonl.open("a") as handle:
+    # the CSV, JSON and JSON Lines only ever describe a finished run
+    assert not out.csv.exists() and not out.json.exists() and not out.jsonl.exists()
+    with out.partial_jsonl.open("a") as handle:
         handle.write('{"filename": "realb.mp4", "pa')  # a record torn by the kill
     monkeypatch.setattr(backend, "logits", real_logits)
     prepared: list[str] = []
@@ -414,6 +415,36 @@ def test_a_killed_run_keeps_its_records_and_resume_scores_only_the_rest(
     rows, records, _ = read_outputs(out)
     assert [r["filename"] for r in rows] == [r["filename"] for r in records] == [v.name for v in videos]
     assert records[0] == kept[0]
+
+
+def test_a_disk_that_fills_leaves_one_runs_outputs(
+    models_root: dict, hostile_part: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while the outputs are written: the CSV, JSON and JSON Lines stay the previous run's complete set,
+    no temporary file is left, this run's records wait in the .partial JSON Lines, and --resume finishes."""
+    import errno
+
+    backend = create_backend("onnx", models_root["store"], models_root["params"])
+    config = infer.PredictConfig.from_params(models_root["params"])
+    videos = [hostile_part / "reala.mp4", hostile_part / "fakea.mp4"]
+    out = outputs(tmp_path)
+    infer.predict_videos(videos[:1], backend, config, out)  # the previous run
+    previous = {p.name: p.read_bytes() for p in (out.csv, out.json, out.jsonl)}
+
+    def full(*args: object, **kwargs: object) -> bytes:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(infer, "json_bytes", full)
+    with pytest.raises(OSError, match="No space left"):
+        infer.predict_videos(videos, backend, config, out)
+    assert {p.name: p.read_bytes() for p in (out.csv, out.json, out.jsonl)} == previous
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "p.json", "p.jsonl", "p.jsonl.partial"]
+    assert out.partial_jsonl.read_text().count("\n") == 2
+    monkeypatch.undo()
+    summary = infer.predict_videos(videos, backend, config, out, resume=True)
+    assert summary["resumed"] == 2 and summary["videos"] == 2 and not out.partial_jsonl.exists()
+    rows, records, lines = read_outputs(out)
+    assert len(rows) == len(records) == len(lines) == 2
 
 
 def test_a_face_late_in_a_long_video_is_found(models_root: dict, tmp_path: Path) -> None:
@@ -572,7 +603,7 @@ def test_a_sigkilled_predict_leaves_no_worker_behind_and_resume_finishes_it(
     process = subprocess.Popen(command)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and process.poll() is None:
-        if out.jsonl.exists() and out.jsonl.read_text().count("\n") >= 1:
+        if out.partial_jsonl.exists() and out.partial_jsonl.read_text().count("\n") >= 1:
             break
         time.sleep(0.1)
     workers = _children(process.pid)
@@ -583,7 +614,7 @@ def test_a_sigkilled_predict_leaves_no_worker_behind_and_resume_finishes_it(
     while time.monotonic() < deadline and any(_alive(w) for w in workers):
         time.sleep(0.1)
     assert not [w for w in workers if _alive(w)]
-    kept = out.jsonl.read_text().count("\n")
+    kept = out.partial_jsonl.read_text().count("\n")
     assert 1 <= kept < VIDEOS_TO_KILL_MIDWAY and not out.csv.exists()
     assert subprocess.run([*command, "--resume"], check=False).returncode == 0
     rows, records, _ = read_outputs(out)

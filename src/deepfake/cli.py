@@ -249,10 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--csv", type=Path, default=Path("predictions.csv"), help="default: %(default)s")
     predict.add_argument("--json", type=Path, default=Path("predictions.json"), help="default: %(default)s")
     predict.add_argument(
-        "--jsonl", type=Path, help="records as they are produced (default: the --json path with .jsonl)"
+        "--jsonl",
+        type=Path,
+        help="every record (default: the --json path with .jsonl); written as they are produced to <jsonl>.partial, "
+        "renamed with the CSV and JSON at the end",
     )
     predict.add_argument(
-        "--resume", action="store_true", help="keep the --jsonl records of an earlier run and score only the rest"
+        "--resume",
+        action="store_true",
+        help="keep the records of an earlier run (<jsonl>.partial of a cut one, else --jsonl) and score only the rest",
     )
     predict.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(func=_cmd_predict)

@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -46,7 +47,7 @@ import numpy as np
 
 from deepfake.backends.base import Backend
 from deepfake.core.errors import InputError
-from deepfake.core.fileio import atomic_path, write_json_atomic
+from deepfake.core.fileio import atomic_path, json_bytes
 from deepfake.core.parallel import ExecutorConfig, cached, dask_client, set_torch_threads
 from deepfake.core.params import Params
 from deepfake.media.face_input import FaceInput, crop_face, normalize_batch, probabilities
@@ -449,6 +450,11 @@ class Outputs:
     json: Path
     jsonl: Path
 
+    @property
+    def partial_jsonl(self) -> Path:
+        """Where the records go as they are scored; renamed ``jsonl`` with the CSV and JSON at the end."""
+        return self.jsonl.with_name(self.jsonl.name + ".partial")
+
     def check(self, videos: Sequence[Path]) -> None:
         """Refuse, before any work, outputs that could not be written or would clobber an input."""
         paths = [self.csv, self.json, self.jsonl]
@@ -511,7 +517,12 @@ def check_same_model(done: Mapping[str, dict[str, Any]], model: Mapping[str, Any
 def write_submission(path: Path, records: Sequence[dict[str, Any]]) -> None:
     """DFDC submission CSV (``filename,label``; label = P(fake)) plus status and path; unscored carry
     ``FALLBACK_PROBABILITY``."""
-    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+    with atomic_path(path) as tmp:
+        _write_csv(tmp, records)
+
+
+def _write_csv(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for r in records:
@@ -632,14 +643,18 @@ def predict_videos(
     listing = list_inputs(inputs)
     videos = listing.videos
     outputs.check(videos)
-    done = read_done(outputs.jsonl) if resume else {}
+    partial = outputs.partial_jsonl
+    source = partial if partial.exists() else outputs.jsonl  # a cut run's records, else a finished run's
+    done = read_done(source) if resume else {}
     if model is not None:
-        check_same_model(done, model, outputs.jsonl)
+        check_same_model(done, model, source)
+    if done and source != partial:
+        shutil.copyfile(source, partial)  # this run appends to them
     todo = [v for v in videos if _path_key(v) not in done and v not in listing.refused]
     refused = [v for v in videos if _path_key(v) not in done and v in listing.refused]
     if done:
-        logger.info("resuming: %d of %d videos already in %s", len(videos) - len(todo), len(videos), outputs.jsonl)
-    sink = _Sink(outputs.jsonl, append=resume)
+        logger.info("resuming: %d of %d videos already in %s", len(videos) - len(todo), len(videos), source)
+    sink = _Sink(partial, append=resume)
     started = time.perf_counter()
     fresh: dict[str, dict[str, Any]] = {}
     try:
@@ -674,9 +689,18 @@ def predict_videos(
         "seconds": round(seconds, 2),
         "videos_per_s": round(len(todo) / seconds, 3) if seconds > 0 and todo else None,
     }
-    write_submission(outputs.csv, records)
-    write_json_atomic(outputs.json, {"summary": summary, "videos": records})
+    commit_outputs(outputs, records, summary)
     return summary
+
+
+def commit_outputs(outputs: Outputs, records: Sequence[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """The run's CSV, JSON and JSON Lines, together: the CSV and JSON are written in full beside their places
+    first, so a disk that fills (or any failure) leaves the previous run's complete set, and this run's
+    records in the ``.partial`` JSON Lines for ``--resume``; only then three renames, which need no space."""
+    with atomic_path(outputs.csv) as csv_tmp, atomic_path(outputs.json) as json_tmp:
+        _write_csv(csv_tmp, records)
+        json_tmp.write_bytes(json_bytes({"summary": summary, "videos": records}))
+    os.replace(outputs.partial_jsonl, outputs.jsonl)
 
 
 def score_stream(

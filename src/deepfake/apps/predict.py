@@ -630,7 +630,8 @@ def predict_videos(
     model: Mapping[str, Any] | None = None,
     stream: RecordStream | None = None,
 ) -> dict[str, Any]:
-    """Score every video; stream records to ``outputs.jsonl``; write the CSV and JSON; return the summary.
+    """Score every video; stream records to ``outputs.partial_jsonl``; then write the CSV, JSON and JSON Lines
+    together (``commit_outputs``); return the summary.
 
     Videos are prepared (decode, detect, crop) by ``predict.workers`` processes a few videos ahead of
     inference, which batches crops across videos. Every per-video failure is that video's status;
@@ -682,7 +683,7 @@ def predict_videos(
         "members": backend.members,
         "videos": len(records),
         "scored": sum(r["probability"] is not None for r in records),
-        "resumed": len(videos) - len(todo),
+        "resumed": sum(_path_key(v) in done for v in videos),
         "not_scored": {r["path"]: r["status"] for r in records if r["probability"] is None},
         "errors": sum(r["status"].startswith("error") for r in records),
         "skipped": {path_text(p): reason for p, reason in listing.skipped.items()},  # folder entries: not videos

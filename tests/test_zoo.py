@@ -563,11 +563,38 @@ def test_fetch_convert_predict_gives_the_winners_probabilities(tmp_path: Path, s
         gaps[video.name] = abs(record["probability"] - reference["videos"][video.name]["probability"])
     assert max(gaps.values()) <= 1e-4, gaps
 
-    # bench-predict times the package's own pipeline, not the project's
-    from deepfake.apps.bench import run_predict_bench
+    # bench-predict times the package's own pipeline, not the project's (the timing itself is not rerun here)
+    from deepfake.apps import bench
 
-    timed = run_predict_bench(params, videos[:1], package, ["onnx"])["onnx"]
+    timed: list = []
+
+    def time_stream(name: str, stream: object, listed: list[Path]) -> dict:
+        timed.append((name, stream, listed))
+        return {"pipeline": "dfdc1st"}
+
+    original, bench._time_package_stream = bench._time_package_stream, time_stream
+    try:
+        assert bench.run_predict_bench(params, videos[:1], package, ["onnx"])["onnx"] == {"pipeline": "dfdc1st"}
+    finally:
+        bench._time_package_stream = original
+    assert [(name, listed) for name, _, listed in timed] == [("onnx", videos[:1])] and callable(timed[0][1])
+
+
+def test_a_package_stream_is_timed_after_a_warm_up_video(capsys: pytest.CaptureFixture[str]) -> None:
+    from deepfake.apps.bench import _time_package_stream
+
+    seen: list[list[str]] = []
+
+    def stream(videos: list[Path], progress: object) -> Iterator[dict]:
+        seen.append([v.name for v in videos])
+        for video in videos:
+            yield {"path": str(video), "status": "ok", "pipeline": "dfdc1st"}
+
+    videos = [Path("a.mp4"), Path("b.mp4")]
+    timed = _time_package_stream("onnx", stream, videos)
+    assert seen == [["a.mp4"], ["a.mp4", "b.mp4"]]  # the warm-up video, then the timed run
     assert timed["pipeline"] == "dfdc1st" and timed["statuses"] == ["ok"] and timed["s_per_video"] > 0
+    assert "pipeline dfdc1st" in capsys.readouterr().out
 
 
 # ---- a package in the evaluation and the matrix -----------------------------------------------------------

@@ -9,8 +9,10 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -460,3 +462,43 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     pyproject.toml), which hands whole modules to the workers in collection order: see ``_collection_rank``.
     Each end-to-end module works on its own copy of the one reproduced repository (``pipeline_build``)."""
     items.sort(key=lambda item: _collection_rank(item.nodeid.split("::")[0]))
+
+
+# ---- the verdict service (test_serve_api.py, test_serve_hardening.py) ----------------------------------------
+
+LOCAL = "http://127.0.0.1"  # a Host the service answers to (serve.allowed_hosts), as a browser on this machine sends
+
+
+def serve_config(tmp_path: Path, **overrides: object) -> Any:
+    """The tiny params' ServeConfig over a store in ``tmp_path``, with ``overrides``."""
+    from deepfake.apps.serve.settings import ServeConfig
+
+    params = as_params(tiny_params(tmp_path / "raw"))
+    return ServeConfig.from_params(params, **{"data": tmp_path / "serve", "models": tmp_path / "models", **overrides})
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4", face_frames("grace_hopper.jpg", frames=8))
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """A store-only service (no worker processes, no models): uploads queue and stay queued. ``make(**overrides)``
+    gives a client; ``raise_server_exceptions=False`` lets a test see the 500 a client would."""
+    from fastapi.testclient import TestClient
+
+    from deepfake.apps.serve.app import create_app
+
+    clients: list[TestClient] = []
+
+    def make(raise_server_exceptions: bool = True, **overrides: object) -> TestClient:
+        app = create_app(serve_config(tmp_path, **overrides), start_workers=False)
+        client = TestClient(app, base_url=LOCAL, raise_server_exceptions=raise_server_exceptions)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)

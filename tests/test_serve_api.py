@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,36 +22,9 @@ from deepfake.apps.serve.store import JobStore
 from deepfake.apps.serve.uploads import display_name
 from deepfake.apps.serve.workers import WorkerPool
 from deepfake.core.errors import ParamsError
-from tests.conftest import as_params, face_frames, tiny_params, write_video
+from tests.conftest import LOCAL, face_frames, serve_config, tiny_params
 
 POLL_S = 0.2
-LOCAL = "http://127.0.0.1"  # a Host the service answers to (serve.allowed_hosts), as a browser on this machine sends
-
-
-def serve_config(tmp_path: Path, **overrides: object) -> ServeConfig:
-    params = as_params(tiny_params(tmp_path / "raw"))
-    return ServeConfig.from_params(params, **{"data": tmp_path / "serve", "models": tmp_path / "models", **overrides})
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4", face_frames("grace_hopper.jpg", frames=8))
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    """A store-only service (no worker processes, no models): uploads queue and stay queued."""
-    clients: list[TestClient] = []
-
-    def make(**overrides: object) -> TestClient:
-        client = TestClient(create_app(serve_config(tmp_path, **overrides), start_workers=False), base_url=LOCAL)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def upload(client: TestClient, path: Path, name: str | None = None, **kwargs: object):

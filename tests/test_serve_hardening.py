@@ -5,13 +5,12 @@ errors or records (docs/service.md, "Threat model")."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from fastapi.testclient import TestClient
 
 from deepfake.apps.serve.app import create_app, host_allowed, origin_allowed
 from deepfake.apps.serve.settings import ApiKeys, hash_key, is_loopback
@@ -19,35 +18,10 @@ from deepfake.apps.serve.store import JobStore
 from deepfake.apps.serve.uploads import UploadError, bounded
 from deepfake.apps.serve.workers import scrub_paths
 from deepfake.core.errors import ParamsError
-from tests.test_serve_api import LOCAL, serve_config, upload
+from tests.conftest import LOCAL, serve_config
+from tests.test_serve_api import upload
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.conftest import face_frames, write_video
-
-    return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4", face_frames("grace_hopper.jpg", frames=8))
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
-
-    def make(**overrides: object) -> TestClient:
-        client = TestClient(
-            create_app(serve_config(tmp_path, **overrides), start_workers=False),
-            base_url=LOCAL,
-            raise_server_exceptions=False,
-        )
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -188,7 +162,7 @@ def test_a_cross_site_post_is_refused(api, clip: Path) -> None:
 def test_a_server_error_has_the_security_headers_and_no_detail(
     api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = api()
+    client = api(raise_server_exceptions=False)  # see the 500 a client would
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"cannot open {tmp_path}/secret/path")

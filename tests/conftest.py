@@ -158,6 +158,18 @@ def write_av(
     return path
 
 
+def write_raw_h264(path: Path, parts: list[tuple[int, int, int]]) -> Path:
+    """A raw H.264 stream (no container, so no duration) of ``count`` frames at each ``(width, height, count)``,
+    one part after the other, each with its own parameter sets, as a spliced stream is: small frames first and
+    huge ones later is the amplification attack on a decoder that trusts the header."""
+    data = b""
+    for width, height, count in parts:
+        frames = [np.full((height, width, 3), 40 + 20 * (i % 10), np.uint8) for i in range(count)]
+        data += write_av(path.with_suffix(f".{width}x{height}.h264"), frames, fmt="h264").read_bytes()
+    path.write_bytes(data)
+    return path
+
+
 def write_boxes(folder: Path, stem: str, size: tuple[int, int], box: list[float], text: str | None = None) -> None:
     """A boxes file for ``stem``: ``box`` on frames 0, 2 and 4 of a ``size`` (width, height) video, or ``text``."""
     folder.mkdir(parents=True, exist_ok=True)

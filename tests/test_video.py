@@ -20,7 +20,7 @@ from deepfake.media.video import (
     iter_sampled_frames,
     probe,
 )
-from tests.conftest import write_av, write_video
+from tests.conftest import write_av, write_raw_h264, write_video
 
 SAMPLING = FrameSampling(stride=3, max_frames=1000, max_pixels=10**7)
 
@@ -196,7 +196,8 @@ def test_without_any_duration_frames_are_picked_evenly_from_what_was_decoded(tmp
     indices = [f.index for f in reader]
     coverage = reader.coverage
     assert coverage["method"] == "sequential-unknown-duration" and coverage["duration_s"] is None
-    assert indices[0] == 0 and indices[-1] == 19 and len(indices) == 5 and coverage["frames_decoded"] == 20
+    assert indices[0] == 0 and indices[-1] == 19 and len(indices) == 5
+    assert coverage["frames_decoded"] == 40  # counted, then decoded again to the last pick: one frame held at a time
     assert "no duration" in coverage["note"]
 
 
@@ -264,3 +265,75 @@ def test_an_io_error_inside_ffmpeg_stays_an_oserror(tmp_path: Path, monkeypatch:
         if expected is OSError:
             assert caught.value.errno == errno.EIO
     monkeypatch.setattr(video_module, "open", real_open, raising=False)
+
+
+# ------------------------------------------------------------------------------ classes of hostile input
+
+
+def test_frames_that_grow_past_the_header_are_refused_as_they_are_decoded(tmp_path: Path) -> None:
+    # small frames first, then frames over max_pixels: the decoder refuses them before allocating (FFmpeg's own
+    # max_pixels), and the error says why, for predict's reader and the stages' alike
+    path = write_raw_h264(tmp_path / "grow.h264", [(32, 32, 6), (128, 96, 3)])
+    limit = 64 * 64
+    with pytest.raises(VideoError, match=r"frame \d+ is 128x96, over max_pixels=4096 \(the stream changes"):
+        list(SpanReader(path, SpanSampling(frames=4, max_decoded=100, max_pixels=limit)))
+    with pytest.raises(VideoError, match="128x96, over max_pixels"):
+        read_sampled_frames(path, FrameSampling(stride=1, max_frames=100, max_pixels=limit))
+    assert len(list(SpanReader(path, SpanSampling(frames=4, max_decoded=100, max_pixels=128 * 96)))) == 4
+
+
+def set_display_matrix(path: Path, a: int, b: int, c: int, d: int) -> None:
+    """Write the rotation part of an MP4 track's matrix (tkhd), as phones do instead of turning the pixels."""
+    data = bytearray(path.read_bytes())
+    box = data.index(b"tkhd")
+    version = data[box + 4]
+    matrix = box + 8 + (32 if version == 1 else 20) + 16  # after version/flags, times, ids, duration, layer...
+    for offset, value in ((0, a), (4, b), (12, c), (16, d)):
+        data[matrix + offset : matrix + offset + 4] = (value << 16).to_bytes(4, "big", signed=True)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "matrix, rotation, turns",
+    [((0, 1, -1, 0), -90, -1), ((0, -1, 1, 0), 90, 1), ((-1, 0, 0, -1), -180, 2)],
+    ids=["phone-portrait", "portrait-other-way", "upside-down"],
+)
+def test_a_rotated_phone_clip_is_read_upright(
+    tmp_path: Path, matrix: tuple[int, int, int, int], rotation: int, turns: int
+) -> None:
+    upright = np.zeros((48, 64, 3), np.uint8)
+    upright[:16, :16] = 250  # a bright block at the top left of the scene
+    # the camera stores the scene turned; the display matrix says how players turn it back
+    stored = np.ascontiguousarray(np.rot90(upright, k=-turns))
+    path = write_av(tmp_path / "phone.mp4", [stored] * 3)
+    set_display_matrix(path, *matrix)
+    assert next(av.open(str(path)).decode(video=0)).rotation == rotation  # what FFmpeg reads from the matrix
+    reader = SpanReader(path, SpanSampling(frames=2, max_decoded=100, max_pixels=10**7))
+    frames = [f.image for f in reader] + [
+        cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in read_sampled_frames(path, SAMPLING).values()
+    ]
+    assert reader.coverage["rotation"] == rotation
+    for image in frames:
+        assert image.shape == upright.shape
+        assert image[:16, :16].mean() > 200 and image[16:, 16:].mean() < 30
+
+
+def test_of_several_video_streams_the_default_one_is_read_and_named(tmp_path: Path) -> None:
+    path = tmp_path / "two.mp4"
+    with av.open(str(path), "w") as container:
+        preview = container.add_stream("libx264", rate=10)
+        main = container.add_stream("libx264", rate=10)
+        for stream, (width, height) in ((preview, (32, 32)), (main, (64, 48))):
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        preview.disposition, main.disposition = av.stream.Disposition(0), av.stream.Disposition.default
+        for i, image in enumerate(numbered_frames(6, (64, 48))):
+            for stream in (preview, main):
+                frame = av.VideoFrame.from_ndarray(image[: stream.height, : stream.width].copy(), format="rgb24")
+                frame.pts = i
+                container.mux(stream.encode(frame))
+        for stream in (preview, main):
+            container.mux(stream.encode())
+    reader = SpanReader(path, SpanSampling(frames=3, max_decoded=100, max_pixels=10**7))
+    assert {f.image.shape for f in reader} == {(48, 64, 3)}
+    assert reader.coverage["stream"] == {"index": 1, "video_streams": 2, "codec": "h264"}
+    assert {f.shape for f in read_sampled_frames(path, SAMPLING).values()} == {(48, 64, 3)}

@@ -191,16 +191,39 @@ def _opened(path: Path) -> Iterator[tuple[_Source, Any]]:
 
 
 def _video_stream(path: Path, container: Any) -> Any:
-    """The first video stream, with a decoder; a ``VideoError`` naming what is missing otherwise."""
-    if not container.streams.video:
+    """The video stream to score, with a decoder; a ``VideoError`` naming what is missing otherwise.
+
+    A container may hold several video streams (a phone's second camera, a cover picture, a preview track):
+    the one its author marked default, else the one FFmpeg ranks best (``av_find_best_stream``: the most
+    frames and pixels); a still picture attached as cover art never, unless it is all there is.
+    """
+    streams = list(container.streams.video)
+    if not streams:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         raise VideoError(f"{path}: no video stream in the {container.format.name} container (streams: {kinds})")
-    stream = container.streams.video[0]
+    moving = [s for s in streams if not s.disposition & av.stream.Disposition.attached_pic] or streams
+    defaults = [s for s in moving if s.disposition & av.stream.Disposition.default]
+    if len(moving) == 1:
+        stream = moving[0]
+    elif len(defaults) == 1:
+        stream = defaults[0]
+    else:
+        best = container.streams.best("video")
+        stream = best if best in moving else moving[0]
     if stream.codec_context is None:
         raise VideoError(
             f"{path}: the video codec of its {container.format.name} container has no decoder here ({stream!r})"
         )
     return stream
+
+
+def stream_choice(container: Any, stream: Any) -> dict[str, Any]:
+    """What a record says about the stream it scored: its index, how many video streams there were, its codec."""
+    return {
+        "index": int(stream.index),
+        "video_streams": len(container.streams.video),
+        "codec": str(stream.codec_context.name),
+    }
 
 
 def _header_size(stream: Any) -> tuple[int, int]:
@@ -216,6 +239,13 @@ def _check_header_pixels(path: Path, stream: Any, max_pixels: int) -> None:
 def _check_frame_pixels(path: Path, frame: Any, max_pixels: int) -> None:
     if frame.width * frame.height > max_pixels:
         raise VideoError(f"{path}: decoded frame {frame.width}x{frame.height} exceeds max_pixels={max_pixels}")
+
+
+def _limit_decoder(stream: Any, max_pixels: int) -> None:
+    """FFmpeg's own ``max_pixels``: the decoder refuses a larger frame before allocating it, so a stream whose
+    header says 64x64 and whose later frames are 8192x4320 never costs gigabytes (the header check alone
+    cannot see those frames; a check after decoding is too late for the decoder's frame pool)."""
+    stream.codec_context.options = {**stream.codec_context.options, "max_pixels": str(max_pixels)}
 
 
 def _set_threads(stream: Any, threads: int) -> None:
@@ -252,10 +282,14 @@ def _start_s(stream: Any) -> float:
 
 
 class _Frames:
-    """Decoded frames of one stream, in decode order, counted; errors name the frame they happened at."""
+    """Decoded frames of one stream, in decode order, counted; errors name the frame they happened at.
 
-    def __init__(self, path: Path, source: _Source, container: Any, stream: Any) -> None:
+    Every frame's size is checked as it leaves the decoder, before anything keeps it.
+    """
+
+    def __init__(self, path: Path, source: _Source, container: Any, stream: Any, max_pixels: int) -> None:
         self.path, self.source, self.container, self.stream = path, source, container, stream
+        self.max_pixels = max_pixels
         self.decoded = 0  # frames out of the decoder, over every restart
         self._codec = f"{stream.codec_context.name} in {container.format.name}"
 
@@ -266,12 +300,57 @@ class _Frames:
             with _translating(self.path, self.source, f"demuxing fails after frame {self.decoded} ({self._codec})"):
                 packet = next(packets, None)
             if packet is None:
+                # a frame refused for its size may vanish without an error (frame threads drop it): the size the
+                # decoder last saw still says so
+                self._check_size_change()
                 return
-            with _translating(self.path, self.source, f"frame {self.decoded} cannot be decoded ({self._codec})"):
-                frames = _decode_packet(self.stream, packet)
+            try:
+                with _translating(self.path, self.source, f"frame {self.decoded} cannot be decoded ({self._codec})"):
+                    frames = _decode_packet(self.stream, packet)
+            except VideoError:
+                self._check_size_change()
+                raise
             for frame in frames:
+                _check_frame_pixels(self.path, frame, self.max_pixels)
                 self.decoded += 1
                 yield frame
+
+    def _check_size_change(self) -> None:
+        """After a decode error: say so when the cause is a frame size past the limit (FFmpeg's ``max_pixels``
+        refusal reads only "invalid data")."""
+        width, height = _header_size(self.stream)
+        if width * height > self.max_pixels:
+            raise VideoError(
+                f"{self.path}: frame {self.decoded} is {width}x{height}, over max_pixels={self.max_pixels}"
+                " (the stream changes its frame size after its header)"
+            )
+
+
+def _decoder(
+    path: Path, source: _Source, container: Any, max_pixels: int, threads: int, skip_nonref: bool = False
+) -> _Frames:
+    """The chosen stream of an opened container, checked and set up to decode: size limits, threads."""
+    stream = _video_stream(path, container)
+    _check_header_pixels(path, stream, max_pixels)
+    _limit_decoder(stream, max_pixels)
+    _set_threads(stream, threads)
+    if skip_nonref:
+        # FFmpeg's AVDISCARD_NONREF: frames nothing else predicts from (most B-frames) are not
+        # decoded at all; every decoded frame is exact, and a target takes the next decoded one
+        stream.codec_context.skip_frame = "NONREF"
+    return _Frames(path, source, container, stream, max_pixels)
+
+
+def upright(frame: Any, image: np.ndarray) -> np.ndarray:
+    """``image`` (converted from ``frame``) turned as the video's display matrix says, so a phone clip filmed
+    upright is scored upright, as players show it (a face detector misses sideways faces). A rotation that
+    is not a multiple of 90 degrees is left alone (no camera writes one)."""
+    rotation = frame.rotation or 0
+    turns = round(rotation / 90)
+    if turns % 4 == 0 or abs(rotation - 90 * turns) > 1:
+        return image
+    # the display matrix turns the stored frame counterclockwise by `rotation` degrees, as np.rot90 does
+    return np.ascontiguousarray(np.rot90(image, k=turns % 4))
 
 
 # ------------------------------------------------------------------------------------ the stages' API
@@ -322,19 +401,15 @@ def iter_sampled_frames(
     """
     path = Path(path)
     with _opened(path) as (source, container):
-        stream = _video_stream(path, container)
-        _check_header_pixels(path, stream, sampling.max_pixels)
-        _set_threads(stream, threads)
-        frames = _Frames(path, source, container, stream)
+        frames = _decoder(path, source, container, sampling.max_pixels, threads)
         sampled = 0
         for index, frame in enumerate(frames.run()):
             if index >= sampling.max_frames:
                 break
             if not sampling.wanted(index):
                 continue
-            _check_frame_pixels(path, frame, sampling.max_pixels)
             sampled += 1
-            yield index, to_image(frame, "bgr24")
+            yield index, upright(frame, to_image(frame, "bgr24"))
         if sampled == 0:
             raise VideoError(f"{path}: no frame could be decoded")
 
@@ -381,14 +456,8 @@ class SpanReader:
         path, sampling = self.path, self.sampling
         self._notes = []
         with _opened(path) as (source, container):
-            stream = _video_stream(path, container)
-            _check_header_pixels(path, stream, sampling.max_pixels)
-            _set_threads(stream, self.threads)
-            if sampling.skip_nonref:
-                # FFmpeg's AVDISCARD_NONREF: frames nothing else predicts from (most B-frames) are not
-                # decoded at all; every decoded frame is exact, and a target takes the next decoded one
-                stream.codec_context.skip_frame = "NONREF"
-            frames = _Frames(path, source, container, stream)
+            frames = _decoder(path, source, container, sampling.max_pixels, self.threads, sampling.skip_nonref)
+            stream = frames.stream
             fps, start = _fps(stream), _start_s(stream)
             duration = _duration_s(stream, container)
             if duration is None and stream.frames and fps:
@@ -407,6 +476,8 @@ class SpanReader:
                 "method": method,
                 "threads": self.threads,
                 "skip_nonref": sampling.skip_nonref,
+                "stream": stream_choice(container, stream),
+                "rotation": 0,
                 "note": None,
             }
             if method == "seek":
@@ -525,40 +596,47 @@ class SpanReader:
                 k += 1  # targets the chosen frame already stands for
 
     def _unknown_duration(self, frames: _Frames, start: float, fps: float) -> Iterator[tuple[int, Any]]:
-        """No duration: decode up to ``max_decoded`` frames, keeping every ``step``-th (the step doubles
-        whenever more than 4N are kept, so memory stays bounded), then yield N of them evenly spread."""
-        wanted = self.sampling.frames
-        kept: list[tuple[int, Any]] = []
-        step = 1
-        for index, frame in enumerate(frames.run()):
-            if index % step == 0:
-                kept.append((index, frame))
-                if len(kept) > 4 * wanted:
-                    kept = kept[::2]
-                    step *= 2
+        """No duration: count the frames (decode up to ``max_decoded``, keeping none), then decode again from
+        the start and take N evenly spread among them. One decoded frame is held at a time, so a stream
+        with no duration costs twice the decoding, never memory that grows with it."""
+        counted = 0
+        for _ in frames.run():
+            counted += 1
             if frames.decoded >= self.sampling.max_decoded:
                 self._bound_hit()
                 break
-        if not kept:
+        if not counted:
             return
-        picks = sorted({round(i * (len(kept) - 1) / max(wanted - 1, 1)) for i in range(min(wanted, len(kept)))})
-        for pick in picks:
-            yield kept[pick]
+        wanted = self.sampling.frames
+        picks = sorted({round(i * (counted - 1) / max(wanted - 1, 1)) for i in range(min(wanted, counted))})
+        first_pass = frames.decoded
+        sampling = self.sampling
+        with _opened(self.path) as (source, container):
+            again = _decoder(self.path, source, container, sampling.max_pixels, self.threads, sampling.skip_nonref)
+            following = iter(picks)
+            pick = next(following)
+            for index, frame in enumerate(again.run()):
+                frames.decoded = first_pass + again.decoded
+                if index == pick:
+                    yield index, frame
+                    pick = next(following, -1)
+                    if pick < 0:
+                        return
 
     # ------------------------------------------------------------------------------------------ helpers
 
     def _converted(self, chosen: Iterator[tuple[int, Any]], frames: _Frames) -> Iterator[SampledFrame]:
         start, fps = self.coverage["start_s"], self.coverage["fps"] or 0.0
         for index, frame in chosen:
-            _check_frame_pixels(self.path, frame, self.sampling.max_pixels)
             time_s = _frame_time(frame, start, index, fps)
             coverage = self.coverage
+            coverage["rotation"] = int(frame.rotation or 0)
             coverage["frames_sampled"] += 1
             coverage["frames_decoded"] = frames.decoded
             if coverage["first_s"] is None:
                 coverage["first_s"] = time_s
             coverage["last_s"] = time_s
-            yield SampledFrame(index=index, time_s=time_s, image=to_image(frame, "rgb24"))
+            yield SampledFrame(index=index, time_s=time_s, image=upright(frame, to_image(frame, "rgb24")))
 
     def _bound_hit(self) -> None:
         self.coverage["bound_hit"] = True

@@ -4,6 +4,8 @@ store's accounting across restarts, API keys, and the real worker pool scoring a
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,7 +24,7 @@ from deepfake.apps.serve.store import JobStore
 from deepfake.apps.serve.uploads import display_name
 from deepfake.apps.serve.workers import WorkerPool
 from deepfake.core.errors import ParamsError
-from tests.conftest import LOCAL, face_frames, serve_config, tiny_params
+from tests.conftest import LOCAL, face_frames, serve_config, tiny_params, write_raw_h264
 
 POLL_S = 0.2
 
@@ -383,6 +385,44 @@ def test_a_video_without_a_face_is_done_with_the_reason(live: TestClient, hostil
     assert job["record"]["status"].startswith("no_face") and job["explanation"] is None
     assert "no_face" in live.get(f"{job['url']}/explanation").json()["detail"]
     assert live.delete(job["url"]).status_code == 204
+
+
+def test_frames_that_grow_after_the_header_end_their_own_job_with_the_reason(
+    live: TestClient, models_root: dict, tmp_path: Path
+) -> None:
+    # the amplification upload: small frames first, then frames past video.max_pixels. The decoder refuses them
+    # before allocating: found by the upload's own check (it decodes up to 64 frames of a stream without a
+    # duration) the upload is refused; found later by the worker, the analysis is done with the reason
+    limit = models_root["params"].video.max_pixels
+    big = (4160, 2176, 1)
+    assert limit < big[0] * big[1]
+    refused = upload(live, write_raw_h264(tmp_path / "early.h264", [(64, 64, 4), big]))
+    assert refused.status_code == 422 and f"4160x2176, over max_pixels={limit}" in refused.json()["detail"]
+    job = wait_final(live, upload(live, write_raw_h264(tmp_path / "late.h264", [(64, 64, 70), big])).json()["url"])
+    assert job["status"] == "done" and job["probability"] is None and job["attempts"] == 1, job
+    assert job["record"]["status"].startswith("unreadable: the upload: frame")
+    assert f"4160x2176, over max_pixels={limit}" in job["record"]["status"]
+
+
+def test_a_worker_killed_under_a_job_fails_that_job_once_and_the_next_job_runs(
+    live: TestClient, models_root: dict, hostile_part: Path
+) -> None:
+    pool = live.app.state.service.pool
+    [pid] = [pid for pid, worker in pool.workers.items() if worker.ready]
+    limits = Path(f"/proc/{pid}/limits").read_text()  # the worker runs under serve.worker_memory_mb
+    wanted = models_root["params"].serve.worker_memory_mb << 20
+    assert any(line.startswith("Max data size") and f"{wanted}" in line.split() for line in limits.splitlines())
+    url = upload(live, hostile_part / "reala.mp4").json()["url"]
+    deadline = time.monotonic() + 60
+    while live.get(url).json()["status"] == "queued" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)  # as the OOM killer would, mid-job
+    job = wait_final(live, url)
+    assert job["status"] == "failed" and job["attempts"] == 1, job  # never queued again: it could kill the next
+    assert job["error"].startswith("error: the worker died while analysing it (SIGKILL")
+    after = wait_final(live, upload(live, hostile_part / "noface.mp4").json()["url"])
+    assert after["status"] == "done" and after["record"]["status"].startswith("no_face")
+    assert 'deepfake_job_failures_total{kind="worker_died"} 1.0' in live.get("/metrics").text
 
 
 @pytest.mark.slow

@@ -5,6 +5,8 @@ errors or records (docs/service.md, "Threat model")."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -317,3 +319,59 @@ def test_a_broken_model_package_at_start_up_is_one_line_after_the_keys(
     keys.write_text("# every key revoked\n")
     status, errors = serve("--api-keys-file", str(keys))  # the keys are checked first
     assert status == 2 and len(errors) == 1 and "holds no API key" in errors[0]
+
+
+# ---- memory: a worker's limit, and a job that passes it --------------------------------------------------
+
+
+def test_the_memory_limit_turns_an_allocation_into_a_memory_error() -> None:
+    # RLIMIT_DATA counts what a decoder or a model's activations take (large buffers are private anonymous
+    # mappings): past it, allocation fails in the worker instead of the OOM killer picking a process
+    script = (
+        "import numpy as np\n"
+        "from deepfake.apps.serve.workers import limit_memory\n"
+        "small = np.ones(1 << 20)\n"
+        "in_use = int(open('/proc/self/status').read().split('VmData:')[1].split()[0]) << 10\n"
+        "limit_memory(in_use + (512 << 20))\n"
+        "try:\n"
+        "    np.ones(1 << 28)\n"  # 2 GiB of float64
+        "except MemoryError:\n"
+        "    print('refused')\n"
+        "print(np.ones(1 << 20).sum() == small.sum())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split() == ["refused", "True"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")],
+    ids=["python", "torch"],
+)
+def test_a_job_past_the_memory_limit_fails_with_the_reason_and_the_worker_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    from deepfake.apps.serve import workers
+
+    calls = []
+
+    def prepare(*args: object) -> None:
+        calls.append(args)
+        if len(calls) == 1:
+            raise error
+        raise ValueError("the second job's own bug")
+
+    monkeypatch.setattr(workers, "prepare_video", prepare)
+    runner = object.__new__(workers.JobRunner)
+    runner.predict = runner.explainers = None
+    runner.config = serve_config(tmp_path, worker_memory_bytes=512 << 20)
+    runner.backend = SimpleNamespace(face_input=None)
+    store = JobStore(tmp_path / "serve")
+    for job_id in ("a", "b"):
+        store.add(job_id, "clip.mp4", 4, None, queue_size=4)
+        runner.run(store.claim(worker=1), store)
+    first, second = store.get("a"), store.get("b")
+    assert first.status == "failed" and first.error == (
+        "error: the video needs more memory than a worker may use (serve.worker_memory_mb=512)"
+    )
+    assert second.status == "failed" and "ValueError" in second.error  # the next job ran, on the same worker

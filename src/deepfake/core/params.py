@@ -621,6 +621,7 @@ class ServeParams(_Section):
     disk_quota_mb: PositiveFloat
     max_attempts: PositiveInt  # runs of a job in all, counting those a server restart interrupted
     job_timeout_s: PositiveFloat
+    worker_memory_mb: NonNegativeInt  # a worker's data segment at most (RLIMIT_DATA); 0: no limit
     explain: bool
     explain_faces: PositiveInt  # faces explained per analysis at most
     api_keys_file: NonEmptyStr | None = None  # optional by design: keys are off unless it (or the env) is set

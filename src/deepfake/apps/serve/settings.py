@@ -39,6 +39,7 @@ class ServeConfig:
     disk_quota_bytes: int
     max_attempts: int
     job_timeout_s: float
+    worker_memory_bytes: int  # RLIMIT_DATA of each worker; 0: none
     explain: bool
     explain_faces: int  # faces explained per analysis at most
     montage_rows: int  # explain.montage_rows
@@ -78,6 +79,7 @@ class ServeConfig:
             disk_quota_bytes=int(sect.disk_quota_mb * MB),
             max_attempts=sect.max_attempts,
             job_timeout_s=sect.job_timeout_s,
+            worker_memory_bytes=sect.worker_memory_mb * MB,
             explain=sect.explain,
             explain_faces=sect.explain_faces,
             montage_rows=params.explain.montage_rows,

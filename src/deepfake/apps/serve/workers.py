@@ -2,8 +2,10 @@
 the oldest queued job from the job store, scoring it as ``deepfake predict`` does and explaining it
 as ``deepfake explain`` does, from one decode.
 
-The server process supervises them (``WorkerPool``): a worker that dies (a crash, the OOM killer)
-has its job queued again or failed (``serve.max_attempts``) and is replaced; a job running past
+Each worker runs under ``serve.worker_memory_mb`` (``RLIMIT_DATA``): a video that needs more fails its own
+job with the reason and the worker goes on. The server process supervises them (``WorkerPool``): a
+worker that dies under a job (a crash, the OOM killer) has that job failed with the reason, never run
+again (a video that kills a worker would kill the next one too), and is replaced; a job running past
 ``serve.job_timeout_s`` is failed and its worker killed and replaced. Workers die with the server
 (``PR_SET_PDEATHSIG``), and a restarted server re-queues what they were doing (``JobStore.recover``).
 """
@@ -14,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import resource
 import signal
 import threading
 import time
@@ -78,11 +81,44 @@ class JobRunner:
                 )
                 explained = True
             jobs.finish(job.id, record, explanation=explained, overlay=explained)
-        except Exception as err:  # noqa: BLE001 - a bug or an environment fault in this job: recorded, the worker goes on
-            trace = "".join(traceback.format_exception(err))
-            logger.error("analysis %s failed:\n%s", job.id, trace)
-            # the client sees the kind of failure, never the server's paths or an exception's raw text
-            jobs.fail(job.id, f"error: internal error ({type(err).__name__}); the server log has it under {job.id}")
+        except Exception as err:  # noqa: BLE001 - whatever happened to this job is recorded; the worker goes on
+            self._failed(job, err, jobs)
+
+    def _failed(self, job: Job, err: Exception, jobs: JobStore) -> None:
+        if _out_of_memory(err):
+            # the worker's memory limit, not a bug: this video needs more than the limit allows; what it held is
+            # freed with the frames of this job, and the worker takes the next one
+            logger.error("analysis %s needed more memory than serve.worker_memory_mb allows", job.id)
+            jobs.fail(job.id, f"error: the video needs more memory than a worker may use ({self._memory_text()})")
+            return
+        # a bug or an environment fault in this job: recorded, the worker goes on
+        trace = "".join(traceback.format_exception(err))
+        logger.error("analysis %s failed:\n%s", job.id, trace)
+        # the client sees the kind of failure, never the server's paths or an exception's raw text
+        jobs.fail(job.id, f"error: internal error ({type(err).__name__}); the server log has it under {job.id}")
+
+    def _memory_text(self) -> str:
+        limit = self.config.worker_memory_bytes
+        return f"serve.worker_memory_mb={limit >> 20}" if limit else "no limit set: the machine ran out"
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """An allocation refused: Python's MemoryError, or torch's and ONNX Runtime's own words for it."""
+    if isinstance(err, MemoryError):
+        return True
+    text = str(err).lower()
+    return type(err).__name__ in ("RuntimeError", "RuntimeException", "Fail") and (
+        "can't allocate memory" in text or "failed to allocate memory" in text or "bad_alloc" in text
+    )
+
+
+def limit_memory(limit_bytes: int) -> None:
+    """Cap this process's data segment (``RLIMIT_DATA``: heap and private anonymous mappings, the memory a
+    decoder or a model's activations take; not the shared libraries' address space, which ``RLIMIT_AS`` would
+    count). Past it an allocation fails (``MemoryError`` in Python, ENOMEM in FFmpeg) instead of the kernel's
+    OOM killer choosing a process. 0: no limit."""
+    if limit_bytes:
+        resource.setrlimit(resource.RLIMIT_DATA, (limit_bytes, limit_bytes))
 
 
 def scrub_paths(value: Any, replacements: dict[str, str]) -> Any:
@@ -107,6 +143,7 @@ def worker_main(config: ServeConfig, parent: int, events: Any) -> None:
     kernel kills the worker (SIGKILL, so no orphan finishes a job a restarted server has re-queued).
     """
     init_worker(parent, config.torch_threads, on_parent_death=signal.SIGKILL)
+    limit_memory(config.worker_memory_bytes)  # before the models load: they count against it too
     stopping = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -153,6 +190,18 @@ class _Spawner:
         """Only once every process it started has ended."""
         self._requests.put(None)
         self._thread.join(timeout=5)
+
+
+def _death(exitcode: int | None) -> str:
+    """How a worker ended, for a job's reason: a signal by name (SIGKILL is usually the OOM killer)."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+        hint = ": the kernel's OOM killer, or someone, killed it" if name == "SIGKILL" else ""
+        return f"{name}{hint}"
+    return f"exit code {exitcode}"
 
 
 @dataclass
@@ -287,11 +336,10 @@ class WorkerPool:
                 )
                 current = self.jobs.get(job.id) if job is not None else None
                 if current is not None and current.status == "running":
-                    status = self.jobs.release(
-                        current.id, f"the worker process died (exit code {code})", self.config.max_attempts
-                    )
+                    # failed, never queued again: what killed this worker would kill the next one (a poison video)
+                    self.jobs.fail(current.id, f"error: the worker died while analysing it ({_death(code)})")
                     self.metrics.failure("worker_died")
-                    logger.error("worker %d died (exit code %s) during %s: %s", pid, code, current.id, status)
+                    logger.error("worker %d died (exit code %s) during %s: failed", pid, code, current.id)
                 if not self._halt.is_set() and self.load_error is None:
                     self._spawn()
         for job in self.jobs.finished_since(self._last_finished):

@@ -20,8 +20,10 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -267,6 +269,56 @@ class Service:
         return caller
 
 
+class Problem(BaseModel):
+    """Every refusal and error: one sentence saying what is wrong and what to do."""
+
+    detail: str
+
+
+class Queued(BaseModel):
+    id: str
+    url: str
+    status: str
+
+
+def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these refusal codes, each a ``Problem``; the codes every route can give
+    (401 with keys on, 400 for a host name not served, 403 for a cross-site state change) included."""
+    common = (400, 401, 403, 422)
+    return {code: {"model": Problem, "description": PROBLEM_TEXT[code]} for code in sorted({*codes, *common})}
+
+
+PROBLEM_TEXT = {
+    400: "a host name not served, a form without a video, or a client that went away",
+    401: "API keys are on and the key is missing or wrong",
+    403: "a cross-site state change (serve.cors_origins)",
+    404: "no such analysis for this key, or no such file for it",
+    408: "the upload sent nothing for serve.read_timeout_s",
+    409: "the analysis is running",
+    413: "the upload passes serve.max_upload_mb",
+    422: "not a decodable video, past the limits, or a parameter out of range",
+    429: "the queue is full or the rate limit is reached (Retry-After)",
+    503: "no worker can load the models",
+    507: "the disk quota is used up",
+}
+# the request body of an upload, which the route streams itself (so FastAPI cannot describe it)
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["video"],
+                    "properties": {"video": {"type": "string", "format": "binary"}},
+                }
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
 def _service(request: Request) -> Service:
     return request.app.state.service
 
@@ -340,6 +392,12 @@ def create_app(config: ServeConfig, start_workers: bool = True) -> FastAPI:
         service.metrics.requests.labels(method, getattr(route, "path", "other"), str(response.status_code)).inc()
         return response
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, err: RequestValidationError) -> Response:
+        # one sentence like every other refusal (clients read `detail` as text), naming the parameter
+        what = "; ".join(f"{'.'.join(str(part) for part in e['loc'][1:])}: {e['msg']}" for e in err.errors()[:3])
+        return _secure(JSONResponse({"detail": f"invalid request: {what}"}, 422), request.url.path)
+
     @app.exception_handler(Exception)
     async def internal_error(request: Request, err: Exception) -> Response:
         # the traceback goes to the log (Starlette logs it); the client gets no server detail
@@ -348,6 +406,7 @@ def create_app(config: ServeConfig, start_workers: bool = True) -> FastAPI:
         )
 
     _add_api(app, service)
+    _declare_keys(app, service)
     _add_page(app)
     return app
 
@@ -361,7 +420,14 @@ def _refuse(service: Service, err: UploadError) -> JSONResponse:
 def _add_api(app: FastAPI, service: Service) -> None:
     config = service.config
 
-    @app.post("/v1/analyses", status_code=202, summary="Upload a video for analysis")
+    @app.post(
+        "/v1/analyses",
+        status_code=202,
+        summary="Upload a video for analysis",
+        response_model=Queued,
+        responses=_problems(408, 413, 429, 503, 507),
+        openapi_extra=UPLOAD_BODY,
+    )
     async def create_analysis(
         request: Request,
         caller: CallerDep,
@@ -422,24 +488,44 @@ def _add_api(app: FastAPI, service: Service) -> None:
         url = f"/v1/analyses/{job_id}"
         return JSONResponse({"id": job_id, "url": url, "status": "queued"}, status_code=202, headers={"Location": url})
 
-    @app.get("/v1/analyses", summary="Recent analyses, newest first")
+    @app.get("/v1/analyses", summary="Recent analyses, newest first", responses=_problems())
     def list_analyses(caller: CallerDep, limit: Annotated[int, Query(ge=1, le=LIST_LIMIT)] = 20) -> dict[str, Any]:
         jobs = service.jobs.recent(limit, owner=_owner(caller))
         return {"analyses": [job_view(j, with_record=False) for j in jobs]}
 
-    @app.get("/v1/analyses/{job_id}", summary="An analysis: status, progress and, when done, the predict record")
+    @app.get(
+        "/v1/analyses/{job_id}",
+        summary="An analysis: status, progress and, when done, the predict record",
+        responses=_problems(404),
+    )
     def get_analysis(job_id: str, caller: CallerDep) -> dict[str, Any]:
         return job_view(_job_or_404(service, job_id, caller))
 
-    @app.get("/v1/analyses/{job_id}/explanation", summary="The explanation montage (PNG)", response_class=FileResponse)
+    @app.get(
+        "/v1/analyses/{job_id}/explanation",
+        summary="The explanation montage (PNG)",
+        response_class=FileResponse,
+        responses={200: {"content": {"image/png": {}}}, **_problems(404)},
+    )
     def get_explanation(job_id: str, caller: CallerDep) -> FileResponse:
         return _result_file(service, job_id, caller, "montage.png", "image/png")
 
-    @app.get("/v1/analyses/{job_id}/overlay", summary="The overlay video (MP4, H.264)", response_class=FileResponse)
+    @app.get(
+        "/v1/analyses/{job_id}/overlay",
+        summary="The overlay video (MP4, H.264)",
+        response_class=FileResponse,
+        responses={200: {"content": {"video/mp4": {}}}, **_problems(404)},
+    )
     def get_overlay(job_id: str, caller: CallerDep) -> FileResponse:
         return _result_file(service, job_id, caller, "overlay.mp4", "video/mp4")
 
-    @app.delete("/v1/analyses/{job_id}", status_code=204, summary="Delete an analysis and its files")
+    @app.delete(
+        "/v1/analyses/{job_id}",
+        status_code=204,
+        summary="Delete an analysis and its files",
+        response_class=Response,
+        responses=_problems(404, 409),
+    )
     def delete_analysis(job_id: str, caller: CallerDep) -> Response:
         job = _job_or_404(service, job_id, caller)
         if job.status == "running":
@@ -447,11 +533,15 @@ def _add_api(app: FastAPI, service: Service) -> None:
         service.jobs.delete(job_id)
         return Response(status_code=204)
 
-    @app.get("/healthz", summary="Alive")
+    @app.get("/healthz", summary="Alive", responses=_problems())
     def healthz() -> dict[str, str]:
         return {"status": "alive"}
 
-    @app.get("/readyz", summary="Models loaded, store writable, queue not full")
+    @app.get(
+        "/readyz",
+        summary="Models loaded, store writable, queue not full",
+        responses={503: {"description": "not ready: `problems` says why"}, **_problems()},
+    )
     def readyz() -> JSONResponse:
         counts = service.jobs.counts()
         checks = {
@@ -471,11 +561,38 @@ def _add_api(app: FastAPI, service: Service) -> None:
         body = {"ready": not problems, "problems": problems, **checks, "model": service.card.reference()}
         return JSONResponse(body, status_code=200 if not problems else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}}, **_problems()},
+    )
     def metrics(caller: CallerDep) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST
 
         return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _declare_keys(app: FastAPI, service: Service) -> None:
+    """With keys on, the schema says which operations need one (and how to send it), so a client generated
+    from it sends the key, and a schema-driven test checks that those routes refuse a request without one."""
+    built = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = built()
+            if service.keys.enabled:
+                schema.setdefault("components", {})["securitySchemes"] = {
+                    "bearer": {"type": "http", "scheme": "bearer"},
+                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                }
+                for path, operations in schema["paths"].items():
+                    if path.startswith("/v1/") or path == "/metrics":
+                        for operation in operations.values():
+                            operation["security"] = [{"bearer": []}, {"apiKey": []}]
+        return app.openapi_schema  # type: ignore[return-value]  # set by the first call of `built`
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to change the schema
 
 
 def _queue_wait(service: Service) -> int:

@@ -98,3 +98,29 @@ def test_a_whole_package_passes_and_predict_stops_before_reading_a_video(
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert status == 2 and len(errors) == 1 and str(member) in errors[0], errors
     assert list(out.iterdir()) == []  # no output: nothing was read or scored
+
+
+def test_explain_stops_on_a_damaged_onnx_member_and_torch_on_a_damaged_checkpoint(
+    package: Path, hostile_part: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from deepfake.cli import main as cli_main
+
+    def errors_of(*args: str) -> tuple[int, list[str]]:
+        caplog.clear()
+        status = cli_main(list(args))
+        return status, [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+
+    member = _member(package)
+    _not_a_model(member)
+    video = str(hostile_part / "reala.mp4")
+    out = tmp_path / "explained"
+    status, errors = errors_of("explain", video, "--models", str(package), "--backend", "onnx", "--out", str(out))
+    assert status == 2 and len(errors) == 1 and str(member) in errors[0] and "\n" not in errors[0], errors
+    assert not out.exists()
+    # the torch backend's checkpoints are checked by their loader, as the backend is built: before any video
+    checkpoint = next((package / "train").rglob("best.pt"))
+    _truncate(checkpoint)
+    csv = tmp_path / "p.csv"
+    status, errors = errors_of("predict", "--models", str(package), "--backend", "torch", video, "--csv", str(csv))
+    assert status == 2 and len(errors) == 1 and "best.pt" in errors[0] and "\n" not in errors[0], errors
+    assert not csv.exists()

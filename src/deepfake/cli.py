@@ -129,10 +129,12 @@ def _cmd_bench_predict(args: argparse.Namespace) -> int:
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from deepfake.apps.explain import explain
+    from deepfake.apps.package_check import check_package
     from deepfake.modeling.store import ModelStore
 
     params = _model_params(args, args.models)
     store = ModelStore(args.models)
+    check_package(args.models, args.backend)  # a damaged package stops here, before the video is read
     _model_card(args.models)  # the warning of a demonstration model
     rows = args.montage if args.montage is not None else params.explain.montage_rows
     fps = args.fps if args.fps is not None else params.explain.overlay_fps

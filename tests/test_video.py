@@ -2,6 +2,7 @@ import contextlib
 import errno
 import io
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -337,3 +338,43 @@ def test_of_several_video_streams_the_default_one_is_read_and_named(tmp_path: Pa
     assert {f.image.shape for f in reader} == {(48, 64, 3)}
     assert reader.coverage["stream"] == {"index": 1, "video_streams": 2, "codec": "h264"}
     assert {f.shape for f in read_sampled_frames(path, SAMPLING).values()} == {(48, 64, 3)}
+
+
+def test_a_header_claiming_less_than_the_stream_holds_is_not_the_only_word(tmp_path: Path) -> None:
+    frames = [np.full((32, 32, 3), 10 * (i % 25), np.uint8) for i in range(80)]
+    path = write_av(tmp_path / "v.mkv", frames, fps=8, codec="libvpx-vp9")  # 10 s
+    data = bytearray(path.read_bytes())
+    duration = data.index(b"\x44\x89\x88")  # Matroska's Duration element, an 8-byte float in milliseconds
+    data[duration + 3 : duration + 11] = struct.pack(">d", 2000.0)  # the header now claims 2 s
+    path.write_bytes(bytes(data))
+    assert probe(path).duration_s == pytest.approx(2.0)
+    reader = SpanReader(path, SpanSampling(frames=4, max_decoded=1000, max_pixels=10**7))
+    assert [f.time_s for f in reader] == pytest.approx([0, 2.5, 5, 7.5], abs=0.01)  # the whole 10 s, not 2
+    assert reader.coverage["duration_s"] == pytest.approx(10, abs=0.01)
+    assert "the stream holds 10.000s where its header claims 2.000s" in reader.coverage["note"]
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "matroska"])
+def test_a_cover_picture_or_a_still_first_stream_is_not_what_is_scored(tmp_path: Path, fmt: str) -> None:
+    # a still picture as the first stream (MP4 keeps it as cover art, attached_pic; Matroska as a plain
+    # one-frame stream with no default mark): the moving stream is read, FFmpeg's best where nothing is marked
+    path = tmp_path / f"cover.{'mp4' if fmt == 'mp4' else 'mkv'}"
+    with av.open(str(path), "w", format=fmt) as container:
+        cover = container.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 96, 96, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        moving = container.add_stream("libx264", rate=10)
+        moving.width, moving.height, moving.pix_fmt = 64, 48, "yuv420p"
+        moving.disposition = av.stream.Disposition(0)
+        still = av.VideoFrame.from_ndarray(np.full((96, 96, 3), 200, np.uint8), format="rgb24")
+        still.pts = 0
+        container.mux(cover.encode(still))
+        container.mux(cover.encode())
+        for i, image in enumerate(numbered_frames(6, (64, 48))):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            container.mux(moving.encode(frame))
+        container.mux(moving.encode())
+    reader = SpanReader(path, SpanSampling(frames=3, max_decoded=100, max_pixels=10**7))
+    assert {f.image.shape for f in reader} == {(48, 64, 3)} and reader.coverage["frames_sampled"] == 3
+    assert reader.coverage["stream"]["video_streams"] == 2 and reader.coverage["stream"]["codec"] == "h264"

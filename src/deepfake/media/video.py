@@ -426,8 +426,10 @@ class SpanReader:
     - ``frames_wanted``, ``frames_sampled``, ``frames_decoded`` (every frame out of the decoder, skipped
       ones included; at most ``max_decoded``), ``bound_hit`` (decoding stopped at ``max_decoded``),
     - ``first_s``, ``last_s`` (times of the first and last sampled frame), ``start_s``, ``duration_s``
-      (from the header: the stream's duration, else the container's, else frame count / rate; None when
-      unknown), ``fps``, ``threads``,
+      (from the header: the stream's duration, else the container's, else frame count / rate, extended to
+      the stream's last packet when that differs; None when unknown), ``fps``, ``threads``,
+    - ``stream`` (which video stream was read: ``stream_choice``), ``rotation`` (the display matrix's
+      rotation in degrees; frames come upright),
     - ``method``: ``"sequential"`` (decode from the start, take the first frame at or after each target
       time), ``"seek"`` (seek to the keyframe before each target and decode forward to it), or
       ``"sequential-unknown-duration"`` (no duration known: decode up to ``max_decoded`` frames and pick
@@ -462,6 +464,8 @@ class SpanReader:
             duration = _duration_s(stream, container)
             if duration is None and stream.frames and fps:
                 duration = stream.frames / fps
+            if duration is not None:
+                duration = self._checked_duration(stream, start, duration, fps)
             method = self._method(stream, duration, fps)
             self.coverage = {
                 "frames_wanted": sampling.frames,
@@ -495,6 +499,20 @@ class SpanReader:
                 raise VideoError(f"{path}: no frame could be decoded")
 
     # ---------------------------------------------------------------------------------------- choices
+
+    def _checked_duration(self, stream: Any, start: float, duration: float, fps: float) -> float:
+        """The header's duration, unless the stream's own last packet says otherwise by more than a frame and a
+        half: then what the stream holds, so the frames span all of it and no target lies past its end (a
+        container's duration may be another stream's, its audio's, or simply wrong)."""
+        end = _stream_end_s(self.path, stream.index, self.sampling.max_decoded)
+        frame = 1 / fps if fps else 0.0
+        if end is None or end < start or abs(end + frame - (start + duration)) <= max(1.5 * frame, 0.05):
+            return duration
+        self._notes.append(
+            f"the stream holds {end + frame - start:.3f}s where its header claims {duration:.3f}s: sampled over"
+            " what it holds"
+        )
+        return end + frame - start
 
     def _method(self, stream: Any, duration: float | None, fps: float) -> str:
         if duration is None:
@@ -645,6 +663,28 @@ class SpanReader:
     def _finish(self, frames: _Frames) -> None:
         self.coverage["frames_decoded"] = frames.decoded
         self.coverage["note"] = "; ".join(dict.fromkeys(self._notes)) or None
+
+
+def _stream_end_s(path: Path, index: int, max_packets: int) -> float | None:
+    """The time of the last packet of stream ``index``, from the stream itself: seek to its last keyframe and
+    demux to the end (packets only, nothing decoded; at most ``max_packets``). None where the container cannot
+    seek there or stamps no time; an environment fault reading the file stays the ``OSError`` it is."""
+    with _opened(path) as (source, container):
+        stream = container.streams[index]
+        last: float | None = None
+        try:
+            container.seek(2**62, stream=stream, backward=True, any_frame=False)
+            for count, packet in enumerate(container.demux(stream)):
+                if count >= max_packets:
+                    return None  # the seek did not land near the end: no word from the stream
+                if packet.pts is not None and packet.time_base:
+                    last = max(last or 0.0, float(packet.pts * packet.time_base))
+        except av.error.FFmpegError:
+            if source.fault is not None:
+                with reading_input(path, VideoError):
+                    raise source.fault from None
+            return None
+        return last
 
 
 def _targets(start: float, duration: float, count: int) -> list[float]:

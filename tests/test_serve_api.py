@@ -24,9 +24,10 @@ from deepfake.apps.serve.store import JobStore
 from deepfake.apps.serve.uploads import display_name
 from deepfake.apps.serve.workers import WorkerPool
 from deepfake.core.errors import ParamsError
-from tests.conftest import LOCAL, face_frames, serve_config, tiny_params, write_raw_h264
+from tests.conftest import LOCAL, SMALL_MODELS, face_frames, serve_config, tiny_params, write_raw_h264
 
 POLL_S = 0.2
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def upload(client: TestClient, path: Path, name: str | None = None, **kwargs: object):
@@ -470,6 +471,38 @@ def test_predict_runs_from_any_folder_on_the_package_settings(
         k: v for k, v in first["sampling"].items() if k not in machine
     }
     assert [f["faces"] for f in second["frames"]] == [f["faces"] for f in first["frames"]]
+
+
+def test_a_package_runs_on_every_backend_it_holds_from_an_empty_folder(
+    models_root: dict, hostile_part: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline's package (settings recorded) and a one-member package made outside the export stage (no
+    settings: scripts/make_bench_inputs.py's kind), each from a folder with no params.yaml and only --models:
+    every backend the package has files for scores the video, and they agree."""
+    import importlib.util
+
+    from deepfake.cli import main as cli_main
+
+    spec = importlib.util.spec_from_file_location("make_bench_inputs", ROOT / "scripts" / "make_bench_inputs.py")
+    bench_inputs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_inputs)
+    outside = tmp_path / "outside"
+    bench_inputs.make_models(outside, SMALL_MODELS["classifier"]["encoder"], 64, 1 / 3)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    video = str(hostile_part / "reala.mp4")
+    for package, backends in ((models_root["root"], ("torch", "onnx", "onnx-int8")), (outside, ("torch", "onnx"))):
+        scores = {}
+        for backend in backends:
+            out = tmp_path / f"{package.name}-{backend}.json"
+            args = ["predict", video, "--models", str(package), "--backend", backend, "-q", "--json", str(out)]
+            assert cli_main([*args, "--csv", str(out.with_suffix(".csv"))]) == 0, (package, backend)
+            [record] = json.loads(out.read_text())["videos"]
+            assert record["status"] == "ok", record
+            scores[backend] = record["probability"]
+        assert scores["torch"] == pytest.approx(scores["onnx"], abs=1e-4), scores
+    assert list(empty.iterdir()) == []  # nothing written where it ran
 
 
 def test_settings_merge_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

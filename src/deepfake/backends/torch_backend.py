@@ -52,13 +52,15 @@ class TorchBackend(Backend):
 
 
 def package_members(store: ModelStore) -> list[Member]:
-    """The members a converted package (``zoo_convert``: its manifest names its ``zoo`` source) holds, whatever
-    the params in the working folder say; empty for the pipeline's own ``models/``, whose members are the
-    params' ensemble (trained perhaps after the last export)."""
+    """The members a package made outside the export stage holds, whatever the params in the working folder say:
+    a converted one (``zoo_convert``: its manifest names its ``zoo`` source) or any whose manifest records no
+    settings (``scripts/make_bench_inputs.py``, a model brought in with ``ModelStore.add_model``); their
+    manifest is the only word on what they hold. Empty for the pipeline's own ``models/``, whose members are
+    the params' ensemble (trained perhaps after the last export)."""
     if not (store.folder("onnx") / MANIFEST).is_file():
         return []
     manifest = store.read_manifest("onnx")
-    if "zoo" not in manifest:
+    if "zoo" not in manifest and manifest.get("settings") is not None:
         return []
     architectures = [str(m["model"]) for m in manifest["members"]]
     return [Member.parse(str(m["name"]), architectures) for m in manifest["members"]]

@@ -48,7 +48,7 @@ import numpy as np
 from deepfake.backends.base import Backend
 from deepfake.core.errors import InputError
 from deepfake.core.fileio import atomic_path, json_bytes
-from deepfake.core.parallel import ExecutorConfig, cached, dask_client, set_torch_threads
+from deepfake.core.parallel import ExecutorConfig, cached, dask_client, set_torch_threads, torch_threads
 from deepfake.core.params import Params
 from deepfake.media.face_input import FaceInput, crop_face, normalize_batch, probabilities
 from deepfake.media.faces import Detection, FaceDetector
@@ -261,7 +261,9 @@ def prepare_video(path: Path, config: PredictConfig, face_input: FaceInput) -> P
     """Decode, detect, track and cut one video (any process); an unreadable video is a status, not a raise."""
     record = base_record(path)
     timer = _Timer()
-    detector = cached(("mtcnn", config.detection.detector), lambda: FaceDetector(config.detection.detector))
+    detector = cached(
+        ("mtcnn", config.detection.detector), lambda: FaceDetector(config.detection.detector, torch_threads())
+    )
     reader = SpanReader(path, config.sampling, threads=1 if config.workers else 0)
     faces = _FaceBoxes(detector, config, face_input, timer)
     empty = np.zeros((0, face_input.image_size, face_input.image_size, 3), np.uint8)
@@ -561,13 +563,20 @@ class _Inline:
 
 
 @contextmanager
-def video_pool(config: PredictConfig) -> Iterator[Any]:
-    """Where ``prepare_video`` runs: in-process (workers 0), local spawned processes, or a Dask cluster."""
+def video_pool(config: PredictConfig, videos: int | None = None) -> Iterator[Any]:
+    """Where ``prepare_video`` runs: in-process (workers 0), local spawned processes, or a Dask cluster.
+
+    ``videos``: how many will be prepared, when known. One video has nothing to overlap, so it is prepared
+    in-process without starting a worker (seconds of a first verdict), at the workers' own thread count, so
+    its verdict's floats are those a worker would give."""
     if config.executor.kind == "dask":
         with dask_client(config.executor, config.workers) as client:
             yield _DaskPool(client, config.torch_threads)
     elif config.workers == 0:
         set_torch_threads(max(1, os.cpu_count() or 1))  # the one process decodes, detects and infers: every core
+        yield _Inline()
+    elif videos is not None and videos <= 1:
+        set_torch_threads(config.torch_threads)
         yield _Inline()
     else:
         import multiprocessing
@@ -661,7 +670,7 @@ def predict_videos(
     try:
         with contextlib.ExitStack() as stack:
             if stream is None:  # the project's own pipeline: prepared in worker processes, batched inference
-                workers = stack.enter_context(pool if pool is not None else video_pool(config))
+                workers = stack.enter_context(pool if pool is not None else video_pool(config, len(todo)))
                 records_ = score_stream(todo, backend, config, workers, progress)
             else:  # another pipeline a zoo package names (deepfake.apps.zoo_predict)
                 records_ = stream(todo, progress)

@@ -23,11 +23,12 @@ ORT_DEFAULT_THREADS = 0  # intra_op_num_threads 0: ONNX Runtime's own choice (on
 def fastest_providers() -> tuple[str, ...]:
     """CUDA first when this onnxruntime build offers it and torch sees a GPU; the CPU provider always."""
     import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return CPU  # a CPU build: no need to import torch (seconds of a first verdict) to ask about a GPU
     import torch
 
-    if "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available():
-        return ("CUDAExecutionProvider", *CPU)
-    return CPU
+    return ("CUDAExecutionProvider", *CPU) if torch.cuda.is_available() else CPU
 
 
 def onnx_session(path: Path, providers: tuple[str, ...] = CPU, threads: int = ORT_DEFAULT_THREADS) -> Any:

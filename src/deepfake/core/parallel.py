@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -83,11 +85,28 @@ def cached(key: Any, build: Callable[[], Any]) -> Any:
 
 
 def set_torch_threads(threads: int) -> None:
-    """Fix intra-op threads so float results do not depend on the machine's core count."""
-    import torch
+    """Fix intra-op threads so float results do not depend on the machine's core count.
 
-    torch.set_num_threads(max(1, threads))
+    Without importing torch: a process that never needs it (predict's workers on ONNX Runtime) must not pay its
+    seconds of import. Where torch is loaded already its thread count is set; otherwise ``OMP_NUM_THREADS``,
+    which torch reads when this process imports it later."""
+    threads = max(1, threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     cv2.setNumThreads(1)
+
+
+def torch_threads() -> int:
+    """The intra-op thread count ``set_torch_threads`` gave this process (torch's own where it is loaded),
+    without importing torch."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return int(torch.get_num_threads())
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else max(1, os.cpu_count() or 1)
 
 
 def guarded(func: Callable[[Task], VideoResult], video: str, task: Task) -> VideoResult:

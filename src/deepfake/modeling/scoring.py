@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import torch
-from torch.utils.data import DataLoader
 
 from deepfake.core.params import Params
 from deepfake.core.vocabulary import FAKE, REAL
@@ -22,7 +19,11 @@ from deepfake.media.face_input import probabilities
 from deepfake.modeling.metrics import ConfidentStrategy, aggregate_video, binary_metrics, mask_iou_dice
 from deepfake.modeling.store import LOGIT, MASK
 
-if TYPE_CHECKING:  # albumentations, which the dataset imports, is seconds of a predict worker's start
+if TYPE_CHECKING:  # torch, pandas and albumentations (the dataset's) are seconds of a cold `deepfake predict`,
+    # which needs only `Aggregation` from here: they are imported where they are used
+    import pandas as pd
+    import torch
+
     from deepfake.modeling.data import CropDataset
 
 
@@ -49,15 +50,18 @@ class Aggregation:
         return FAKE if probability >= self.threshold else REAL
 
 
-@torch.no_grad()
 def predict_crops(
     model: torch.nn.Module, dataset: CropDataset, batch_size: int, device: torch.device
 ) -> dict[str, Any]:
     """Crop probabilities in row order; for U-YNet also per-crop mask IoU and Dice."""
+    import torch
+    from torch.utils.data import DataLoader
+
     model.eval()
     logits, iou, dice = [], [], []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        outputs = model(batch["image"].to(device))
+        with torch.no_grad():
+            outputs = model(batch["image"].to(device))
         logits.append(outputs[LOGIT].float().reshape(-1).cpu().numpy())
         if MASK in outputs:
             # a pixel is predicted manipulated where its mask logit is positive (P > 1/2: the likelier class);
@@ -85,6 +89,8 @@ def predict_crops_with(
 
 def video_predictions(rows: pd.DataFrame, probs: np.ndarray, aggregation: Aggregation) -> pd.DataFrame:
     """One row per video: its label ``y`` and aggregated probability ``prob``."""
+    import pandas as pd
+
     frame = rows.assign(prob=probs, y=(rows["label"] == FAKE).astype(int))
     grouped = frame.groupby("video", sort=True)
     return pd.DataFrame({"y": grouped["y"].first(), "prob": grouped["prob"].apply(lambda p: aggregation(p.to_numpy()))})

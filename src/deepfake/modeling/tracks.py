@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 BOX_COLUMNS = 5  # x1, y1, x2, y2, detector score
 
@@ -98,6 +97,8 @@ def link_tracks(
         raise ValueError(f"{len(slots)} slots for {len(frame_boxes)} frames of boxes")
     if any(later <= earlier for earlier, later in pairwise(slots)):
         raise ValueError("slots must be strictly increasing (frames in time order)")
+
+    from scipy.optimize import linear_sum_assignment  # here: scipy.optimize is half a second of predict's start
 
     tracks: list[Track] = []
     last_seen: list[int] = []  # per track: index i of the detector frame it was last matched in

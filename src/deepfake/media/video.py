@@ -673,17 +673,15 @@ def _stream_end_s(path: Path, index: int, max_packets: int) -> float | None:
         stream = container.streams[index]
         last: float | None = None
         try:
-            container.seek(2**62, stream=stream, backward=True, any_frame=False)
-            for count, packet in enumerate(container.demux(stream)):
-                if count >= max_packets:
-                    return None  # the seek did not land near the end: no word from the stream
-                if packet.pts is not None and packet.time_base:
-                    last = max(last or 0.0, float(packet.pts * packet.time_base))
-        except av.error.FFmpegError:
-            if source.fault is not None:
-                with reading_input(path, VideoError):
-                    raise source.fault from None
-            return None
+            with _translating(path, source, "seeking to the stream's end fails"):
+                container.seek(2**62, stream=stream, backward=True, any_frame=False)
+                for count, packet in enumerate(container.demux(stream)):
+                    if count >= max_packets:
+                        return None  # the seek did not land near the end: no word from the stream
+                    if packet.pts is not None and packet.time_base:
+                        last = max(last or 0.0, float(packet.pts * packet.time_base))
+        except VideoError:
+            return None  # the container cannot seek there: the header keeps the word
         return last
 
 

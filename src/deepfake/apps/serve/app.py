@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -577,6 +578,12 @@ def _declare_keys(app: FastAPI, service: Service) -> None:
     """With keys on, the schema says which operations need one (and how to send it), so a client generated
     from it sends the key, and a schema-driven test checks that those routes refuse a request without one."""
     built = app.openapi
+    # the routes that take a caller (CallerDep), so the schema can never disagree with what asks for a key
+    needs_key = {
+        route.path
+        for route in app.routes
+        if isinstance(route, APIRoute) and any(d.call is _caller for d in route.dependant.dependencies)
+    }
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -586,10 +593,9 @@ def _declare_keys(app: FastAPI, service: Service) -> None:
                     "bearer": {"type": "http", "scheme": "bearer"},
                     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 }
-                for path, operations in schema["paths"].items():
-                    if path.startswith("/v1/") or path == "/metrics":
-                        for operation in operations.values():
-                            operation["security"] = [{"bearer": []}, {"apiKey": []}]
+                for path in needs_key & set(schema["paths"]):
+                    for operation in schema["paths"][path].values():
+                        operation["security"] = [{"bearer": []}, {"apiKey": []}]
         return app.openapi_schema  # type: ignore[return-value]  # set by the first call of `built`
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to change the schema

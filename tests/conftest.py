@@ -65,6 +65,7 @@ SHRINK = {
     "quantize.batch_size": 8,
     "predict.frames": 6,
     "predict.batch_size": 8,
+    "predict_detector.batch_size": 4,
     "predict.workers": 0,  # in-process: no worker start-up per test (tests/test_predict.py runs the pool once)
 }
 

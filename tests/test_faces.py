@@ -26,7 +26,7 @@ PUBLISHED = {"pyramid_factor": 0.709, "nms_thresholds": (0.5, 0.7, 0.7, 0.7)}
 
 def test_params_yaml_keeps_mtcnns_published_cascade_settings(tmp_path: Path) -> None:
     params = as_params(tiny_params(tmp_path))
-    for section in (params.bboxes, params.landmarks):
+    for section in (params.bboxes, params.landmarks, params.predict_detector):
         config = DetectorConfig.from_section(section)
         assert (config.pyramid_factor, config.nms_thresholds) == tuple(PUBLISHED.values())
 
@@ -159,6 +159,54 @@ def test_the_cascade_agrees_with_facenet_pytorch_and_across_runtimes() -> None:
     assert len(onnx) == len(reference) >= 2  # two people in the photo (and a face cut by its edge)
     assert iou_matrix(np.asarray(reference), onnx).max(axis=1).min() > 0.8
     assert np.abs(onnx - torch_boxes).max() < 0.5  # ONNX Runtime and torch run the same nets
+
+
+def _corner_sums(image: np.ndarray, top: int, left: int, height: int, width: int, out: tuple[int, int]) -> np.ndarray:
+    """torch's "area" resize by the definition: each cell the mean of its window, from float64 corner sums."""
+    table = cv2.integral(image, sdepth=cv2.CV_64F).reshape(image.shape[0] + 1, image.shape[1] + 1, -1)
+    rows, cols = np.arange(out[0]), np.arange(out[1])
+    y0, y1 = top + rows * height // out[0], top - (-(rows + 1) * height // out[0])
+    x0, x1 = left + cols * width // out[1], left - (-(cols + 1) * width // out[1])
+    sums = table[y1][:, x1] - table[y0][:, x1] - table[y1][:, x0] + table[y0][:, x0]
+    return (sums / ((y1 - y0)[:, None] * (x1 - x0)[None, :])[..., None]).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (540, 960)])
+def test_the_cascades_resampling_is_the_area_rule_to_the_last_bit(shape: tuple[int, int]) -> None:
+    """Levels (row sums first, from an int32 table) and candidate crops (many boxes in one gather) are bit for
+    bit the windows' means: the integers summed are exact whichever way they are added."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8)
+    table = mtcnn.integral(image)
+    assert table.dtype == np.int32  # the whole image's sum fits
+    for size in [(shape[0] // 3 + 1, shape[1] // 2 + 1), (12, 12), shape]:
+        expected = _corner_sums(image, 0, 0, *shape, size)
+        np.testing.assert_array_equal(mtcnn.area_resize(table, 0, 0, *shape, size), expected)
+    tops, lefts = rng.integers(0, shape[0] // 2, 20), rng.integers(0, shape[1] // 2, 20)
+    heights, widths = rng.integers(1, shape[0] // 2, 20), rng.integers(1, shape[1] // 2, 20)
+    crops = mtcnn.area_resize_boxes(table, tops, lefts, heights, widths, 24)
+    for crop, *box in zip(crops, tops, lefts, heights, widths, strict=True):
+        np.testing.assert_array_equal(crop, _corner_sums(image, *box, (24, 24)))
+
+
+def test_a_table_too_large_for_int32_sums_is_float64() -> None:
+    image = np.full((4000, 2200, 1), 255, np.uint8)  # 2.2e9 > 2**31 - 1
+    table = mtcnn.integral(image)
+    assert table.dtype == np.float64 and table[-1, -1, 0] == 255 * 4000 * 2200
+
+
+def test_the_onnx_cascade_gives_the_same_bits_on_any_thread_count() -> None:
+    """A single video's detector runs on every core (deepfake.apps.predict.video_pool), workers' on one: that
+    leaves a verdict's floats alone only because ONNX Runtime's CPU kernels for these nets split work by
+    output, never by sum. Checked here on this machine, with frames that yield candidates for every net."""
+    image = cv2.cvtColor(cv2.imread(str(FACES / "t1_person2.jpg")), cv2.COLOR_BGR2RGB)
+    config = DetectorConfig((0.6, 0.7, 0.7), 20, 0.0, "onnx", "cpu", **PUBLISHED)  # type: ignore[arg-type]
+    frames = [image, np.ascontiguousarray(image[:, ::-1])]
+    one = FaceDetector(config, threads=1).detect(frames)
+    for threads in (2, 3):
+        for a, b in zip(one, FaceDetector(config, threads=threads).detect(frames), strict=True):
+            assert len(a) >= 2
+            np.testing.assert_array_equal(a, b)
 
 
 def test_the_pyramid_factor_and_nms_thresholds_take_effect() -> None:

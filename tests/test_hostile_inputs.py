@@ -159,7 +159,7 @@ def test_predict_holds_one_detector_batch_of_frames_at_a_time(
     raw = copy.deepcopy(models_root["raw"])
     set_key(raw, "predict.frames", 12)
     set_key(raw, "predict.detect_every", 1)
-    set_key(raw, "bboxes.batch_size", 4)
+    set_key(raw, "predict_detector.batch_size", 4)
     params = as_params(raw)
     config = infer.PredictConfig.from_params(params)
     backend = create_backend("onnx", models_root["store"], params)

@@ -454,6 +454,7 @@ def test_predict_runs_from_any_folder_on_the_package_settings(
     settings = models_root["store"].settings()
     assert settings["predict"]["frames"] == models_root["params"].predict.frames
     assert settings["bboxes"]["thresholds"] == list(models_root["params"].bboxes.thresholds)
+    assert settings["predict_detector"]["min_face_share"] == models_root["params"].predict_detector.min_face_share
     video = str(hostile_part / "reala.mp4")
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(models_root["raw"]))

@@ -8,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepfake.modeling.metrics import ConfidentStrategy
-from deepfake.modeling.tracks import Track, carry_boxes, iou_matrix, link_tracks, score_tracks, track_of
+from deepfake.modeling.tracks import (
+    Track,
+    carry_boxes,
+    iou_matrix,
+    link_tracks,
+    score_tracks,
+    track_of,
+    unlinked_gaps,
+)
 
 LEFT = [10.0, 10.0, 60.0, 60.0, 0.99]
 RIGHT = [200.0, 10.0, 250.0, 60.0, 0.98]
@@ -196,6 +204,29 @@ def test_carry_with_no_tracks_or_slots():
 
 
 # ---- score_tracks ----------------------------------------------------------------------------------
+
+
+# ---- unlinked_gaps: where boxes may not be carried -----------------------------------------------------
+
+
+def test_a_gap_every_face_crosses_is_carried():
+    slots = [0, 2, 4]
+    frames = [boxes(LEFT, RIGHT), boxes(shifted(LEFT, 4), shifted(RIGHT, 4)), boxes(shifted(LEFT, 8), RIGHT)]
+    assert unlinked_gaps(link(frames, slots=slots), slots) == []
+
+
+def test_a_face_that_enters_leaves_or_jumps_marks_its_gaps():
+    slots = [0, 2, 4, 6]
+    # RIGHT enters at slot 2; LEFT jumps further than its own size between 4 and 6 (a new track)
+    frames = [boxes(LEFT), boxes(LEFT, RIGHT), boxes(LEFT, RIGHT), boxes(shifted(LEFT, 120), RIGHT)]
+    assert unlinked_gaps(link(frames, slots=slots), slots) == [(0, 2), (4, 6)]
+
+
+def test_a_gap_with_no_face_at_either_end_is_detected():
+    """No face known on either side: a face near the detector's thresholds may show between."""
+    slots = [0, 2, 4]
+    assert unlinked_gaps(link([boxes(), boxes(), boxes(LEFT)], slots=slots), slots) == [(0, 2), (2, 4)]
+    assert unlinked_gaps([], [0, 2]) == [(0, 2)]
 
 
 def test_video_score_is_the_fake_tracks_score_not_the_pooled_one():

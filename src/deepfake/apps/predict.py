@@ -4,7 +4,7 @@ Per video (``prepare_video``, run in worker processes ahead of inference):
 
 - ``predict.frames`` frames spread over the video's whole duration (``deepfake.media.video.SpanReader``,
   PyAV; bounded by ``predict.max_decoded`` decoded frames, the bound and the span covered recorded);
-- MTCNN with the pipeline's ``bboxes`` params on every ``predict.detect_every``-th sampled frame and
+- MTCNN with prediction's own ``predict_detector`` params on every ``predict.detect_every``-th sampled frame and
   the last; face tracks (``deepfake.modeling.tracks``) link the boxes over time and carry them to the
   frames between detections;
 - each face cut out with the training margin and fitted to the model input (``deepfake.media.face_input``).
@@ -48,13 +48,27 @@ import numpy as np
 from deepfake.backends.base import Backend
 from deepfake.core.errors import InputError
 from deepfake.core.fileio import atomic_path, json_bytes
-from deepfake.core.parallel import ExecutorConfig, cached, dask_client, set_torch_threads, torch_threads
+from deepfake.core.parallel import (
+    ExecutorConfig,
+    cached,
+    dask_client,
+    set_torch_threads,
+    torch_threads,
+    usable_cores,
+)
 from deepfake.core.params import Params
 from deepfake.media.face_input import FaceInput, crop_face, normalize_batch, probabilities
 from deepfake.media.faces import Detection, FaceDetector
 from deepfake.media.video import SampledFrame, SpanReader, SpanSampling
 from deepfake.modeling.scoring import Aggregation
-from deepfake.modeling.tracks import carry_boxes, link_tracks, score_tracks, track_of
+from deepfake.modeling.tracks import (
+    carry_boxes,
+    import_in_background,
+    link_tracks,
+    score_tracks,
+    track_of,
+    unlinked_gaps,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +84,8 @@ RecordStream = Callable[[Sequence[Path], Callable[[Iterable[Path]], Iterable[Pat
 
 @dataclass(frozen=True)
 class PredictConfig:
-    """What ``deepfake predict`` and ``deepfake explain`` read from params: detection as the bboxes stage
-    does it, the video bounds every stage uses, the evaluate stage's aggregation, the predict section."""
+    """What ``deepfake predict`` and ``deepfake explain`` read from params: the predict_detector section, the
+    video bounds every stage uses, the evaluate stage's aggregation, the predict section."""
 
     frames: int
     max_decoded: int
@@ -105,7 +119,7 @@ class PredictConfig:
             workers=sect.workers,
             torch_threads=sect.torch_threads,
             inference_threads=sect.inference_threads,
-            detection=Detection.from_params(params),
+            detection=Detection.from_section(params.predict_detector),
             aggregation=Aggregation.from_params(params),
             executor=ExecutorConfig.from_params(params),
         )
@@ -181,7 +195,7 @@ def _timed_frames(reader: SpanReader, timer: _Timer) -> Iterator[SampledFrame]:
 class _FaceBoxes:
     """Detection on the detector slots, in batches as frames arrive; frames between wait for the next batch.
 
-    A frame is kept only until its faces are cut out: at most ``bboxes.batch_size * detect_every`` full
+    A frame is kept only until its faces are cut out: at most ``predict_detector.batch_size * detect_every`` full
     frames are in memory, whatever ``predict.frames`` and the video's length.
     """
 
@@ -207,10 +221,11 @@ class _FaceBoxes:
         slots = set(detector_slots(len(self.frames), self.config.detect_every))
         waiting = [s for s in self.images if s in slots and s not in self.detected]
         if waiting:
-            self._detect(waiting)
-        self._carry(final=True)
+            self._detect(waiting, final=True)
+        else:
+            self._carry(final=True)
 
-    def _detect(self, slots: list[int]) -> None:
+    def _detect(self, slots: list[int], final: bool = False) -> None:
         by_size: dict[tuple[int, ...], list[int]] = {}
         for slot in slots:  # a mid-stream size change gets its own detector batch
             by_size.setdefault(self.images[slot].shape, []).append(slot)
@@ -223,10 +238,15 @@ class _FaceBoxes:
             for slot, boxes in zip(group, found, strict=True):
                 self.boxes[slot] = boxes
                 self.detected.add(slot)
-        self._carry(final=False)
+        self._carry(final)
 
     def _carry(self, final: bool) -> None:
-        """Boxes for frames between two detected frames (interpolated along tracks), then cut every ready frame."""
+        """Boxes for frames between two detected frames (interpolated along tracks), then cut every ready frame.
+
+        Frames in a gap that some face's track does not cross (``unlinked_gaps``: a small or fast face that
+        moved more than its size, a face entering or leaving, a detection missed at one end) are detected
+        instead: carrying needs every face linked across the gap, and skipping the detector must never cost a
+        face it would have found."""
         detected = sorted(self.detected)
         pending = [s for s in self.images if s not in self.detected]
         between = [s for s in pending if detected and s < detected[-1]]
@@ -235,6 +255,11 @@ class _FaceBoxes:
             tracks = link_tracks(
                 [self.boxes[s] for s in window], self.config.track_iou, self.config.track_max_gap, slots=window
             )
+            gaps = unlinked_gaps(tracks, window)
+            redo = [s for s in between if any(a < s < b for a, b in gaps)]
+            if redo:
+                self._detect(redo, final)  # then carries what is left (every gap around them is linked)
+                return
             carried = carry_boxes(tracks, between)
             for slot in between:
                 rows = [box for _, box in carried.get(slot, [])]
@@ -567,8 +592,8 @@ def video_pool(config: PredictConfig, videos: int | None = None) -> Iterator[Any
     """Where ``prepare_video`` runs: in-process (workers 0), local spawned processes, or a Dask cluster.
 
     ``videos``: how many will be prepared, when known. One video has nothing to overlap, so it is prepared
-    in-process without starting a worker (seconds of a first verdict), at the workers' own thread count, so
-    its verdict's floats are those a worker would give."""
+    in-process without starting a worker (seconds of a first verdict), its detector on every core where that
+    leaves its floats those a worker would give, and scipy (face tracks) imported meanwhile."""
     if config.executor.kind == "dask":
         with dask_client(config.executor, config.workers) as client:
             yield _DaskPool(client, config.torch_threads)
@@ -576,7 +601,11 @@ def video_pool(config: PredictConfig, videos: int | None = None) -> Iterator[Any
         set_torch_threads(max(1, os.cpu_count() or 1))  # the one process decodes, detects and infers: every core
         yield _Inline()
     elif videos is not None and videos <= 1:
-        set_torch_threads(config.torch_threads)
+        # every core for the one video's detector when its nets run on ONNX Runtime, whose CPU results do not
+        # depend on the thread count (tests/test_faces.py checks it); torch's may, so torch keeps the workers'
+        onnx_detector = config.detection.detector.net_runtime == "onnx"
+        set_torch_threads(usable_cores() if onnx_detector else config.torch_threads)
+        import_in_background()
         yield _Inline()
     else:
         import multiprocessing

@@ -40,6 +40,9 @@ def onnx_session(path: Path, providers: tuple[str, ...] = CPU, threads: int = OR
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    # Idle intra-op threads sleep instead of spinning: prediction runs its models beside the worker processes
+    # that decode and detect, and a spinning thread takes the core they need
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # Without the arena each run's buffers go back to the system: an ensemble's sessions, run one after
     # another, then peak at one member's activations, not the sum of every member's largest run (the DFDC
     # winner's seven B7 at 380 px: killed at 24 GB with the arena, 5.4 GB without; one B7 3.8 GB instead of

@@ -99,6 +99,16 @@ def set_torch_threads(threads: int) -> None:
     cv2.setNumThreads(1)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else max(1, os.cpu_count() or 1)
+
+
+def threads_per_worker(workers: int) -> int:
+    """Threads each of ``workers`` concurrent workers may use without oversubscribing the usable cores."""
+    return max(1, usable_cores() // max(1, workers))
+
+
 def torch_threads() -> int:
     """The intra-op thread count ``set_torch_threads`` gave this process (torch's own where it is loaded),
     without importing torch."""

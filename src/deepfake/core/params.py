@@ -330,7 +330,9 @@ class ExecutorParams(_Section):
 FaceShare = Annotated[float, Field(ge=0, lt=1)]
 
 
-class BboxesParams(_Section):
+class DetectorParams(_Section):
+    """MTCNN on whole frames (media.faces.Detection): the bboxes stage's and prediction's own (predict_detector)."""
+
     device: Device
     batch_size: PositiveInt
     thresholds: Thresholds
@@ -341,15 +343,18 @@ class BboxesParams(_Section):
     runtime: Literal["onnx", "torch"]  # media.faces.DETECTOR_RUNTIMES
     scale: DetectionScale
     scale_rule: Annotated[list[ScaleRow], Field(min_length=1)]
-    workers: PositiveInt
-    torch_threads: PositiveInt
 
     @model_validator(mode="after")
-    def _limits_increase(self) -> BboxesParams:
+    def _limits_increase(self) -> DetectorParams:
         limits = [row[0] for row in self.scale_rule]
         if any(b <= a for a, b in itertools.pairwise(limits)):
             _fail("scale_rule", f"limits must increase row by row (the first match wins), got {limits}")
         return self
+
+
+class BboxesParams(DetectorParams):
+    workers: PositiveInt
+    torch_threads: PositiveInt
 
 
 class CropsParams(_Section):
@@ -765,6 +770,7 @@ class Params(_Section):
     build_trt: BuildTrtParams
     compile_dpu: CompileDpuParams
     predict: PredictParams
+    predict_detector: DetectorParams
     explain: ExplainParams
     serve: ServeParams
     zoo: ZooParams
@@ -953,7 +959,7 @@ def load_params(path: Path | str = "params.yaml") -> Params:
 # `deepfake serve` work from any folder. Machine-specific knobs (devices, workers, batch sizes) stay out.
 PACKAGE_SETTINGS: dict[str, tuple[str, ...] | None] = {
     "video": ("max_pixels",),
-    "bboxes": (
+    "bboxes": (  # how the faces the models trained on were found (provenance; prediction's is predict_detector)
         "thresholds",
         "min_face_size",
         "min_face_share",
@@ -975,6 +981,15 @@ PACKAGE_SETTINGS: dict[str, tuple[str, ...] | None] = {
         "track_iou",
         "track_max_gap",
         "track_min_share",
+    ),
+    "predict_detector": (
+        "thresholds",
+        "min_face_size",
+        "min_face_share",
+        "pyramid_factor",
+        "nms_thresholds",
+        "scale",
+        "scale_rule",
     ),
 }
 # The defaults that ship inside the package (a link to the repository's params.yaml, copied into a wheel)

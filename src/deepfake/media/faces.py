@@ -14,7 +14,7 @@ import numpy as np
 
 from deepfake.core.errors import InputError, ParamsError
 from deepfake.core.fileio import read_json_limited, write_json_atomic
-from deepfake.core.params import BboxesParams, LandmarksParams, Params
+from deepfake.core.params import DetectorParams, LandmarksParams, Params
 from deepfake.media.mtcnn import Cascade
 
 BOXES_FORMAT = 1
@@ -63,7 +63,7 @@ class DetectorConfig:
     nms_thresholds: tuple[float, float, float, float]  # P-Net per level, P-Net across levels, R-Net, O-Net
 
     @classmethod
-    def from_section(cls, section: BboxesParams | LandmarksParams) -> DetectorConfig:
+    def from_section(cls, section: DetectorParams | LandmarksParams) -> DetectorConfig:
         """From a validated params section with the fields above."""
         return cls(
             thresholds=tuple(float(t) for t in section.thresholds),  # type: ignore[arg-type]
@@ -98,8 +98,9 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class Detection:
-    """How the pipeline detects faces in frames (the ``bboxes`` section): the bboxes stage and
-    ``deepfake predict`` / ``explain`` share it, so prediction sees faces as training did."""
+    """How faces are found in whole frames: the ``bboxes`` section for the bboxes stage (the faces training
+    sees), the ``predict_detector`` section for ``deepfake predict``, ``explain`` and the service, whose
+    thresholds trade a few false boxes for never leaving a video without a verdict."""
 
     detector: DetectorConfig
     batch_size: int  # frames per MTCNN call
@@ -107,10 +108,14 @@ class Detection:
     scale_rule: tuple[tuple[float, float], ...]
 
     @classmethod
-    def from_params(cls, params: Params) -> Detection:
-        sect = params.bboxes
+    def from_section(cls, sect: DetectorParams) -> Detection:
         rule = tuple((float(limit), float(scale)) for limit, scale in sect.scale_rule)
         return cls(DetectorConfig.from_section(sect), sect.batch_size, sect.scale, rule)
+
+    @classmethod
+    def from_params(cls, params: Params) -> Detection:
+        """The bboxes stage's detection (training's faces)."""
+        return cls.from_section(params.bboxes)
 
     def scale_for(self, width: int, height: int) -> float:
         return detection_scale(width, height, self.scale_rule, self.scale)

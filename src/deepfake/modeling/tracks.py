@@ -3,7 +3,8 @@
 Why: pooling every crop of a video into one aggregation lets a real face dilute a swapped one (two
 people, one face swapped). Tracks keep each face's crops together, so the ``evaluate`` aggregation
 (DFDC-1st's confident strategy) runs within one face and the video takes its most-fake face. Tracks
-also carry boxes to sampled frames where the detector did not run (``detect every k-th frame``).
+also carry boxes to sampled frames where the detector did not run (``detect every k-th frame``), and say
+where they cannot (``unlinked_gaps``: there the frames between are detected too).
 
 Pure numpy (+ scipy's Hungarian matching): no frames, no models, so every rule here is unit-testable.
 Tunables (IoU threshold, gap, share) come from ``params.yaml`` through the caller; none has a default here.
@@ -11,6 +12,8 @@ Tunables (IoU threshold, gap, share) come from ``params.yaml`` through the calle
 
 from __future__ import annotations
 
+import importlib
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -66,6 +69,15 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     union = area_a + area_b - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def import_in_background() -> threading.Thread:
+    """Start importing scipy's assignment solver (half a second) on a daemon thread: a video prepared in the
+    predict process itself decodes and detects meanwhile, which release the GIL, and ``link_tracks``'s own
+    import then finds the module loaded (or waits for the one under way: Python's import lock)."""
+    thread = threading.Thread(target=importlib.import_module, args=("scipy.optimize",), daemon=True)
+    thread.start()
+    return thread
 
 
 def link_tracks(
@@ -154,6 +166,24 @@ def carry_boxes(tracks: Iterable[Track], skipped_slots: Iterable[int]) -> dict[i
             box = (1.0 - weight) * track.boxes[before] + weight * track.boxes[after]
             out.append((track.id, box))
     return carried
+
+
+def unlinked_gaps(tracks: Iterable[Track], detected_slots: Iterable[int]) -> list[tuple[int, int]]:
+    """Consecutive detector slots ``(a, b)`` whose frames between cannot be carried: no face at either end,
+    or a face whose track does not cross the gap (detected at ``a`` with no detection of its track at ``b``,
+    or the other way round).
+
+    Carrying boxes is only sound across a gap every face's track crosses. Elsewhere (a face that moved
+    further than its own size, entered, left, or was missed at one end; or no face known at all, where one
+    the detector scores near its thresholds may show in the frames between) those frames have to be
+    detected, or a face the detector would find there gets no box.
+    """
+    present = [set(track.slots()) for track in tracks]
+    return [
+        (a, b)
+        for a, b in pairwise(sorted(detected_slots))
+        if any((a in s) != (b in s) for s in present) or not any(a in s for s in present)
+    ]
 
 
 @dataclass(frozen=True)

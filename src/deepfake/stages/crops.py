@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfake.core.fileio import write_bytes_atomic, write_png
-from deepfake.core.parallel import LOCAL, ExecutorConfig, map_videos
+from deepfake.core.parallel import LOCAL, ExecutorConfig, map_videos, threads_per_worker
 from deepfake.core.params import Params
 from deepfake.core.report import SKIPPED, StageReport, VideoResult
 from deepfake.media.crop_index import INDEX_NAME, crop_name, index_csv
@@ -57,6 +57,7 @@ class CropsTask:
     boxes: Path  # the original's boxes file
     out: Path  # folder for this video's crops
     config: Config
+    decoder_threads: int = 1  # FFmpeg threads for this video: the cores shared out among the stage's workers
 
 
 def crop_video(task: CropsTask) -> VideoResult:
@@ -68,7 +69,7 @@ def crop_video(task: CropsTask) -> VideoResult:
     boxes = load_boxes(task.boxes)
     result = VideoResult(video=entry.name, counts={"crops": 0, "frames": 0})
     wanted = {index for index, rows in boxes.frames.items() if rows}
-    for index, frame in iter_sampled_frames(task.video, task.config.sampling):
+    for index, frame in iter_sampled_frames(task.video, task.config.sampling, threads=task.decoder_threads):
         height, width = frame.shape[:2]
         if (width, height) != (boxes.width, boxes.height):
             return VideoResult.skipped(
@@ -113,6 +114,8 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
     report = StageReport("crops", metadata.part)
     for name, reason in metadata.refused.items():
         report.refuse(name, reason)
+    # FFmpeg's own choice (a thread per core, per video) oversubscribes the cores when workers decode at once
+    decoder_threads = 1 if config.executor.kind == "dask" else threads_per_worker(config.workers)
     with report.outputs(paths.out, paths.report) as tmp:
         tasks = [
             (
@@ -123,6 +126,7 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
                     boxes=paths.boxes / f"{Path(e.source).stem}.json",
                     out=tmp / e.stem,
                     config=config,
+                    decoder_threads=decoder_threads,
                 ),
             )
             for e in metadata.entries.values()

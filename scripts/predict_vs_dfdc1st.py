@@ -16,9 +16,11 @@ built: theirs around ``predict_on_video_set``; ours the run's own ``summary.seco
 included). The wall time of each process is printed too.
 
 Then, per video: sampled frames with a face on each side, the winner's face frames that ours misses (the
-nearest of our sampled frames has no face), and with ``--reference`` the recall of our boxes against
-facenet-pytorch's MTCNN at full resolution (its default thresholds, faces from 20 px) on every frame we
-sampled (IoU >= 0.5). And the decode floor: the sampled frames decoded and converted, nothing else.
+nearest of our sampled frames has no face: the two samplers pick frames a frame or two apart), and with
+``--reference``: our prediction detector on exactly the winner's face frames ("on theirs": how many of
+them it finds a face in), and the recall of our boxes against facenet-pytorch's MTCNN at full resolution
+(its default thresholds, faces from 20 px) on every frame we sampled (IoU >= 0.5). And the decode floor:
+the sampled frames decoded and converted in one process, nothing else.
 
     git clone https://github.com/selimsef/dfdc_deepfake_challenge /tmp/winner
     python scripts/make_bench_inputs.py --videos data/raw/dfdc_train_part_0 --out /tmp/bench
@@ -196,7 +198,53 @@ def reference_recall(args: argparse.Namespace, ours: dict[str, Any]) -> dict[str
     return found
 
 
-def decode_floor_s(args: argparse.Namespace) -> float:
+def on_their_frames(args: argparse.Namespace, theirs: dict[str, Any]) -> dict[str, list[int]]:
+    """Our prediction detector (``predict_detector``, its detection scale) on exactly the frames their reader
+    returned: per video, their face frames where ours finds no face (the detectors compared without the
+    two samplers' different frames)."""
+    from deepfake.apps.predict import PredictConfig
+    from deepfake.core.params import load_params_for_models
+    from deepfake.media.faces import FaceDetector
+    from deepfake.media.video import FrameSampling, iter_sampled_frames
+    from deepfake.modeling.store import ModelStore
+
+    params, _ = load_params_for_models(args.params, lambda: ModelStore(args.models).settings())
+    detection = PredictConfig.from_params(params).detection
+    detector = FaceDetector(detection.detector, threads=1)
+    missed: dict[str, list[int]] = {}
+    for name, video in theirs["videos"].items():
+        wanted = set(video["face_frames"])
+        sampling = FrameSampling(1, max(wanted, default=0) + 1, params.video.max_pixels)
+        frames = [(i, f[:, :, ::-1]) for i, f in iter_sampled_frames(args.videos / name, sampling) if i in wanted]
+        found = []
+        for index, frame in frames:
+            height, width = frame.shape[:2]
+            (boxes,) = detector.detect([frame], detection.scale_for(width, height))
+            found.append((index, len(boxes)))
+        missed[name] = [index for index, count in found if not count]
+    return missed
+
+
+DECODE_CPU = """
+import sys, time
+from pathlib import Path
+from deepfake.media.video import SpanReader, SpanSampling
+frames, max_decoded, max_pixels, skip_nonref = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+sampling = SpanSampling(frames, max_decoded, max_pixels, skip_nonref=skip_nonref)
+videos = sys.argv[5:]
+started = time.process_time()
+for video in videos:
+    for _ in SpanReader(Path(video), sampling, threads=1):
+        pass
+print((time.process_time() - started) / len(videos))
+"""
+
+
+def decode_floor_s(args: argparse.Namespace) -> tuple[float, float]:
+    """Seconds per video to decode (and convert) just the frames predict samples: wall in one process with
+    FFmpeg's own thread count (``deepfake bench-predict``'s floor), and CPU seconds on one decoder thread (as
+    each predict worker decodes; measured in a fresh process), whose total over the cores is the floor of any
+    engine on this machine."""
     from deepfake.apps.bench import decode_floor
     from deepfake.apps.predict import PredictConfig
     from deepfake.core.params import load_params_for_models
@@ -204,7 +252,11 @@ def decode_floor_s(args: argparse.Namespace) -> float:
 
     params, _ = load_params_for_models(args.params, lambda: ModelStore(args.models).settings())
     videos = sorted(p for p in args.videos.iterdir() if p.suffix == ".mp4")
-    return decode_floor(videos, PredictConfig.from_params(params).sampling)
+    sampling = PredictConfig.from_params(params).sampling
+    command = [sys.executable, "-c", DECODE_CPU, str(sampling.frames), str(sampling.max_decoded)]
+    command += [str(sampling.max_pixels), "1" if sampling.skip_nonref else "0", *map(str, videos)]
+    cpu = float(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip())
+    return decode_floor(videos, sampling), cpu
 
 
 def child_theirs(args: argparse.Namespace, scratch: Path) -> tuple[dict[str, Any], float]:
@@ -253,26 +305,39 @@ def main(argv: list[str] | None = None) -> None:
         f"{float(np.median(theirs_s)) / float(np.median(ours_s)):.2f}x)"
     )
     last = runs[-1]
-    floor = decode_floor_s(args)
-    print(f"decode floor: {floor:.2f} s per video (ours is {float(np.median(ours_s)) / floor:.2f}x it)")
+    floor, decode_cpu = decode_floor_s(args)
+    cores = os.cpu_count() or 1
+    print(
+        f"decode floor: {floor:.2f} s per video wall in one process, {decode_cpu:.2f} CPU-s on one thread "
+        f"({decode_cpu / cores:.2f} s per video over {cores} cores); ours runs at "
+        f"{float(np.median(ours_s)) / (decode_cpu / cores):.2f}x the latter"
+    )
     recall = reference_recall(args, last["ours"]) if args.reference else {}
-    print(f"{'video':28s} {'theirs':>7s} {'ours':>5s} {'missed':>6s} {'recall':>7s}  status")
+    theirs_frames = on_their_frames(args, last["theirs"]) if args.reference else {}
+    print(f"{'video':28s} {'theirs':>7s} {'ours':>5s} {'missed':>6s} {'on theirs':>9s} {'recall':>7s}  status")
     per_video = {}
     for name in sorted(last["ours"]["videos"]):
         ours, theirs = last["ours"]["videos"][name], last["theirs"]["videos"].get(name, {"face_frames": []})
         missed = missed_frames(theirs, ours)
         rec = recall.get(name, {})
+        on_theirs = theirs_frames.get(name)
         per_video[name] = {
             "their_face_frames": len(theirs["face_frames"]),
             "our_face_frames": len(ours["face_frames"]),
             "their_face_frames_we_miss": missed,
+            "their_face_frames_our_detector_misses_on_their_frames": on_theirs,
             "status": ours["status"],
             **rec,
         }
         shown = f"{rec['recall']:.3f}" if rec.get("recall") is not None else "-"
+        mine = (
+            f"{len(theirs['face_frames']) - len(on_theirs)}/{len(theirs['face_frames'])}"
+            if on_theirs is not None
+            else "-"
+        )
         print(
             f"{name:28s} {len(theirs['face_frames']):4d}/32 {len(ours['face_frames']):2d}/{len(ours['sampled'])}"
-            f" {len(missed):6d} {shown:>7s}  {ours['status']}"
+            f" {len(missed):6d} {mine:>9s} {shown:>7s}  {ours['status']}"
         )
     summary = {
         "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
@@ -281,6 +346,7 @@ def main(argv: list[str] | None = None) -> None:
         "theirs_s_per_video": theirs_s,
         "ours_s_per_video": ours_s,
         "decode_floor_s": floor,
+        "decode_cpu_s_one_thread": decode_cpu,
         "per_video": per_video,
         "runs": [{side: {k: v for k, v in r[side].items() if k != "videos"} for side in r} for r in runs],
     }

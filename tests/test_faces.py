@@ -209,6 +209,44 @@ def test_the_onnx_cascade_gives_the_same_bits_on_any_thread_count() -> None:
             np.testing.assert_array_equal(a, b)
 
 
+def test_the_cascades_call_sizes_change_its_speed_not_its_boxes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """P-Net takes a level's frames in chunks of ``PNET_PIXELS`` and R-/O-Net their candidates ``NET_BATCH`` at a
+    time for speed (activations that fit in the cache): the boxes of a batch of frames are the same bits as
+    with every frame and candidate in one call, and as each frame detected alone."""
+    image = cv2.cvtColor(cv2.imread(str(FACES / "t1_person2.jpg")), cv2.COLOR_BGR2RGB)
+    frames = [image, np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(image[::-1])]
+    detector = _detector()
+    chunked = detector.detect(frames)
+    alone = [detector.detect([frame])[0] for frame in frames]
+    monkeypatch.setattr(mtcnn, "PNET_PIXELS", 1 << 40)
+    monkeypatch.setattr(mtcnn, "NET_BATCH", 1 << 20)
+    whole = detector.detect(frames)
+    assert len(chunked[0]) >= 2
+    for a, b, c in zip(chunked, whole, alone, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_onet_confirms_a_predicted_face_box_and_rejects_one_without_a_face() -> None:
+    """``refine``: a face's box shifted by a tenth of its side (a track's interpolation) is confirmed and pulled
+    back onto the face; a box on the background scores low; a box outside the frame scores 0."""
+    image = cv2.cvtColor(cv2.imread(str(FACES / "grace_hopper.jpg")), cv2.COLOR_BGR2RGB)
+    detector = _detector()
+    for scale in (1.0, 0.5):
+        (found,) = detector.detect([image], scale)
+        face = found[0]
+        side = face[2] - face[0]
+        moved = face + np.array([0.1, -0.1, 0.1, -0.1, 0], np.float32) * side
+        background = np.array([5, image.shape[0] - 65, 65, image.shape[0] - 5, 0.9], np.float32)
+        outside = np.array([image.shape[1] + 10, 10, image.shape[1] + 90, 90, 0.9], np.float32)
+        (refined,) = detector.refine([image], [np.stack([moved, background, outside])], scale)
+        assert refined.shape == (3, 5)
+        assert refined[0, 4] > 0.7 and refined[1, 4] < 0.7 and refined[2, 4] == 0.0
+        # the regressed box lands nearer the detected face than the shifted one it started from
+        assert np.abs(refined[0, :4] - face[:4]).max() < np.abs(moved[:4] - face[:4]).max()
+    assert detector.refine([image, image], [np.zeros((0, 5)), found], 1.0)[0].shape == (0, 5)
+
+
 def test_the_pyramid_factor_and_nms_thresholds_take_effect() -> None:
     """bboxes.pyramid_factor sets the pyramid's step; bboxes.nms_thresholds how much overlap the cascade's NMS
     steps allow (at 1 they drop nothing)."""

@@ -107,7 +107,7 @@ def test_a_motion_blurred_face_is_found_in_every_frame(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_face_entering_late_is_found_from_the_first_frame_it_shows(tmp_path: Path) -> None:
     """Nothing for the first frames, then a person steps in: every sampled frame from the entry on has the
-    face, including one the detector would skip (detect_every 2) before the face's track began."""
+    face, including one the detector would skip (between two detector slots) before the face's track began."""
     width, height = 640, 360
     person = photo("astronaut.jpg", height)
     canvas = background(width, height, seed=2)
@@ -132,3 +132,30 @@ def test_prediction_detects_with_its_own_section_not_the_training_detectors(tmp_
     assert config.detection == Detection.from_section(params.predict_detector)
     assert config.detection.detector.thresholds == (0.5, 0.6, 0.6)
     assert Detection.from_params(params).detector.thresholds == (0.9, 0.95, 0.95)  # the bboxes stage's
+
+
+@pytest.mark.slow
+def test_a_carried_box_is_kept_only_where_onet_confirms_a_face(tmp_path: Path) -> None:
+    """The person steps out for a moment between two detector frames: the track's box there is checked by
+    O-Net, rejected, the frame detected, and left without a face rather than a box cut from the background.
+    The frames of other gaps keep their boxes, carried and confirmed (not detected)."""
+    width, height = 640, 360
+    person = photo("astronaut.jpg", height)
+    canvas = background(width, height, seed=3)
+    away = range(9, 12)  # video frames without the person: sampled slot 5 of 12, between two detector slots
+    x = (width - person.shape[1]) // 2
+    frames = [canvas if i in away else paste(canvas, person, x, 0) for i in range(FRAMES)]
+    video = write_video(tmp_path / "away.mp4", frames)
+    config = config_for(tmp_path)
+    every = config.detect_every
+    assert every > 1 and 5 % every, "slot 5 lies between two detector slots"
+    records = prepare_video(video, config, FaceInput(64, 0.3333)).record["frames"]
+    empty = [slot for slot, r in enumerate(records) if not r["faces"]]
+    assert empty and all(records[slot]["frame"] in away for slot in empty), [
+        (r["frame"], len(r["faces"])) for r in records
+    ]
+    assert any(slot % every for slot in empty), "the case the test is for: a frame between detections"
+    assert all(len(r["faces"]) == 1 for r in records if r["frame"] not in away)
+    carried = records[1:every]  # between the first two detector slots, away from the gap O-Net rejected
+    assert not any(r["faces"][0]["detected"] for r in carried)
+    assert all(r["faces"][0]["detector_score"] > REAL_DETECTOR["thresholds"][2] for r in carried)  # O-Net's score

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from deepfake.modeling.metrics import ConfidentStrategy
 from deepfake.modeling.tracks import (
     Track,
+    bridge_gap,
     carry_boxes,
     iou_matrix,
     link_tracks,
@@ -227,6 +228,49 @@ def test_a_gap_with_no_face_at_either_end_is_detected():
     slots = [0, 2, 4]
     assert unlinked_gaps(link([boxes(), boxes(), boxes(LEFT)], slots=slots), slots) == [(0, 2), (2, 4)]
     assert unlinked_gaps([], [0, 2]) == [(0, 2)]
+
+
+# ---- bridge_gap: faces IoU cannot link, paired by motion ------------------------------------------------
+
+
+def test_a_small_face_that_moved_further_than_its_size_is_bridged_by_interpolation():
+    """50 px face, 120 px between detector slots 0 and 2: no overlap, but one face at each end, 1.2 sides a slot."""
+    after = shifted(LEFT, 120)
+    assert unlinked_gaps(link([boxes(LEFT), boxes(after)], slots=[0, 2]), [0, 2]) == [(0, 2)]
+    bridged = bridge_gap(boxes(LEFT), boxes(after), 0, 2, [1], iou_threshold=0.3, max_shift=1.5)
+    assert bridged is not None and list(bridged) == [1]
+    np.testing.assert_allclose(bridged[1], boxes(shifted(LEFT, 60)))  # halfway, score included
+    # slower than the face moved: not bridged
+    assert bridge_gap(boxes(LEFT), boxes(after), 0, 2, [1], iou_threshold=0.3, max_shift=1.0) is None
+
+
+def test_two_faces_pair_by_least_movement_whatever_their_order():
+    before, after = boxes(LEFT, RIGHT), boxes(shifted(RIGHT, 60), shifted(LEFT, 60))
+    bridged = bridge_gap(before, after, 0, 4, [1, 2, 3], iou_threshold=0.3, max_shift=1.0)
+    assert bridged is not None
+    np.testing.assert_allclose(bridged[2][:, :4], boxes(shifted(LEFT, 30), shifted(RIGHT, 30))[:, :4])
+    np.testing.assert_allclose(bridged[1][0, 0], LEFT[0] + 15)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "why"),
+    [
+        (boxes(), boxes(), "no face at either end"),
+        (boxes(LEFT), boxes(), "a face leaves"),
+        (boxes(LEFT), boxes(LEFT, RIGHT), "a face enters"),
+        (boxes(LEFT), boxes([400.0, 10.0, 450.0, 60.0, 0.9]), "too far for its size"),
+        (boxes(LEFT), boxes([60.0, 10.0, 260.0, 210.0, 0.9]), "four times the size: another face"),
+    ],
+)
+def test_what_cannot_be_bridged_is_left_to_the_detector(before, after, why):
+    assert bridge_gap(before, after, 0, 2, [1], iou_threshold=0.1, max_shift=1.5) is None, why
+
+
+def test_bridge_gap_refuses_slots_outside_its_gap():
+    with pytest.raises(ValueError, match="strictly between"):
+        bridge_gap(boxes(LEFT), boxes(LEFT), 0, 2, [2], iou_threshold=0.1, max_shift=1.0)
+    with pytest.raises(ValueError, match="after"):
+        bridge_gap(boxes(LEFT), boxes(LEFT), 2, 2, [], iou_threshold=0.1, max_shift=1.0)
 
 
 def test_video_score_is_the_fake_tracks_score_not_the_pooled_one():

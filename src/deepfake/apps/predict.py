@@ -62,6 +62,7 @@ from deepfake.media.faces import Detection, FaceDetector
 from deepfake.media.video import SampledFrame, SpanReader, SpanSampling
 from deepfake.modeling.scoring import Aggregation
 from deepfake.modeling.tracks import (
+    bridge_gap,
     carry_boxes,
     import_in_background,
     link_tracks,
@@ -94,6 +95,7 @@ class PredictConfig:
     detect_every: int
     track_iou: float
     track_max_gap: int  # detector frames a track may miss
+    track_max_shift: float  # face sides per sampled frame a face may move across a gap IoU cannot link
     track_min_share: float
     batch_size: int  # crops per forward pass
     workers: int
@@ -114,6 +116,7 @@ class PredictConfig:
             detect_every=sect.detect_every,
             track_iou=sect.track_iou,
             track_max_gap=sect.track_max_gap,
+            track_max_shift=sect.track_max_shift,
             track_min_share=sect.track_min_share,
             batch_size=sect.batch_size,
             workers=sect.workers,
@@ -241,29 +244,44 @@ class _FaceBoxes:
         self._carry(final)
 
     def _carry(self, final: bool) -> None:
-        """Boxes for frames between two detected frames (interpolated along tracks), then cut every ready frame.
+        """Boxes for frames between two detected frames, predicted by the face tracks and confirmed by O-Net, then
+        cut every ready frame.
 
-        Frames in a gap that some face's track does not cross (``unlinked_gaps``: a small or fast face that
-        moved more than its size, a face entering or leaving, a detection missed at one end) are detected
-        instead: carrying needs every face linked across the gap, and skipping the detector must never cost a
-        face it would have found."""
+        Across a gap every face's track crosses (IoU), each track's box is interpolated. Across a gap IoU does
+        not link (``unlinked_gaps``: a small or fast face that moved more than its size, a face entering or
+        leaving, a detection missed at one end, no face at either end), the faces at its two ends are paired by
+        motion (``bridge_gap``) where they can be. O-Net then checks every predicted box (``FaceDetector.refine``:
+        one crop per box, not the pyramid) and gives the box it regresses. A gap with no prediction, or with a
+        box O-Net rejects, is detected instead: skipping the detector must never cost a face it would find."""
         detected = sorted(self.detected)
-        pending = [s for s in self.images if s not in self.detected]
-        between = [s for s in pending if detected and s < detected[-1]]
+        between = [s for s in self.images if s not in self.boxes and detected and s < detected[-1]]
         if between:
             window = [s for s in detected if s >= _previous(detected, min(between))]
             tracks = link_tracks(
                 [self.boxes[s] for s in window], self.config.track_iou, self.config.track_max_gap, slots=window
             )
-            gaps = unlinked_gaps(tracks, window)
-            redo = [s for s in between if any(a < s < b for a, b in gaps)]
-            if redo:
-                self._detect(redo, final)  # then carries what is left (every gap around them is linked)
-                return
+            unlinked = set(unlinked_gaps(tracks, window))
             carried = carry_boxes(tracks, between)
-            for slot in between:
-                rows = [box for _, box in carried.get(slot, [])]
-                self.boxes[slot] = np.stack(rows).astype(np.float32) if rows else np.zeros((0, 5), np.float32)
+            gaps: list[dict[int, np.ndarray]] = []  # per gap with frames to fill: slot -> predicted boxes
+            redo: list[int] = []
+            for a, b in itertools.pairwise(window):
+                inner = [s for s in between if a < s < b]
+                if not inner:
+                    continue
+                if (a, b) not in unlinked:
+                    gaps.append({s: np.stack([box for _, box in carried[s]]) for s in inner})
+                    continue
+                bridged = bridge_gap(
+                    self.boxes[a], self.boxes[b], a, b, inner, self.config.track_iou, self.config.track_max_shift
+                )
+                if bridged is None:
+                    redo += inner
+                else:
+                    gaps.append(bridged)
+            redo += self._confirm(gaps)
+            if redo:
+                self._detect(sorted(redo), final)  # then carries what is left (its gaps now confirmed or linked)
+                return
         ready = [s for s in self.images if s in self.boxes]
         with self.timer.step("crop"):
             for slot in ready:
@@ -274,6 +292,32 @@ class _FaceBoxes:
                         self.crops[(slot, face)] = self.face_input.fit(crop)
         if final:
             assert not self.images, "every sampled frame is cut once the video ends"
+
+    def _confirm(self, gaps: list[dict[int, np.ndarray]]) -> list[int]:
+        """O-Net's check of the predicted boxes: a gap whose every box it confirms takes the boxes O-Net
+        regresses; the slots of the other gaps are returned, to be detected."""
+        slots = [s for gap in gaps for s in gap]
+        if not slots:
+            return []
+        height, width = self.images[slots[0]].shape[:2]
+        if any(self.images[s].shape[:2] != (height, width) for s in slots):  # a mid-stream size change: detect all
+            return slots
+        with self.timer.step("detect"):
+            refined = self.detector.refine(
+                [self.images[s] for s in slots],
+                [gap[s] for gap in gaps for s in gap],
+                self.config.detection.scale_for(width, height),
+            )
+        checked = dict(zip(slots, refined, strict=True))
+        threshold = self.config.detection.detector.thresholds[2]
+        rejected: list[int] = []
+        for gap in gaps:
+            if all(len(checked[s]) and (checked[s][:, 4] > threshold).all() for s in gap):
+                for slot in gap:
+                    self.boxes[slot] = checked[slot].astype(np.float32)
+            else:
+                rejected += list(gap)
+        return rejected
 
 
 def _previous(detected: list[int], slot: int) -> int:

@@ -597,6 +597,7 @@ class PredictParams(_Section):
     detect_every: PositiveInt  # the detector runs on every k-th sampled frame; face tracks carry boxes between
     track_iou: Annotated[float, Field(gt=0, le=1)]
     track_max_gap: NonNegativeInt
+    track_max_shift: PositiveFloat  # a face's most movement per sampled frame, in face sides, a track may bridge
     track_min_share: Annotated[float, Field(ge=0, le=1)]
     batch_size: PositiveInt
     workers: NonNegativeInt  # 0: videos are prepared in the predict process itself
@@ -957,17 +958,19 @@ def load_params(path: Path | str = "params.yaml") -> Params:
 # The params a model package (models/onnx/manifest.json, written by the export stage) records: what
 # prediction needs to see faces, cut them and score videos as the pipeline did, so `deepfake predict` and
 # `deepfake serve` work from any folder. Machine-specific knobs (devices, workers, batch sizes) stay out.
+# A detector section's keys that decide which faces it finds (not where or how fast it runs)
+DETECTOR_SETTINGS = (
+    "thresholds",
+    "min_face_size",
+    "min_face_share",
+    "pyramid_factor",
+    "nms_thresholds",
+    "scale",
+    "scale_rule",
+)
 PACKAGE_SETTINGS: dict[str, tuple[str, ...] | None] = {
     "video": ("max_pixels",),
-    "bboxes": (  # how the faces the models trained on were found (provenance; prediction's is predict_detector)
-        "thresholds",
-        "min_face_size",
-        "min_face_share",
-        "pyramid_factor",
-        "nms_thresholds",
-        "scale",
-        "scale_rule",
-    ),
+    "bboxes": DETECTOR_SETTINGS,  # how the faces the models trained on were found (provenance)
     "crops": ("margin",),
     "models": None,  # a whole top-level value
     "ensemble": ("seeds",),
@@ -980,17 +983,10 @@ PACKAGE_SETTINGS: dict[str, tuple[str, ...] | None] = {
         "detect_every",
         "track_iou",
         "track_max_gap",
+        "track_max_shift",
         "track_min_share",
     ),
-    "predict_detector": (
-        "thresholds",
-        "min_face_size",
-        "min_face_share",
-        "pyramid_factor",
-        "nms_thresholds",
-        "scale",
-        "scale_rule",
-    ),
+    "predict_detector": DETECTOR_SETTINGS,  # how prediction finds faces
 }
 # The defaults that ship inside the package (a link to the repository's params.yaml, copied into a wheel)
 PACKAGED_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"

@@ -121,6 +121,11 @@ class Detection:
         return detection_scale(width, height, self.scale_rule, self.scale)
 
 
+def _interpolation(scale: float) -> int:
+    """How frames are resized for the detector: area averaging down, bilinear up."""
+    return cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+
+
 class FaceDetector:
     """MTCNN (``deepfake.media.mtcnn``: facenet-pytorch's weights) behind a small interface: RGB uint8
     frames in, full-resolution boxes out.
@@ -165,8 +170,7 @@ class FaceDetector:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         batch = frames_rgb
         if scale != 1.0:
-            interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-            batch = [cv2.resize(f, size, interpolation=interpolation) for f in frames_rgb]
+            batch = [cv2.resize(f, size, interpolation=_interpolation(scale)) for f in frames_rgb]
         boxes, _ = self._run(np.stack(batch))
         results = []
         for found in boxes:
@@ -174,6 +178,32 @@ class FaceDetector:
             found[:, :4] /= scale
             results.append(found)
         return results
+
+    def refine(
+        self, frames_rgb: Sequence[np.ndarray], boxes: Sequence[np.ndarray], scale: float = 1.0
+    ) -> list[np.ndarray]:
+        """O-Net's check of given boxes (``boxes[i]``: ``(k, 5)`` in frame ``i``'s pixels), at the detection
+        ``scale``: per frame ``(k, 5)`` [x1 y1 x2 y2 score], each box as O-Net regresses it and its face score
+        (``deepfake.media.mtcnn.refine_boxes``), in the frames' own pixels. Costs one O-Net crop per box, not
+        the pyramid: for boxes a face track predicts."""
+        from deepfake.media.mtcnn import integral, refine_boxes
+
+        if not frames_rgb:
+            return []
+        height, width = frames_rgb[0].shape[:2]
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        tables, rows, groups = [], [], []
+        for index, (frame, found) in enumerate(zip(frames_rgb, boxes, strict=True)):
+            if frame.shape[:2] != (height, width):
+                raise ValueError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first {width}x{height}")
+            image = frame if scale == 1.0 else cv2.resize(frame, size, interpolation=_interpolation(scale))
+            tables.append(integral(image))
+            corners = np.asarray(found, np.float32).reshape(-1, 5)[:, :4] if np.size(found) else np.zeros((0, 4))
+            rows.append(corners.astype(np.float32) * scale)
+            groups.append(np.full(len(corners), index, np.int64))
+        refined = refine_boxes(tables, (size[1], size[0]), self._nets, np.concatenate(rows), np.concatenate(groups))
+        refined[:, :4] /= scale
+        return np.split(refined, np.cumsum([len(r) for r in rows])[:-1])
 
     def landmarks(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Boxes ``(n, 5)`` with scores and 5-point landmarks ``(n, 5, 2)`` for one image."""

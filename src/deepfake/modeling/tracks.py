@@ -186,6 +186,59 @@ def unlinked_gaps(tracks: Iterable[Track], detected_slots: Iterable[int]) -> lis
     ]
 
 
+def _centres(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, :2] + boxes[:, 2:4]) / 2
+
+
+def _sides(boxes: np.ndarray) -> np.ndarray:
+    """A box's side: the square root of its area (a face box is about square)."""
+    return np.sqrt(np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None))
+
+
+def _centred(boxes: np.ndarray) -> np.ndarray:
+    """The boxes moved so that each one's centre is at the origin (their size and shape kept)."""
+    half_w, half_h = (boxes[:, 2] - boxes[:, 0]) / 2, (boxes[:, 3] - boxes[:, 1]) / 2
+    return np.stack([-half_w, -half_h, half_w, half_h], axis=1)
+
+
+def bridge_gap(
+    before: np.ndarray, after: np.ndarray, a: int, b: int, slots: Sequence[int], iou_threshold: float, max_shift: float
+) -> dict[int, np.ndarray] | None:
+    """Boxes for ``slots`` between detector slots ``a`` and ``b`` that IoU could not link (``unlinked_gaps``), where
+    the faces detected at ``a`` (``before``) and at ``b`` (``after``) pair up one to one by motion: each pair of
+    similar size and shape (IoU >= ``iou_threshold`` once centred on each other) with its centre moved at most
+    ``max_shift`` face sides (the mean of the two boxes' sides) per sampled frame. Then each slot gets every
+    pair's box interpolated as ``carry_boxes`` does, in ``before``'s order; otherwise (no face, an unequal count,
+    a face too far or too unlike) None: the frames between have to be detected.
+
+    Why: a small or fast face moves more than its own size between two detections, so IoU links nothing,
+    though one face at each end is there. These boxes are a hypothesis only; the caller has them confirmed
+    (O-Net, ``FaceDetector.refine``) before using them. Pairs are chosen by scipy's assignment on centre
+    distance (least total movement).
+    """
+    if not b > a:
+        raise ValueError(f"slot b ({b}) must come after slot a ({a})")
+    if any(not a < s < b for s in slots):
+        raise ValueError(f"slots {list(slots)} must lie strictly between {a} and {b}")
+    first, last = _as_boxes(before, 0), _as_boxes(after, 1)
+    if not len(first) or len(first) != len(last):
+        return None
+    from scipy.optimize import linear_sum_assignment
+
+    distance = np.linalg.norm(_centres(first)[:, None] - _centres(last)[None], axis=2)
+    sides = (_sides(first)[:, None] + _sides(last)[None]) / 2
+    allowed = (distance <= max_shift * (b - a) * sides) & (iou_matrix(_centred(first), _centred(last)) >= iou_threshold)
+    # a pair not allowed costs more than every allowed pair together: chosen only when no full pairing avoids it
+    rows, cols = linear_sum_assignment(np.where(allowed, distance, distance.sum() + 1.0))
+    if not allowed[rows, cols].all():
+        return None
+    out = {}
+    for slot in slots:
+        weight = (slot - a) / (b - a)
+        out[int(slot)] = (1.0 - weight) * first[rows] + weight * last[cols]
+    return out
+
+
 @dataclass(frozen=True)
 class TrackScores:
     """A video's track-level scores.

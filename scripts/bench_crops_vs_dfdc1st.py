@@ -33,62 +33,23 @@ import functools
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from fractions import Fraction
-from multiprocessing import Pool
 from pathlib import Path
 from typing import Any
 
 import av
 import cv2
+from dfdc1st_crops_baseline import baseline_video, run_baseline  # scripts/ (this script's folder)
 
 from deepfake.core.params import load_params
 from deepfake.core.vocabulary import REAL
 from deepfake.media.video import FrameSampling, iter_sampled_frames
 from deepfake.stages import crops, ingest
-
-# ---- the baseline ---------------------------------------------------------------------------------
-
-
-def baseline_video(job: tuple[str, str, str, int], out: str) -> int:
-    """DFDC-1st's per-video crop extraction (steps 2-4 above); returns the number of crops written."""
-    video, boxes_path, stem, stride = job
-    with open(boxes_path) as fh:
-        frames = json.load(fh)["frames"]
-    capture = cv2.VideoCapture(video)
-    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    written = 0
-    for index in range(count):
-        capture.grab()
-        if index % stride:
-            continue
-        ok, frame = capture.retrieve()
-        boxes = frames.get(str(index)) if ok else None
-        if not boxes:
-            continue
-        images = []
-        for box in boxes:
-            left, top, right, bottom = (int(v) for v in box[:4])
-            pad_w, pad_h = (right - left) // 3, (bottom - top) // 3
-            images.append(frame[max(top - pad_h, 0) : bottom + pad_h, max(left - pad_w, 0) : right + pad_w])
-        folder = os.path.join(out, stem)
-        os.makedirs(folder, exist_ok=True)
-        for face, image in enumerate(images):
-            cv2.imwrite(os.path.join(folder, f"{index}_{face}.png"), image)
-            written += 1
-    capture.release()
-    return written
-
-
-def run_baseline(jobs: list[tuple[str, str, str, int]], out: Path, workers: int) -> int:
-    work = functools.partial(baseline_video, out=str(out))
-    if workers <= 1:
-        return sum(map(work, jobs))
-    with Pool(processes=workers) as pool:
-        return sum(pool.imap_unordered(work, jobs))
-
 
 # ---- inputs ---------------------------------------------------------------------------------------
 
@@ -153,22 +114,44 @@ def best_of(repeat: int, first: Callable[[], int], second: Callable[[], int]) ->
     return best
 
 
-def ours(config: crops.Config, folder: Path, boxes: Path, index: Path, out: Path) -> Callable[[], int]:
-    def run() -> int:
-        shutil.rmtree(out, ignore_errors=True)
-        paths = crops.Paths(folder.name, index, folder, boxes, out, out.parent / "ours.json")
-        return int(crops.run(config, paths)["crops"])
+def run_ours(config: crops.Config, folder: Path, boxes: Path, index: Path, out: Path) -> int:
+    shutil.rmtree(out, ignore_errors=True)
+    paths = crops.Paths(folder.name, index, folder, boxes, out, out.parent / "ours.json")
+    return int(crops.run(config, paths)["crops"])
 
-    return run
+
+def run_theirs(jobs: list[tuple[str, str, str, int]], out: Path, workers: int) -> int:
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    return run_baseline(jobs, out, workers)
+
+
+def ours(config: crops.Config, folder: Path, boxes: Path, index: Path, out: Path) -> Callable[[], int]:
+    return functools.partial(run_ours, config, folder, boxes, index, out)
 
 
 def theirs(jobs: list[tuple[str, str, str, int]], out: Path, workers: int) -> Callable[[], int]:
-    def run() -> int:
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
-        return run_baseline(jobs, out, workers)
+    return functools.partial(run_theirs, jobs, out, workers)
 
-    return run
+
+def peak_memory_mb(command: list[str]) -> tuple[float, float]:
+    """Peak resident memory (MB) of ``command`` run as a fresh process: the largest single process and the
+    whole process tree (a pool's workers included), sampled every 10 ms."""
+    import psutil
+
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    watched = psutil.Process(child.pid)
+    largest = total = 0
+    while child.poll() is None:
+        try:
+            sizes = [p.memory_info().rss for p in (watched, *watched.children(recursive=True))]
+        except psutil.Error:  # a process exited between listing and reading it
+            continue
+        largest, total = max(largest, max(sizes)), max(total, sum(sizes))
+        time.sleep(0.01)
+    if child.returncode:
+        raise RuntimeError(f"{command}: exit code {child.returncode}")
+    return largest / 2**20, total / 2**20
 
 
 def bench(label: str, folder: Path, boxes: Path, work: Path, config: crops.Config, args: argparse.Namespace) -> None:
@@ -188,6 +171,23 @@ def bench(label: str, folder: Path, boxes: Path, work: Path, config: crops.Confi
             f"{workers:>8} {1000 * mine / n_mine:>13.2f} {1000 * base / n_base:>17.2f} {n_mine:>3}/{n_base:<3}"
             f"{(base / n_base) / (mine / n_mine):>17.2f}x"
         )
+    # memory: each side as a fresh process, as it runs for real (our stage script as DVC starts it, with
+    # crops.workers from --params; their extraction with only OpenCV imported, --workers processes)
+    out = work / "memory" / label
+    shutil.rmtree(out.parent, ignore_errors=True)
+    stage = [sys.executable, "-P", "stages/crops.py", "--params", str(args.params), "--dataset", folder.name]
+    stage += ["--index", str(index), "--root", str(folder), "--boxes", str(boxes), "--out", str(out / "ours")]
+    mine = peak_memory_mb([*stage, "--report", str(out / "ours.json")])
+    jobs_file = out / "jobs.json"
+    jobs_file.write_text(json.dumps(jobs))
+    (out / "theirs").mkdir()
+    baseline = Path(__file__).with_name("dfdc1st_crops_baseline.py")
+    base = peak_memory_mb([sys.executable, str(baseline), str(jobs_file), str(out / "theirs"), str(args.workers)])
+    print(
+        f"peak memory, fresh processes (largest process / all processes, MB): ours (crops.workers "
+        f"{config.workers}) {mine[0]:.0f} / {mine[1]:.0f}, "
+        f"DFDC-1st ({args.workers} workers) {base[0]:.0f} / {base[1]:.0f}"
+    )
 
 
 def _with(config: crops.Config, workers: int) -> crops.Config:

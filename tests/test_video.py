@@ -378,3 +378,83 @@ def test_a_cover_picture_or_a_still_first_stream_is_not_what_is_scored(tmp_path:
     reader = SpanReader(path, SpanSampling(frames=3, max_decoded=100, max_pixels=10**7))
     assert {f.image.shape for f in reader} == {(48, 64, 3)} and reader.coverage["frames_sampled"] == 3
     assert reader.coverage["stream"]["video_streams"] == 2 and reader.coverage["stream"]["codec"] == "h264"
+
+
+def panning_frames(n: int, size: tuple[int, int] = (128, 96)) -> list[np.ndarray]:
+    """A smooth texture panning 2 px a frame: content x264 codes with B-frames (noise it would not)."""
+    noise = np.random.default_rng(0).integers(0, 255, (size[1], size[0] + 2 * n, 3), dtype=np.uint8)
+    texture = cv2.GaussianBlur(noise, (0, 0), 3)
+    return [np.ascontiguousarray(texture[:, 2 * i : 2 * i + size[0]]) for i in range(n)]
+
+
+def _every_frame(path: Path) -> list[np.ndarray]:
+    """The reference: every frame as a decoder that skips nothing gives them, counted one by one, in display
+    order (converted as the stages convert them)."""
+    everything = FrameSampling(stride=1, max_frames=10**6, max_pixels=10**7)
+    return [image for _, image in video_module._sampled_frames(path, everything, 1, None)]
+
+
+def _decoded_frames(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the frames that come out of the decoder (one entry per decoded packet)."""
+    counts: list[int] = []
+    original = video_module._decode_packet
+
+    def counting(stream: Any, packet: Any) -> list[Any]:
+        frames = original(stream, packet)
+        counts.append(len(frames))
+        return frames
+
+    monkeypatch.setattr(video_module, "_decode_packet", counting)
+    return counts
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_unsampled_b_frames_are_not_decoded_and_the_sampled_ones_are_exact(
+    tmp_path: Path, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """H.264 with B-frames: the stages' frames (any stride, any decoder threads) are those of a decoder that skips
+    nothing, at the same indices, bit for bit, while frames nothing references and nothing samples are never
+    decoded."""
+    path = write_av(tmp_path / "b.mp4", panning_frames(60), options={"g": "30", "bf": "3"})
+    reference = _every_frame(path)
+    for stride in (1, 4, 7):
+        counts = _decoded_frames(monkeypatch)
+        sampling = FrameSampling(stride=stride, max_frames=1000, max_pixels=10**7)
+        got = list(iter_sampled_frames(path, sampling, threads=threads))
+        assert [i for i, _ in got] == list(range(0, 60, stride))
+        assert all(np.array_equal(image, reference[i]) for i, image in got)
+        if stride > 1:
+            assert sum(counts) < 60, "unsampled non-reference frames are skipped"
+    bounded = list(iter_sampled_frames(path, FrameSampling(stride=4, max_frames=30, max_pixels=10**7)))
+    assert [i for i, _ in bounded] == list(range(0, 30, 4))
+
+
+def test_a_sampled_frame_that_does_not_come_out_sends_the_rest_to_a_counting_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should the decoder not give a frame where the packets' times put a sampled one (a frame it drops), the
+    ranked pass stops there and the rest comes from a decode that counts every frame, as before ranks."""
+    path = write_av(tmp_path / "b.mp4", panning_frames(40), options={"g": "20", "bf": "3"})
+    ranks = video_module._display_ranks(path, 1000)
+    assert ranks is not None and len(ranks) == 40
+    dropped = sorted(ranks)[16]  # the frame at display position 16: sampled at stride 4
+    original = video_module._decode_packet
+
+    def dropping(stream: Any, packet: Any) -> list[Any]:
+        return [frame for frame in original(stream, packet) if frame.pts != dropped]
+
+    monkeypatch.setattr(video_module, "_decode_packet", dropping)
+    sampling = FrameSampling(stride=4, max_frames=1000, max_pixels=10**7)
+    counted = list(video_module._sampled_frames(path, sampling, 1, None))  # what a counting decode gives
+    got = list(iter_sampled_frames(path, sampling))
+    assert [i for i, _ in got] == [i for i, _ in counted] == list(range(0, 40, 4))[:10]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, counted, strict=True))
+
+
+def test_streams_without_trustworthy_times_are_decoded_counting_every_frame(tmp_path: Path) -> None:
+    """Not H.264/HEVC, or a raw stream without presentation times: no ranks, every frame decoded and counted."""
+    mpeg4 = write_video(tmp_path / "v.mp4", numbered_frames(10))
+    assert video_module._display_ranks(mpeg4, 1000) is None
+    raw = write_raw_h264(tmp_path / "v.h264", [(64, 48, 12)])
+    assert video_module._display_ranks(raw, 1000) is None
+    assert [i for i, _ in iter_sampled_frames(raw, SAMPLING)] == [0, 3, 6, 9]

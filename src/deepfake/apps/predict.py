@@ -52,6 +52,7 @@ from deepfake.core.parallel import (
     ExecutorConfig,
     cached,
     dask_client,
+    reuse_freed_memory,
     set_torch_threads,
     torch_threads,
     usable_cores,
@@ -643,6 +644,7 @@ def video_pool(config: PredictConfig, videos: int | None = None) -> Iterator[Any
             yield _DaskPool(client, config.torch_threads)
     elif config.workers == 0:
         set_torch_threads(max(1, os.cpu_count() or 1))  # the one process decodes, detects and infers: every core
+        reuse_freed_memory()
         yield _Inline()
     elif videos is not None and videos <= 1:
         # every core for the one video's detector when its nets run on ONNX Runtime, whose CPU results do not
@@ -650,6 +652,7 @@ def video_pool(config: PredictConfig, videos: int | None = None) -> Iterator[Any
         onnx_detector = config.detection.detector.net_runtime == "onnx"
         set_torch_threads(usable_cores() if onnx_detector else config.torch_threads)
         import_in_background()
+        reuse_freed_memory()
         yield _Inline()
     else:
         import multiprocessing
@@ -671,6 +674,7 @@ def init_worker(parent: int, threads: int, on_parent_death: int = signal.SIGTERM
     on the machine's core count); and a worker whose parent is killed (SIGKILL leaves no time to shut the pool
     down) is sent ``on_parent_death`` by the kernel instead of idling on with a detector in memory."""
     set_torch_threads(threads)
+    reuse_freed_memory()
     if sys.platform.startswith("linux"):
         import ctypes
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,6 +292,9 @@ class _Frames:
         self.max_pixels = max_pixels
         self.decoded = 0  # frames out of the decoder, over every restart
         self._codec = f"{stream.codec_context.name} in {container.format.name}"
+        # packet -> whether the decoder may drop its frame when nothing references it (AVDISCARD_NONREF, set per
+        # packet; FFmpeg's frame threads copy it with each packet); None: the decoder's own setting throughout
+        self.may_skip: Callable[[Any], bool] | None = None
 
     def run(self) -> Generator[Any, None, None]:
         """Demux and decode from the current position (after a seek: from the keyframe it landed on)."""
@@ -304,6 +307,8 @@ class _Frames:
                 # decoder last saw still says so
                 self._check_size_change()
                 return
+            if self.may_skip is not None:
+                self.stream.codec_context.skip_frame = "NONREF" if self.may_skip(packet) else "DEFAULT"
             try:
                 with _translating(self.path, self.source, f"frame {self.decoded} cannot be decoded ({self._codec})"):
                     frames = _decode_packet(self.stream, packet)
@@ -393,25 +398,103 @@ def iter_sampled_frames(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(frame_index, BGR frame)`` for frames 0, stride, 2*stride, ... below ``max_frames``, in order.
 
-    Skipped frames are decoded but not converted, and decoding stops after the last frame the sampling can
-    use, so the cost follows ``max_frames``. Frame indices are the true decode-order positions in the stream.
+    Frame indices are display-order positions in the stream, as a decoder that outputs every frame counts
+    them. Skipped frames are not converted, and decoding stops after the last frame the sampling can use, so
+    the cost follows ``max_frames``. Where each frame's position is known before decoding (``_display_ranks``:
+    H.264 or HEVC with a presentation time on every packet), a frame that is not sampled and that no other
+    frame references (most B-frames) is not decoded at all; every frame decoded is bit-identical either way.
+    Should the decoder's output ever disagree with those positions, the rest is decoded counting every frame.
     Raises VideoError when the file is missing or unreadable as a video, when its frames are too large, when
     the decoder fails on its stream, or when not a single frame can be decoded; an environment fault stays an
     ``OSError``.
     """
     path = Path(path)
+    ranks = _display_ranks(path, sampling.max_frames)
+    last = -1
+    if ranks is not None:
+        try:
+            for index, image in _sampled_frames(path, sampling, threads, ranks):
+                last = index
+                yield index, image
+        except _RanksDisagree:
+            ranks = None  # decode again, counting every frame, past what the ranked pass gave
+    if ranks is None:
+        for index, image in _sampled_frames(path, sampling, threads, None):
+            if index > last:
+                last = index
+                yield index, image
+    if last < 0:
+        raise VideoError(f"{path}: no frame could be decoded")
+
+
+class _RanksDisagree(Exception):
+    """The decoder gave a frame at a display position the packets' presentation times did not predict."""
+
+
+# Codecs whose every packet holds exactly one frame, so a frame's display position is its packet's rank by
+# presentation time; frames are reordered over at most a few packets (H.264 and HEVC allow 16).
+RANKED_CODECS = ("h264", "hevc")
+REORDER_PACKETS = 64  # packets read past max_frames for the ranks of the frames below it
+
+
+def _display_ranks(path: Path, max_frames: int) -> dict[int, int] | None:
+    """Each packet's display position by presentation time (pts -> rank), from the first ``max_frames`` +
+    ``REORDER_PACKETS`` packets, read without decoding; None where those positions cannot be trusted: another
+    codec, a packet without a time, two with the same, one the demuxer marks to be discarded or corrupt, or a
+    stream that does not start on a keyframe (the decoder drops what comes before it)."""
+    times: list[int] = []
+    try:
+        with _opened(path) as (source, container):
+            stream = _video_stream(path, container)
+            if stream.codec_context.name not in RANKED_CODECS:
+                return None
+            with _translating(path, source, "its packets cannot be read"):
+                for packet in container.demux(stream):
+                    if packet.size == 0:
+                        continue  # the demuxer's end-of-stream flush packet
+                    if packet.pts is None or packet.is_discard or packet.is_corrupt:
+                        return None
+                    if not times and not packet.is_keyframe:
+                        return None
+                    times.append(int(packet.pts))
+                    if len(times) >= max_frames + REORDER_PACKETS:
+                        break
+    except VideoError:
+        return None  # decoding counts every frame, and reports what is wrong with the file as it always did
+    if not times or len(set(times)) != len(times):
+        return None
+    return {pts: rank for rank, pts in enumerate(sorted(times))}
+
+
+def _sampled_frames(
+    path: Path, sampling: FrameSampling, threads: int, ranks: dict[int, int] | None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """The sampled frames, indexed by ``ranks`` (unsampled frames nothing references are not decoded) or, with
+    None, by counting every decoded frame."""
+
+    def sampled(index: int) -> bool:
+        return index < sampling.max_frames and sampling.wanted(index)
+
     with _opened(path) as (source, container):
         frames = _decoder(path, source, container, sampling.max_pixels, threads)
-        sampled = 0
-        for index, frame in enumerate(frames.run()):
+        if ranks is not None:
+            frames.may_skip = lambda packet: packet.pts in ranks and not sampled(ranks[packet.pts])
+        last, expected = -1, 0  # the last index given, the next sampled one
+        for position, frame in enumerate(frames.run()):
+            index = position if ranks is None else ranks.get(-1 if frame.pts is None else int(frame.pts))
+            if index is None or index <= last:
+                raise _RanksDisagree  # a frame the packets did not announce, or out of display order
+            if expected < sampling.max_frames and index > expected:
+                raise _RanksDisagree  # a sampled frame did not come out where its time put it
+            last = index
             if index >= sampling.max_frames:
                 break
-            if not sampling.wanted(index):
+            if index != expected:
                 continue
-            sampled += 1
+            expected += sampling.stride
             yield index, upright(frame, to_image(frame, "bgr24"))
-        if sampled == 0:
-            raise VideoError(f"{path}: no frame could be decoded")
+        if ranks is not None and expected < min(sampling.max_frames, len(ranks)):
+            raise _RanksDisagree  # the stream ended before a frame its packets announced
 
 
 # ------------------------------------------------------------------------------------- predict's API

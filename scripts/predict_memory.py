@@ -132,14 +132,14 @@ def main() -> None:
         )
         print(f"models loaded, no video: peak RSS {baseline['peak_mb']} MB")
         print(
-            "| predict.frames | bboxes.batch_size | peak RSS (MB) | over baseline (MB) | largest worker (MB) "
+            "| predict.frames | predict_detector.batch_size | peak RSS (MB) | over baseline (MB) | largest worker (MB) "
             "| status | crops | s |"
         )
         print("|---|---|---|---|---|---|---|---|")
         for frames in args.frames:
             figures = measure(with_frames(params, frames), args.models, args.backend, [video])
             print(
-                f"| {frames} | {params['bboxes']['batch_size']} | {figures['peak_mb']} | "
+                f"| {frames} | {params['predict_detector']['batch_size']} | {figures['peak_mb']} | "
                 f"{figures['peak_mb'] - baseline['peak_mb']} | {figures['worker_peak_mb']} | "
                 f"{figures['status'][0]} | {figures['crops'][0]} | "
                 f"{figures['seconds']:.1f} |"

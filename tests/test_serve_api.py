@@ -334,6 +334,18 @@ def wait_final(client: TestClient, url: str, timeout_s: float = 180) -> dict:
     raise AssertionError(f"{url} did not finish within {timeout_s} s: {job}")
 
 
+def metrics_with(client: TestClient, *lines: str, timeout_s: float = 10) -> str:
+    """/metrics once it holds every one of ``lines``, or as it is at the deadline. A finished analysis reaches the
+    metrics on the supervisor's next pass (every ``SUPERVISE_S``), not when its record is written: the client
+    may see an analysis done before the metrics count it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = client.get("/metrics").text
+        if all(line in text for line in lines) or time.monotonic() > deadline:
+            return text
+        time.sleep(POLL_S)
+
+
 @pytest.fixture(scope="module")
 def live(models_root: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     tmp = tmp_path_factory.mktemp("live")
@@ -376,8 +388,9 @@ def test_a_served_verdict_equals_deepfake_predict(
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264"  # what a browser's <video> plays
         assert next(container.decode(stream)).width > 0
-    metrics = live.get("/metrics").text
-    assert 'deepfake_job_duration_seconds_count{status="done"}' in metrics and "deepfake_workers_ready 1.0" in metrics
+    done, ready = 'deepfake_job_duration_seconds_count{status="done"}', "deepfake_workers_ready 1.0"
+    metrics = metrics_with(live, done, ready)
+    assert done in metrics and ready in metrics
 
 
 def test_a_video_without_a_face_is_done_with_the_reason(live: TestClient, hostile_part: Path) -> None:
@@ -423,7 +436,8 @@ def test_a_worker_killed_under_a_job_fails_that_job_once_and_the_next_job_runs(
     assert job["error"].startswith("error: the worker died while analysing it (SIGKILL")
     after = wait_final(live, upload(live, hostile_part / "noface.mp4").json()["url"])
     assert after["status"] == "done" and after["record"]["status"].startswith("no_face")
-    assert 'deepfake_job_failures_total{kind="worker_died"} 1.0' in live.get("/metrics").text
+    died = 'deepfake_job_failures_total{kind="worker_died"} 1.0'
+    assert died in metrics_with(live, died)
 
 
 @pytest.mark.slow
@@ -440,7 +454,8 @@ def test_a_job_past_its_timeout_fails_and_its_worker_is_replaced(
         while client.get("/readyz").json()["workers_ready"] < 1 and time.monotonic() < deadline:
             time.sleep(POLL_S)
         assert client.get("/readyz").json()["workers_ready"] == 1
-        assert 'deepfake_job_failures_total{kind="timeout"} 1.0' in client.get("/metrics").text
+        timeout = 'deepfake_job_failures_total{kind="timeout"} 1.0'
+        assert timeout in metrics_with(client, timeout)
 
 
 # ---- a model package carries its own settings -------------------------------------------------------------

@@ -22,6 +22,7 @@ that stops it with its traceback, in a worker process, thread or Dask worker as 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -108,6 +109,7 @@ HEAP_STEP_BYTES = 256 << 20  # M_TOP_PAD: the heap grows by this much more than 
 KEPT_FREE_BYTES = 1 << 30  # M_TRIM_THRESHOLD: free heap at its top up to this stays in the process
 
 
+@functools.cache  # process-wide: once per process, whoever asks first (a worker, an ONNX session)
 def reuse_freed_memory() -> bool:
     """Make this process reuse the memory its large temporary arrays free instead of handing it back to the
     kernel after each one.

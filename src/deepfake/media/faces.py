@@ -121,9 +121,17 @@ class Detection:
         return detection_scale(width, height, self.scale_rule, self.scale)
 
 
-def _interpolation(scale: float) -> int:
-    """How frames are resized for the detector: area averaging down, bilinear up."""
-    return cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+def _detector_inputs(frames_rgb: Sequence[np.ndarray], scale: float) -> list[np.ndarray]:
+    """Equally sized frames as the detector sees them: resized by ``scale`` (area averaging down, bilinear up)."""
+    height, width = frames_rgb[0].shape[:2]
+    for index, frame in enumerate(frames_rgb):
+        if frame.shape[:2] != (height, width):
+            raise ValueError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first {width}x{height}")
+    if scale == 1.0:
+        return list(frames_rgb)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    return [cv2.resize(frame, size, interpolation=interpolation) for frame in frames_rgb]
 
 
 class FaceDetector:
@@ -166,12 +174,7 @@ class FaceDetector:
         """
         if not frames_rgb:
             return []
-        height, width = frames_rgb[0].shape[:2]
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        batch = frames_rgb
-        if scale != 1.0:
-            batch = [cv2.resize(f, size, interpolation=_interpolation(scale)) for f in frames_rgb]
-        boxes, _ = self._run(np.stack(batch))
+        boxes, _ = self._run(np.stack(_detector_inputs(frames_rgb, scale)))
         results = []
         for found in boxes:
             found = found.copy()
@@ -190,18 +193,11 @@ class FaceDetector:
 
         if not frames_rgb:
             return []
-        height, width = frames_rgb[0].shape[:2]
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        tables, rows, groups = [], [], []
-        for index, (frame, found) in enumerate(zip(frames_rgb, boxes, strict=True)):
-            if frame.shape[:2] != (height, width):
-                raise ValueError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first {width}x{height}")
-            image = frame if scale == 1.0 else cv2.resize(frame, size, interpolation=_interpolation(scale))
-            tables.append(integral(image))
-            corners = np.asarray(found, np.float32).reshape(-1, 5)[:, :4] if np.size(found) else np.zeros((0, 4))
-            rows.append(corners.astype(np.float32) * scale)
-            groups.append(np.full(len(corners), index, np.int64))
-        refined = refine_boxes(tables, (size[1], size[0]), self._nets, np.concatenate(rows), np.concatenate(groups))
+        images = _detector_inputs(frames_rgb, scale)
+        rows = [np.asarray(found, np.float32).reshape(-1, 5)[:, :4] * scale for found in boxes]
+        groups = [np.full(len(corners), index, np.int64) for index, corners in enumerate(rows)]
+        tables = [integral(image) for image in images]
+        refined = refine_boxes(tables, images[0].shape[:2], self._nets, np.concatenate(rows), np.concatenate(groups))
         refined[:, :4] /= scale
         return np.split(refined, np.cumsum([len(r) for r in rows])[:-1])
 

@@ -4,6 +4,8 @@ video of its test-only datasets."""
 from pathlib import Path
 
 from deepfake.core.command import parse_stage_args, run_stage, stage_parser
+from deepfake.core.errors import InputError
+from deepfake.modeling.calibration import CALIBRATION_FILE
 from deepfake.modeling.data import DataRoots
 from deepfake.modeling.store import ModelStore
 from deepfake.stages import evaluate
@@ -26,13 +28,26 @@ def main(argv: list[str] | None = None) -> None:
         help="--models is a model package (models/zoo/<package>): its own members and input size, not the params'",
     )
     parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON (metrics/evaluate/<testset>.json)")
-    parser.add_argument("--plots", type=Path, required=True, help="folder for roc/pr/confusion/comparison PNGs")
+    parser.add_argument(
+        "--plots", type=Path, required=True, help="folder for the PNGs and the data plots (roc/pr/reliability JSON)"
+    )
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        help="every row's calibration and operating points (models/calibration.json, the calibrate stage's); "
+        "with --package, the package's own calibration.json is read when it has one",
+    )
     args, params = parse_stage_args(parser, argv)
     roots = DataRoots(args.crops, args.landmarks, args.masks)
-    paths = evaluate.Paths(args.folds, roots, args.models, args.metrics, args.plots, args.test_crops)
+    calibration = args.calibration
+    if calibration is not None and not calibration.is_file():
+        raise InputError(f"{calibration}: not found; run the calibrate stage (dvc repro calibrate)")
     config = evaluate.Config.from_params(params, args.testset)
     if args.package:
-        config = evaluate.for_package(config, ModelStore(args.models))
+        store = ModelStore(args.models)
+        config = evaluate.for_package(config, store)
+        calibration = store.folder("onnx") / CALIBRATION_FILE
+    paths = evaluate.Paths(args.folds, roots, args.models, args.metrics, args.plots, args.test_crops, calibration)
     evaluate.run(config, paths)
 
 

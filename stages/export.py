@@ -16,9 +16,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", type=Path, required=True, help="report JSON")
     parser.add_argument("--sample", type=Path, help="the sample stage's output root (the card's demonstration flag)")
     parser.add_argument("--matrix", type=Path, help="the evaluation matrix JSON (the card's figures)")
+    parser.add_argument(
+        "--calibration", type=Path, help="the calibrate stage's models/calibration.json (the package's verdicts)"
+    )
     args, params = parse_stage_args(parser, argv)
     roots = DataRoots(args.crops, Path(), args.masks)
-    paths = export.Paths(args.folds, roots, args.models, args.report, sample=args.sample, matrix=args.matrix)
+    paths = export.Paths(
+        args.folds,
+        roots,
+        args.models,
+        args.report,
+        sample=args.sample,
+        matrix=args.matrix,
+        calibration=args.calibration,
+    )
     export.run(export.Config.from_params(params), paths)
 
 

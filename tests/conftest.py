@@ -23,7 +23,7 @@ import yaml
 from deepfake.core.params import Params, validate_params
 from deepfake.modeling.data import DataRoots
 from deepfake.modeling.store import ModelStore, members
-from deepfake.stages import bboxes, crops, diffs, export, folds, ingest, landmarks, quantize
+from deepfake.stages import bboxes, calibrate, crops, diffs, export, folds, ingest, landmarks, quantize
 from deepfake.stages.train import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -331,8 +331,14 @@ def models_root(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict
     raw = copy.deepcopy(trained["raw"])
     raw["ensemble"]["seeds"] = []
     params = as_params(raw)
+    calibration = root / "calibration.json"  # where the pipeline's calibrate stage writes it (models/)
+    calibrate.run(
+        calibrate.Config.from_params(params),
+        calibrate.Paths(trained["folds"], trained["roots"], root, calibration, root / "c.json"),
+    )
     export.run(
-        export.Config.from_params(params), export.Paths(trained["folds"], trained["roots"], root, root / "e.json")
+        export.Config.from_params(params),
+        export.Paths(trained["folds"], trained["roots"], root, root / "e.json", calibration=calibration),
     )
     quantize.run(
         quantize.Config.from_params(params), quantize.Paths(trained["folds"], trained["roots"], root, root / "q.json")

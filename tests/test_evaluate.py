@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from sklearn import metrics as skm
 
 from deepfake.core.errors import InputError, ParamsError
 from deepfake.core.params import Params, validate_params
+from deepfake.modeling.calibration import Calibration, Decision, OperatingPoint, VerdictRule, write_decisions
 from deepfake.modeling.data import DataRoots
 from deepfake.modeling.models import CheckpointError, create_model
 from deepfake.modeling.store import Member, ModelStore, members
@@ -330,7 +332,6 @@ def test_per_method_breakdown_matches_sklearn(tmp_path: Path, stub_models: None)
         assert entry["video"]["auc"] == pytest.approx(skm.roc_auc_score(video_y, video_p))
         assert entry["video"]["ap"] == pytest.approx(skm.average_precision_score(video_y, video_p))
         assert entry["video"]["log_loss"] == pytest.approx(skm.log_loss(video_y, video_p))
-        assert entry["frame"]["accuracy"] == pytest.approx(skm.accuracy_score(frame_y, np.array(frame_p) >= 0.5))
         assert entry["held_out_from_training"] == (method in params.train.holdout_methods)
         assert entry["mask"] == {"fake_iou": 0.25, "fake_dice": 0.4, "real_empty_rate": 1.0}
     # the whole test set, and the classifier's inverted opinion
@@ -347,20 +348,52 @@ def test_per_method_breakdown_matches_sklearn(tmp_path: Path, stub_models: None)
         assert (tmp_path / "plots" / "ffpp" / name).stat().st_size > 1000
 
 
-def test_accuracy_and_the_confusion_matrix_follow_evaluate_decision_threshold(
+def _decision(fake_threshold: float, real_threshold: float, calibration: Calibration) -> Decision:
+    """A decision with hand-set thresholds: the 1 % point at ``fake_threshold``, the 5 % at ``real_threshold``."""
+
+    def point(target: float, threshold: float) -> OperatingPoint:
+        return OperatingPoint(target, threshold, 10, 0, (0.0, 0.3), 10, 5, (0.2, 0.8), 0.95)
+
+    return Decision(calibration, (point(0.01, fake_threshold), point(0.05, real_threshold)), VerdictRule(0.01, 0.05))
+
+
+def test_the_operating_points_and_the_calibration_are_applied_to_the_test_set(
     tmp_path: Path, stub_models: None
 ) -> None:
-    """U-YNet's video probabilities here: reals 0.2 and 0.4, fakes 0.8, 0.45, 0.275 and 0.8. At 0.5 two reals
-    and two fakes are right; at 0.42 the fake at 0.45 turns FAKE too."""
+    """U-YNet's video probabilities here: reals 0.2 and 0.4, fakes 0.8, 0.45, 0.275 and 0.8. Its 1 % point at
+    0.42 flags three fakes and no real; its 5 % point at 0.3 flags those and one real. No 0.5 anywhere: the
+    confusion matrix and the verdicts follow the calibration file, and a row without one says so."""
     folds = _write_table(tmp_path, _table())
-    for threshold, right in ((0.5, 4), (0.42, 5)):
-        config = evaluate.Config.from_params(_params(decision_threshold=threshold), "ffpp")
-        assert config.aggregation.threshold == threshold
-        report = evaluate.run(config, _paths(folds, tmp_path / str(threshold), "ffpp"))
-        assert report["models"]["uynet"]["video"]["accuracy"] == pytest.approx(right / 6)
+    calibration = tmp_path / "calibration.json"
+    write_decisions(calibration, {"uynet": _decision(0.42, 0.3, Calibration("temperature", temperature=2.0))}, None)
+    paths = replace(_paths(folds, tmp_path, "ffpp"), calibration=calibration)
+    report = evaluate.run(evaluate.Config.from_params(_params(), "ffpp"), paths)
+    decided = report["models"]["uynet"]["decision"]
+    strict = decided["operating_points"]["fpr_0.01"]
+    assert (strict["false_positives"], strict["reals"], strict["true_positives"], strict["fakes"]) == (0, 2, 3, 4)
+    loose = decided["operating_points"]["fpr_0.05"]
+    assert (loose["false_positives"], loose["true_positives"]) == (1, 3)
+    assert strict["fpr_interval"][0] == 0.0 and 0 < strict["fpr_interval"][1] < 1
+    assert decided["verdicts"] == {
+        "REAL": {"likely_real": 1, "uncertain": 1, "likely_fake": 0},
+        "FAKE": {"likely_real": 1, "uncertain": 0, "likely_fake": 3},
+    }
+    video_p = np.array([0.2, 0.4, 0.8, 0.45, 0.275, 0.8])
+    video_y = np.array([0, 0, 1, 1, 1, 1])
+    tempered = 1 / (1 + np.exp(-np.log(video_p / (1 - video_p)) / 2.0))
+    assert decided["calibration"]["log_loss_before"] == pytest.approx(skm.log_loss(video_y, video_p))
+    assert decided["calibration"]["log_loss_after"] == pytest.approx(skm.log_loss(video_y, tempered))
+    assert report["models"]["classifier"]["decision"]["operating_points"] is None
+    assert "no calibration" in report["models"]["classifier"]["decision"]["reason"]
     videos = pd.DataFrame({"y": [0, 0, 1, 1], "prob": [0.2, 0.4, 0.45, 0.8]})
-    assert evaluate._curve(videos, {"auc": 1.0, "ap": 1.0}, 0.5)["confusion"] == [[2, 0], [1, 1]]
-    assert evaluate._curve(videos, {"auc": 1.0, "ap": 1.0}, 0.42)["confusion"] == [[2, 0], [0, 2]]
+    curve = evaluate._curve(videos, {"auc": 1.0, "ap": 1.0}, _decision(0.42, 0.3, Calibration("none")))
+    assert curve["confusion"] == [[2, 0], [0, 2]] and curve["confusion_at"] == 0.01
+    assert evaluate._curve(videos, {"auc": 1.0, "ap": 1.0}, None)["confusion"] is None
+    # the package row's curves as DVC data plots, and the reliability diagram
+    for name in ("roc.json", "pr.json", "reliability.json", "reliability.png"):
+        assert (tmp_path / "plots" / "ffpp" / name).stat().st_size > 50
+    roc = json.loads((tmp_path / "plots" / "ffpp" / "roc.json").read_text())
+    assert roc[0]["fpr"] == 0.0 and roc[-1]["tpr"] == 1.0 and {"fpr", "tpr", "threshold"} <= set(roc[1])
 
 
 def test_undefined_metrics_are_null_with_a_reason(tmp_path: Path, stub_models: None) -> None:

@@ -9,7 +9,6 @@ import pytest
 
 from deepfake.modeling.metrics import (
     ConfidentStrategy,
-    accuracy,
     aggregate_video,
     average_precision,
     balanced_log_loss,
@@ -60,12 +59,7 @@ def test_average_precision_by_hand() -> None:
     assert average_precision([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]) == pytest.approx((1 + 2 / 3) / 2)
 
 
-def test_accuracy_and_eer_by_hand() -> None:
-    assert accuracy([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1], 0.5) == 0.75
-    # the threshold is the caller's (evaluate.decision_threshold): at 0.75 the fake at 0.7 turns REAL, the real at 0.8
-    # stays FAKE
-    assert accuracy([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1], 0.75) == 0.5
-    assert accuracy([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1], 0.85) == 0.75
+def test_eer_by_hand() -> None:
     assert equal_error_rate([1, 0], [0.9, 0.1]) == 0.0
     # fpr = fnr = 0.5 at threshold 0.7 (one real above, one fake below)
     assert equal_error_rate([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]) == pytest.approx(0.5)
@@ -112,16 +106,15 @@ def test_invalid_inputs_are_refused() -> None:
     with pytest.raises(ValueError, match="differ in length"):
         roc_auc([1, 0], [0.5])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        accuracy([1], [1.5], 0.5)
+        roc_auc([1], [1.5])
 
 
 def test_binary_metrics_bundle() -> None:
-    metrics = binary_metrics([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1], 0.5)
+    metrics = binary_metrics([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1])
     assert metrics["count"] == 4
     assert metrics["fakes"] == 2
     assert metrics["auc"] == pytest.approx(0.75)
-    assert metrics["accuracy"] == 0.75
-    assert binary_metrics([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1], 0.75)["accuracy"] == 0.5
+    assert "accuracy" not in metrics  # it needs a threshold: the operating points report their rates instead
 
 
 # --- against pure-Python references ----------------------------------------------------------------
@@ -240,10 +233,6 @@ def ref_ece(y: list[int], p: list[float], bins: int = 10) -> float:
     )
 
 
-def ref_accuracy(y: list[int], p: list[float], threshold: float) -> float:
-    return sum((s >= threshold) == (label == 1) for s, label in zip(p, y, strict=True)) / len(y)
-
-
 def _assert_curve_equal(actual: tuple, expected: tuple) -> None:
     assert len(actual) == len(expected)
     for a, e in zip(actual, expected, strict=True):
@@ -265,10 +254,7 @@ def test_metrics_match_the_reference_formulas(name: str, y: list[int], p: list[f
     np.testing.assert_allclose(equal_error_rate(y, p), ref_eer(y, p), rtol=RTOL, atol=1e-15)
     np.testing.assert_allclose(expected_calibration_error(y, p), ref_ece(y, p), rtol=RTOL, atol=1e-15)
     np.testing.assert_allclose(expected_calibration_error(y, p, bins=5), ref_ece(y, p, 5), rtol=RTOL, atol=1e-15)
-    for threshold in (0.5, 0.7, 0.0, 1.0):
-        assert accuracy(y, p, threshold) == ref_accuracy(y, p, threshold)  # one ratio of counts: exact
-
-    metrics = binary_metrics(np.array(y), np.array(p), 0.5)
+    metrics = binary_metrics(np.array(y), np.array(p))
     assert metrics["count"] == len(y)
     assert metrics["fakes"] == sum(y)
     expected = {
@@ -276,7 +262,6 @@ def test_metrics_match_the_reference_formulas(name: str, y: list[int], p: list[f
         "balanced_log_loss": ref_balanced_log_loss(y, p),
         "auc": ref_auc(y, p),
         "ap": ref_ap(y, p),
-        "accuracy": ref_accuracy(y, p, 0.5),
         "eer": ref_eer(y, p),
         "ece": ref_ece(y, p),
     }
@@ -306,9 +291,8 @@ def test_one_class_keeps_the_earlier_answers(name: str, y: list[int], p: list[fl
     else:
         assert math.isnan(average_precision(y, p))
     np.testing.assert_allclose(log_loss(y, p), ref_log_loss(y, p), rtol=RTOL)
-    assert accuracy(y, p, 0.5) == ref_accuracy(y, p, 0.5)
     np.testing.assert_allclose(expected_calibration_error(y, p), ref_ece(y, p), rtol=RTOL)
-    metrics = binary_metrics(y, p, 0.5)
+    metrics = binary_metrics(y, p)
     assert math.isnan(metrics["auc"]) and math.isnan(metrics["eer"]) and math.isnan(metrics["balanced_log_loss"])
     assert (metrics["ap"] == 1.0) if fakes else math.isnan(metrics["ap"])
 
@@ -317,11 +301,10 @@ def test_one_class_keeps_the_earlier_answers(name: str, y: list[int], p: list[fl
 def test_no_samples_keep_the_earlier_answers() -> None:
     for function in (log_loss, balanced_log_loss, roc_auc, average_precision, equal_error_rate):
         assert math.isnan(function([], [])), function.__name__
-    assert math.isnan(accuracy([], [], 0.5))
     assert math.isnan(expected_calibration_error([], []))
     _assert_curve_equal(roc_curve([], []), ([0.0], [0.0], [math.inf]))
     _assert_curve_equal(precision_recall_curve([], []), ([], [], []))
-    metrics = binary_metrics([], [], 0.5)
+    metrics = binary_metrics([], [])
     assert (metrics["count"], metrics["fakes"]) == (0, 0)
     assert all(math.isnan(v) for k, v in metrics.items() if k not in ("count", "fakes"))
 

@@ -236,12 +236,25 @@ def test_the_sample_writes_every_configured_dataset_root(stages: dict, params: d
             assert any(spec["identities"].startswith(out + "/") for out in outs), name
 
 
-def test_reports_are_git_tracked_metrics(stages: dict) -> None:
+# the experiments' metrics: what a decision rests on (dvc exp show compares these and nothing else)
+DECISION_METRICS = ("metrics/decision.json", "metrics/robustness/")
+
+
+def test_reports_are_git_tracked_and_only_decisions_are_experiment_metrics(stages: dict) -> None:
+    """Every stage writes a report kept in git (``cache: false``: readable and diffable from history), but only
+    the decision figures are DVC metrics: stage timings and counts would otherwise be experiment columns (the
+    2,346 of issue 24), changing on every run."""
+    declared = set()
     for name, stage in stages.items():
         if name == "sample":
             continue
-        metrics = [o for o in stage.outs if o.metric]
-        assert metrics and all(not o.use_cache for o in metrics), f"{name}: report must be a cache: false metric"
+        reports = [o for o in stage.outs if str(o.def_path).startswith("metrics/")]
+        assert reports and all(not o.use_cache for o in reports), f"{name}: report must be a cache: false output"
+        for out in stage.outs:
+            if out.metric:
+                assert str(out.def_path).startswith(DECISION_METRICS), f"{name}: {out.def_path} is no decision metric"
+                declared.add(str(out.def_path))
+    assert "metrics/decision.json" in declared and any(p.startswith("metrics/robustness/") for p in declared)
 
 
 STAGE_SCRIPTS = sorted(p.name for p in (ROOT / "stages").glob("*.py"))
@@ -333,8 +346,8 @@ STAGE_MODULES = sorted(p.stem for p in (SRC / "deepfake" / "stages").glob("*.py"
 
 @pytest.mark.parametrize("name", STAGE_MODULES)
 def test_every_stage_module_has_the_one_stage_contract(name: str) -> None:
-    """``Config.from_params(params)`` (train also takes the model and seed, ingest the dataset, evaluate the
-    test set, zoo_fetch the entry, zoo_convert the package), a ``Paths`` dataclass and
+    """``Config.from_params(params)`` (train also takes the model and seed, ingest the dataset, evaluate, perturb
+    and robustness the test set, zoo_fetch the entry, zoo_convert the package), a ``Paths`` dataclass and
     ``run(config, paths) -> report``; built here from the real params.yaml."""
     import dataclasses
     import importlib
@@ -348,7 +361,7 @@ def test_every_stage_module_has_the_one_stage_contract(name: str) -> None:
         config = module.Config.from_params(params, params.models[0])
     elif name == "ingest":
         config = module.Config.from_params(params, next(iter(params.data.datasets)))
-    elif name == "evaluate":
+    elif name in ("evaluate", "perturb", "robustness"):
         config = module.Config.from_params(params, next(iter(params.evaluate.testsets)))
     elif name == "zoo_fetch":
         config = module.Config.from_params(params, next(iter(params.zoo.entries)))
@@ -455,7 +468,9 @@ def test_adding_a_test_only_dataset_and_test_set_leaves_folds_and_training_uncha
         after["evaluate"]["testsets"]["new_testset"] = ["new_test"]
         validate_params(after, "the test's params.yaml")  # the variant is valid params
         old, new = _resolved(tmp_path / f"before{step}", before), _resolved(tmp_path / f"after{step}", after)
-        added = {f"{s}@new_test" for s in TEST_ONLY_STAGES} | {"evaluate@new_testset"}
+        added = {f"{s}@new_test" for s in TEST_ONLY_STAGES} | {
+            f"{s}@new_testset" for s in ("evaluate", "perturb", "robustness")
+        }
         assert set(new) - set(old) == added and set(old) <= set(new)
         protected = [n for n in old if n == "folds" or n.startswith(("train@", "train_seed@"))]
         assert "folds" in protected and len(protected) > 1 + len(params["models"])

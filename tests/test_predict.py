@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ from deepfake.backends.base import create_backend
 from deepfake.cli import main as cli_main
 from deepfake.core.errors import InputError, ParamsError, ToolchainError
 from deepfake.media.face_input import FaceInput
+from deepfake.modeling.calibration import Calibration, Decision, OperatingPoint, VerdictRule
 from tests.conftest import SIZE, as_params, face_frames, set_key, tiny_params, write_av, write_video
 
 
@@ -113,7 +115,7 @@ def test_cli_names_the_missing_dvc_target(models_root: dict, hostile_part: Path,
     assert not (tmp_path / "a.csv").exists()
     ok = [*args[:-1], str(models_root["root"]), "--csv", str(tmp_path / "b.csv"), "--json", str(tmp_path / "b.json")]
     assert cli_main([*ok, "-q"]) == 0
-    assert (tmp_path / "b.csv").read_text().startswith("filename,label,status,path\nreala.mp4,")
+    assert (tmp_path / "b.csv").read_text().startswith("filename,label,verdict,status,path\nreala.mp4,")
     with pytest.raises(SystemExit):
         cli_main([*args, "--backend", "gpu"])
 
@@ -520,18 +522,39 @@ def _one_face_video(face_input: FaceInput) -> infer.PreparedVideo:
     return infer.PreparedVideo(record, crops, [(0, 0)], [0])
 
 
-@pytest.mark.parametrize("threshold, label", [(0.5, "FAKE"), (0.65, "FAKE"), (0.75, "REAL")])
-def test_the_label_follows_evaluate_decision_threshold(tmp_path: Path, threshold: float, label: str) -> None:
-    """A video of P(fake) 0.7 is FAKE from the threshold in params, not from a 0.5 in the code; the record
-    carries the threshold it was labelled at (the service's page reads it there)."""
-    params = as_params(tiny_params(tmp_path, evaluate__decision_threshold=threshold, evaluate__aggregation="mean"))
+def _decision(fake_threshold: float, real_threshold: float) -> Decision:
+    def point(target: float, threshold: float) -> OperatingPoint:
+        return OperatingPoint(target, threshold, 400, 4, (0.003, 0.025), 400, 300, (0.7, 0.8), 0.95)
+
+    temperature = Calibration("temperature", temperature=2.0)
+    return Decision(temperature, (point(0.01, fake_threshold), point(0.05, real_threshold)), VerdictRule(0.01, 0.05))
+
+
+@pytest.mark.parametrize(
+    "fake_at, real_below, call",
+    [(0.69, 0.6, "likely_fake"), (0.65, 0.5, "likely_fake"), (0.75, 0.69, "uncertain"), (0.8, 0.75, "likely_real")],
+)
+def test_the_verdict_follows_the_packages_operating_points(
+    tmp_path: Path, fake_at: float, real_below: float, call: str
+) -> None:
+    """A video of score 0.7 is called from the package's operating points, not from a 0.5 in the code; the
+    record carries the calibrated probability, the thresholds (the service's page colours by them) and which
+    operating point decided."""
+    params = as_params(tiny_params(tmp_path, evaluate__aggregation="mean"))
     config = infer.PredictConfig.from_params(params)
-    assert config.aggregation.threshold == threshold
     face_input = FaceInput(32, 0.3333)
     logit = np.log(0.7 / 0.3).astype(np.float32)
     [scored] = infer.score_prepared([_one_face_video(face_input)], SideBackend(face_input, np.array([logit])), config)
     assert scored["probability"] == pytest.approx(0.7, abs=1e-6)
-    assert (scored["label"], scored["threshold"]) == (label, threshold)
+    verdict = infer.decide(scored, _decision(fake_at, real_below))["verdict"]
+    assert verdict["call"] == call
+    assert verdict["probability"] == pytest.approx(1 / (1 + math.exp(-math.log(0.7 / 0.3) / 2.0)), abs=1e-5)
+    assert verdict["thresholds"] == {"likely_fake": fake_at, "likely_real": real_below}
+    assert verdict["operating_point"]["target_fpr"] == (0.05 if call == "likely_real" else 0.01)
+    # a package without operating points gives no call, and says why; an unscored video has no verdict at all
+    assert infer.decide(dict(scored), None)["verdict"]["call"] is None
+    assert "deepfake calibrate" in infer.decide(dict(scored), None)["verdict"]["meaning"]
+    assert infer.decide({**scored, "probability": None}, _decision(0.7, 0.6))["verdict"] is None
 
 
 def _mean_x(record: dict, track: int) -> float:

@@ -368,13 +368,19 @@ def test_a_served_verdict_equals_deepfake_predict(
     # predict with a worker process, as the service runs it: one torch thread, a detector of its own
     config = replace(infer.PredictConfig.from_params(models_root["params"]), workers=1)
     outputs = infer.Outputs(tmp_path / "p.csv", tmp_path / "p.json", tmp_path / "p.jsonl")
-    infer.predict_videos([hostile_part / "reala.mp4"], backend, config, outputs)
+    decision = infer.load_decision(models_root["root"])  # the package's operating points, as the service's
+    infer.predict_videos([hostile_part / "reala.mp4"], backend, config, outputs, decision=decision)
     [expected] = json.loads((tmp_path / "p.json").read_text())["videos"]
     assert record["status"] == "ok" and record["probability"] == pytest.approx(expected["probability"], abs=1e-6)
-    assert record["label"] == expected["label"] and record["path"] == "reala.mp4"
+    assert record["verdict"] == expected["verdict"] and record["path"] == "reala.mp4"
     assert job["probability"] == record["probability"]
-    # the label's cut travels with the verdict: the page colours scores by it
-    assert job["threshold"] == record["threshold"] == models_root["params"].evaluate.decision_threshold
+    # the three-way verdict from the package's operating points travels with the analysis (the page colours scores
+    # by its thresholds), and the file's content credentials beside it, never in it
+    assert job["verdict"] == record["verdict"]
+    assert record["verdict"]["call"] in ("likely_fake", "uncertain", "likely_real")
+    assert set(record["verdict"]["thresholds"]) == {"likely_fake", "likely_real"}
+    assert job["credentials"] == record["credentials"] == expected["credentials"]
+    assert record["credentials"]["state"] == "none" and record["credentials"]["summary"] == "no content credentials"
     # every verdict names its model: the package's card (this one has none: unknown provenance)
     from deepfake.modeling.card import package_card
 

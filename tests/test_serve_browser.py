@@ -209,7 +209,12 @@ def test_the_page_scores_a_video_in_chromium(models_root: dict, hostile_part: Pa
                 f"status {page.text_content('#status')!r}{log()}"
             )
             assert 0 <= float(probability.split()[0]) <= 100
-            assert page.text_content("#label") in ("FAKE", "REAL")
+            # the three-way call from the package's operating points, beside its calibrated probability, and the
+            # file's content credentials (this clip carries none)
+            assert page.text_content("#label") in ("LIKELY FAKE", "UNCERTAIN", "LIKELY REAL")
+            facts = page.text_content("#facts") or ""
+            assert "Operating point" in facts and "false-positive rate" in facts, facts
+            assert "Content credentials (C2PA)" in facts and "no content credentials" in facts, facts
             assert page.is_hidden("#reason")
             # the verdict names its model (the export stage's card: export.name and the package's version); the
             # fixture exports without the sample root, so whether it saw only the sample is unknown: a badge shows

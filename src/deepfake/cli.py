@@ -9,6 +9,7 @@ from pathlib import Path
 
 from deepfake.backends.base import BACKENDS, EXPLAIN_BACKENDS
 from deepfake.core.command import report_failure, setup_logging
+from deepfake.core.errors import InputError
 from deepfake.core.params import Params, load_params, load_params_for_models
 
 SERVE_BACKENDS = ("torch", "onnx", "onnx-int8", "triton")  # the serve section's choices (ServeParams.backend)
@@ -71,7 +72,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from deepfake.apps.package_check import check_package
-    from deepfake.apps.predict import FALLBACK_PROBABILITY, Outputs, PredictConfig, predict_videos
+    from deepfake.apps.predict import FALLBACK_PROBABILITY, Outputs, PredictConfig, load_decision, predict_videos
     from deepfake.apps.zoo_predict import package_stream
     from deepfake.backends.base import create_backend
     from deepfake.modeling.store import ModelStore
@@ -92,6 +93,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         progress=lambda v: tqdm(v, unit="video", disable=args.quiet),
         model=_model_card(args.models),
         stream=package_stream(store, backend, config.aggregation),
+        decision=load_decision(args.models),
     )
     log = logging.getLogger("deepfake")
     log.info(
@@ -114,6 +116,57 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if summary["errors"]:
         log.error("%d videos failed with an error (a bug: tracebacks above and in %s)", summary["errors"], outputs.json)
         return 1
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import json
+
+    from deepfake.apps.calibrate import calibrate_package, predictions_records, read_labels, scratch_outputs
+    from deepfake.stages.calibrate import Config
+
+    params = _model_params(args, args.models)
+    fit = Config.from_params(params).fit  # the calibrate section: methods, rates, the verdict rule
+    labels = read_labels(args.labels)
+    if args.predictions is not None:
+        records = predictions_records(args.predictions)
+    elif not args.inputs:
+        raise InputError("give the labelled videos (files or folders), or --predictions of an earlier predict run")
+    else:
+        from tqdm import tqdm
+
+        from deepfake.apps.package_check import check_package
+        from deepfake.apps.predict import Outputs, PredictConfig, predict_videos
+        from deepfake.apps.zoo_predict import package_stream
+        from deepfake.backends.base import create_backend
+        from deepfake.modeling.store import ModelStore
+
+        config = PredictConfig.from_params(params)
+        backend_name = args.backend or params.predict.backend
+        check_package(args.models, backend_name)
+        store = ModelStore(args.models)
+        backend = create_backend(backend_name, store, params, args.url)
+        with scratch_outputs() as scratch:
+            folder = Path(scratch)
+            outputs = Outputs(folder / "p.csv", folder / "p.json", folder / "p.jsonl")
+            predict_videos(
+                args.inputs,
+                backend,
+                config,
+                outputs,
+                progress=lambda v: tqdm(v, unit="video", disable=args.quiet),
+                model=_model_card(args.models),
+                stream=package_stream(store, backend, config.aggregation),
+            )
+            records = predictions_records(outputs.json)
+    summary = calibrate_package(records, labels, args.models, args.out, fit)
+    print(json.dumps({k: v for k, v in summary.items() if k != "left_out_videos"}, indent=1))
+    log = logging.getLogger("deepfake")
+    for path in summary["left_out_videos"]["unlabelled"][:20]:
+        log.warning("%s: no label in %s: left out", path, args.labels)
+    for path, status in list(summary["left_out_videos"]["unscored"].items())[:20]:
+        log.warning("%s: not scored (%s): left out", path, status)
+    log.info("calibrated package written to %s (version %s)", args.out, summary["model"]["version"])
     return 0
 
 
@@ -263,6 +316,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(func=_cmd_predict)
+
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="fit a package's calibration and operating points on your labelled videos; write a new version",
+    )
+    calibrate.add_argument("inputs", type=Path, nargs="*", help="the labelled videos: files and/or folders")
+    calibrate.add_argument("--labels", type=Path, required=True, help="CSV with columns video,label (REAL/FAKE)")
+    calibrate.add_argument("--models", type=Path, default=Path("models"), help="the package's models/ root")
+    calibrate.add_argument("--out", type=Path, required=True, help="models/ root of the new version (onnx/ in it)")
+    calibrate.add_argument("--predictions", type=Path, help="an earlier `deepfake predict --json` of these videos")
+    calibrate.add_argument("--backend", choices=BACKENDS, help="default: predict.backend from params")
+    calibrate.add_argument("--url", help="Triton server for --backend triton")
+    calibrate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    calibrate.set_defaults(func=_cmd_calibrate)
 
     bench_predict = commands.add_parser("bench-predict", help="print predict's per-stage ms and videos/s per backend")
     bench_predict.add_argument("inputs", type=Path, nargs="*", help="videos or folders (default: the first data part)")

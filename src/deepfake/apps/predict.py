@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from deepfake.backends.base import Backend
-from deepfake.core.errors import InputError
+from deepfake.core.errors import InputError, ParamsError
 from deepfake.core.fileio import atomic_path, json_bytes
 from deepfake.core.parallel import (
     ExecutorConfig,
@@ -61,6 +61,7 @@ from deepfake.core.params import Params
 from deepfake.media.face_input import FaceInput, crop_face, normalize_batch, probabilities
 from deepfake.media.faces import Detection, FaceDetector
 from deepfake.media.video import SampledFrame, SpanReader, SpanSampling
+from deepfake.modeling.calibration import VERDICTS, Decision, no_verdict, package_decision
 from deepfake.modeling.scoring import Aggregation
 from deepfake.modeling.tracks import (
     bridge_gap,
@@ -75,10 +76,12 @@ from deepfake.modeling.tracks import (
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-# The CSV's P(fake) for a video without a score (its status says why): DFDC's sample submission's value, the
-# uninformed guess (log loss ln 2 whatever the truth). Fixed by the format, not evaluate.decision_threshold.
+# The CSV's P(fake) for a video without a score (its status says why, its verdict is empty): DFDC's sample
+# submission's value, the uninformed guess (log loss ln 2 whatever the truth), fixed by that format; no verdict
+# is ever made from it.
 FALLBACK_PROBABILITY = 0.5
-CSV_COLUMNS = ("filename", "label", "status", "path")  # DFDC's filename,label first; path tells same names apart
+# DFDC's filename,label (P(fake)) first; then the three-way verdict, the status; path tells same names apart
+CSV_COLUMNS = ("filename", "label", "verdict", "status", "path")
 STEPS = ("decode", "detect", "crop", "infer", "aggregate")
 # videos (and the progress wrapper) -> their records in input order: another pipeline than the project's own
 RecordStream = Callable[[Sequence[Path], Callable[[Iterable[Path]], Iterable[Path]] | None], Iterator[dict[str, Any]]]
@@ -105,6 +108,8 @@ class PredictConfig:
     detection: Detection
     aggregation: Aggregation
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    credentials: bool = False  # read each file's C2PA content credentials (predict.credentials)
+    trust_anchors: str | None = None  # the PEM text of predict.trust_anchors: whose signers count as trusted
 
     @classmethod
     def from_params(cls, params: Params) -> PredictConfig:
@@ -126,11 +131,33 @@ class PredictConfig:
             detection=Detection.from_section(params.predict_detector),
             aggregation=Aggregation.from_params(params),
             executor=ExecutorConfig.from_params(params),
+            credentials=sect.credentials,
+            trust_anchors=_trust_anchors(sect.trust_anchors),
         )
 
     @property
     def sampling(self) -> SpanSampling:
         return SpanSampling(self.frames, self.max_decoded, self.max_pixels, skip_nonref=self.skip_nonref)
+
+
+def _trust_anchors(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ParamsError(f"predict.trust_anchors: cannot read the PEM file {path}: {err}") from err
+
+
+def read_file_credentials(path: Path, config: PredictConfig) -> dict[str, Any] | None:
+    """The C2PA content credentials of ``path`` (``media.credentials``) with a line a person can read, or None
+    when ``predict.credentials`` is off. Shown beside the verdict, never part of the score."""
+    if not config.credentials:
+        return None
+    from deepfake.media.credentials import describe, read_credentials
+
+    found = read_credentials(path, config.trust_anchors)
+    return {**found, "summary": describe(found)}
 
 
 # ---- one video: frames -> boxes -> tracks -> model-sized crops (worker side) ---------------------------
@@ -157,7 +184,7 @@ def base_record(path: Path) -> dict[str, Any]:
         "filename": path_text(Path(path.name)),
         "path": path_text(path),
         "probability": None,
-        "label": None,
+        "verdict": None,
         "status": "ok",
     }
 
@@ -330,6 +357,7 @@ def _previous(detected: list[int], slot: int) -> int:
 def prepare_video(path: Path, config: PredictConfig, face_input: FaceInput) -> PreparedVideo:
     """Decode, detect, track and cut one video (any process); an unreadable video is a status, not a raise."""
     record = base_record(path)
+    record["credentials"] = read_file_credentials(path, config)
     timer = _Timer()
     detector = cached(
         ("mtcnn", config.detection.detector), lambda: FaceDetector(config.detection.detector, torch_threads())
@@ -435,8 +463,6 @@ def _score_video(
         return record
     record.update(
         probability=probability,
-        label=config.aggregation.label(probability),
-        threshold=config.aggregation.threshold,  # the label's cut (evaluate.decision_threshold), for readers of it
         decided_by=scores.decided_by,
         members={m: round(v, 5) for m, v in scores.member_probabilities().items()},
         crops=len(video.crops),
@@ -599,7 +625,8 @@ def _write_csv(path: Path, records: Sequence[dict[str, Any]]) -> None:
         writer.writerow(CSV_COLUMNS)
         for r in records:
             value = r["probability"] if r["probability"] is not None else FALLBACK_PROBABILITY
-            writer.writerow([r["filename"], f"{value:.6f}", r["status"].split(":")[0], r["path"]])
+            call = (r.get("verdict") or {}).get("call") or ""  # empty: unscored, or a package without a decision
+            writer.writerow([r["filename"], f"{value:.6f}", call, r["status"].split(":")[0], r["path"]])
 
 
 def _path_key(path: Path) -> str:
@@ -698,6 +725,25 @@ def _with_threads(threads: int, func: Callable[..., Any], *args: Any) -> Any:
     return func(*args)
 
 
+def load_decision(models: Path) -> Decision | None:
+    """The calibration and operating points of the model package under the ``models/`` root ``models`` (its
+    ``onnx/calibration.json``), None when it has none."""
+    from deepfake.modeling.store import ModelStore
+
+    return package_decision(ModelStore(models).folder("onnx"))
+
+
+def decide(record: dict[str, Any], decision: Decision | None) -> dict[str, Any]:
+    """``record`` with its ``verdict``: the three-way call from the package's operating points on the record's
+    score, its calibrated probability and which operating point decided (``modeling.calibration``); a package
+    without them gives no call and says why; an unscored record gets none."""
+    if record.get("probability") is None:
+        record["verdict"] = None
+    else:
+        record["verdict"] = decision.verdict(float(record["probability"])) if decision is not None else no_verdict()
+    return record
+
+
 def _failed(path: Path, err: BaseException) -> dict[str, Any]:
     """A video whose preparation raised something other than bad input: a bug, recorded with its traceback."""
     trace = "".join(traceback.format_exception(err))
@@ -715,6 +761,7 @@ def predict_videos(
     pool: AbstractContextManager[Any] | None = None,
     model: Mapping[str, Any] | None = None,
     stream: RecordStream | None = None,
+    decision: Decision | None = None,
 ) -> dict[str, Any]:
     """Score every video; stream records to ``outputs.partial_jsonl``; then write the CSV, JSON and JSON Lines
     together (``commit_outputs``); return the summary.
@@ -725,7 +772,8 @@ def predict_videos(
     ``stream``: the records of another pipeline a zoo package names (``deepfake.apps.zoo_predict``),
     instead of the project's own.
     ``model`` (the package card's ``reference()``) goes into every record and the summary; with ``resume``,
-    records of an earlier run by another model are refused rather than mixed in.
+    records of an earlier run by another model are refused rather than mixed in. ``decision`` (the package's
+    calibration and operating points, ``load_decision``) gives every scored record its verdict (``decide``).
     """
     listing = list_inputs(inputs)
     videos = listing.videos
@@ -749,12 +797,19 @@ def predict_videos(
             if stream is None:  # the project's own pipeline: prepared in worker processes, batched inference
                 workers = stack.enter_context(pool if pool is not None else video_pool(config, len(todo)))
                 records_ = score_stream(todo, backend, config, workers, progress)
-            else:  # another pipeline a zoo package names (deepfake.apps.zoo_predict)
-                records_ = stream(todo, progress)
+            else:  # another pipeline a zoo package names (deepfake.apps.zoo_predict); the credentials are read here
+                by_path = {path_text(v): v for v in todo}
+                records_ = (
+                    {**r, "credentials": read_file_credentials(by_path[r["path"]], config)}
+                    if r["path"] in by_path
+                    else r
+                    for r in stream(todo, progress)
+                )
             unreadable = (
                 {**base_record(v), "status": f"unreadable: {listing.refused[v]}", "frames": []} for v in refused
             )
             for record in itertools.chain(unreadable, records_):
+                decide(record, decision)
                 if model is not None:
                     record["model"] = dict(model)
                 sink.write(record)
@@ -771,6 +826,7 @@ def predict_videos(
         "scored": sum(r["probability"] is not None for r in records),
         "resumed": sum(_path_key(v) in done for v in videos),
         "not_scored": {r["path"]: r["status"] for r in records if r["probability"] is None},
+        "verdicts": {call: sum((r.get("verdict") or {}).get("call") == call for r in records) for call in VERDICTS},
         "errors": sum(r["status"].startswith("error") for r in records),
         "skipped": {path_text(p): reason for p, reason in listing.skipped.items()},  # folder entries: not videos
         "seconds": round(seconds, 2),

@@ -4,8 +4,8 @@ A package converted from the DFDC winner's release records ``pipeline: dfdc1st``
 inference numbers (``pipeline_settings``, from params' ``zoo.dfdc1st``). ``deepfake predict`` then scores
 each video as the winner's ``predict_folder.py`` does (``deepfake.zoo.dfdc1st``: its frames, its MTCNN on
 torch, its crops and resizing, its confident strategy per model, the mean over models), through any
-backend's ``logits``, and writes the usual records (CSV, JSON, JSON Lines) with the label cut at
-``evaluate.decision_threshold``.
+backend's ``logits``, and writes the usual records (CSV, JSON, JSON Lines); their verdicts come from the
+package's own operating points when it has been calibrated (``deepfake calibrate``), as every package's do.
 """
 
 from __future__ import annotations
@@ -111,7 +111,5 @@ def _record_fields(result: Mapping[str, Any], aggregation: Aggregation) -> dict[
     return {
         **fields,
         "probability": probability,
-        "label": aggregation.label(probability),
-        "threshold": aggregation.threshold,
         "members": {m: round(float(v["probability"]), 5) for m, v in result["members"].items()},
     }

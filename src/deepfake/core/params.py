@@ -534,13 +534,72 @@ TestsetName = Annotated[str, AfterValidator(_testset_name)]
 class EvaluateParams(_Section):
     aggregation: Literal["confident", "mean"]
     confident: ConfidentParams
-    # a video (or crop) whose P(fake) reaches it is FAKE; at 0 or 1 every video would get the same label
-    decision_threshold: Annotated[float, Field(gt=0, lt=1)]
     batch_size: PositiveInt
     device: AutoDevice
     # test set -> the datasets whose holdout-fold rows it holds, or test-only datasets (data.test_datasets) whose
     # every video it holds, never both kinds (one evaluate@<test set> stage each, in this order)
     testsets: Annotated[dict[TestsetName, PartList], Field(min_length=1)]
+
+
+OpenRate = Annotated[float, Field(gt=0, lt=1)]
+
+
+class CalibrateParams(_Section):
+    """Calibration, operating points and the verdict rule (deepfake.modeling.calibration), fitted on the
+    validation fold by the calibrate stage and on a user's labelled videos by ``deepfake calibrate``."""
+
+    methods: Annotated[list[Literal["temperature", "isotonic"]], AfterValidator(_unique)]  # besides none
+    cv_folds: Annotated[int, Field(ge=2)]  # folds of the cross-validation that picks the method
+    seed: Seed  # shuffles those folds
+    # operating points: each threshold flags at most this share of the fitting reals
+    false_positive_rates: Annotated[list[OpenRate], Field(min_length=1), AfterValidator(_unique)]
+    confidence: OpenRate  # of the operating points' intervals (Clopper-Pearson)
+    likely_fake_at: OpenRate  # the verdict: likely fake at or above this operating point's threshold
+    likely_real_below: OpenRate  # likely real below this one's; uncertain between
+    batch_size: PositiveInt
+    device: AutoDevice
+
+    @model_validator(mode="after")
+    def _verdict_points(self) -> CalibrateParams:
+        problems = [
+            (key, f"{getattr(self, key)} is not one of false_positive_rates {self.false_positive_rates}")
+            for key in ("likely_fake_at", "likely_real_below")
+            if getattr(self, key) not in self.false_positive_rates
+        ]
+        if self.likely_fake_at > self.likely_real_below:
+            problems.append(
+                (
+                    "likely_fake_at",
+                    f"must not exceed likely_real_below ({self.likely_real_below}): the stricter "
+                    "false-positive rate decides 'likely fake'",
+                )
+            )
+        _raise_problems(problems)
+        return self
+
+
+X264Preset = Literal[
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"
+]
+
+
+class RobustnessEncodingParams(_Section):
+    """The re-encode every perturbed variant and the baseline go through (media.perturbations.Encoding)."""
+
+    crf: Annotated[int, Field(ge=0, le=51)]  # x264's constant rate factor
+    preset: X264Preset
+    threads: PositiveInt  # pinned: x264's bytes depend on its thread count, never on the machine's cores
+
+
+class RobustnessParams(_Section):
+    """perturb@<test set> and robustness@<test set> (families checked against media.perturbations there)."""
+
+    grid: dict[NonEmptyStr, list[Annotated[int, Field(ge=1, le=5)]]]  # family -> levels (1 mildest .. 5)
+    full_grid: bool  # every family at every level, whatever grid says
+    max_videos: PositiveInt  # of each label per test set
+    seed: Seed
+    workers: PositiveInt  # videos perturbed at once (threads; each encode uses encoding.threads)
+    encoding: RobustnessEncodingParams
 
 
 class ExportParams(_Section):
@@ -604,6 +663,8 @@ class PredictParams(_Section):
     torch_threads: PositiveInt  # per worker process (predict's and the service's)
     inference_threads: NonNegativeInt  # ONNX Runtime's intra_op_num_threads for the models; 0: its default
     backend: Literal["torch", "onnx", "onnx-int8", "tensorrt", "triton", "vart"]  # backends.base.BACKENDS
+    credentials: bool  # read each file's C2PA content credentials (media.credentials)
+    trust_anchors: NonEmptyStr | None = None  # optional by design: a PEM file; None: signers are not checked
 
 
 class ExplainParams(_Section):
@@ -765,7 +826,9 @@ class Params(_Section):
     ensemble: EnsembleParams
     augment: AugmentParams
     evaluate: EvaluateParams
+    calibrate: CalibrateParams
     export: ExportParams
+    robustness: RobustnessParams
     quantize: QuantizeParams
     triton: TritonParams
     build_trt: BuildTrtParams
@@ -975,7 +1038,7 @@ PACKAGE_SETTINGS: dict[str, tuple[str, ...] | None] = {
     "models": None,  # a whole top-level value
     "ensemble": ("seeds",),
     "train": ("image_size",),
-    "evaluate": ("aggregation", "confident", "decision_threshold"),
+    "evaluate": ("aggregation", "confident"),
     "predict": (
         "frames",
         "max_decoded",

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deepfake.core.errors import InputError
 from deepfake.core.fileio import read_json_limited, write_json_atomic
+from deepfake.modeling.calibration import CALIBRATION_FILE
 from deepfake.modeling.store import MANIFEST, ModelStore, read_manifest_in
 
 CARD = "card.json"
@@ -83,6 +84,9 @@ class ModelCard(BaseModel):
     evaluation: list[Figure]
     intended_use: Text
     warning: Text  # shown with every verdict when not empty
+    # what the package's calibration and operating points were fitted on (deepfake.modeling.calibration); ""
+    # for a package without them (its verdicts say so)
+    calibration: Text = ""
 
     def reference(self) -> dict[str, Any]:
         """What every verdict carries to name its model."""
@@ -110,7 +114,8 @@ def _file_sha256(path: Path) -> str:
 
 def package_version(folder: Path) -> str:
     """The version of the package in ``folder``: the first ``VERSION_HEX`` hex digits of a SHA-256 over the
-    manifest's canonical JSON and the SHA-256 of each member file (in member-name order)."""
+    manifest's canonical JSON and the SHA-256 of each member file (in member-name order), then of its
+    ``calibration.json`` when it has one (a recalibrated package is a new version)."""
     folder = Path(folder)
     manifest = read_manifest_in(folder)
     digest = hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode("utf-8"))
@@ -119,6 +124,9 @@ def package_version(folder: Path) -> str:
         if not path.is_file():
             raise InputError(f"{folder / MANIFEST}: member {member['name']!r}: {path} is missing")
         digest.update(f"\n{member['name']}\t{member['file']}\t{_file_sha256(path)}".encode())
+    decision = folder / CALIBRATION_FILE  # its verdicts' calibration and operating points, when it has them
+    if decision.is_file():
+        digest.update(f"\n{CALIBRATION_FILE}\t{_file_sha256(decision)}".encode())
     return digest.hexdigest()[:VERSION_HEX]
 
 

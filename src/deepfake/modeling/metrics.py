@@ -11,8 +11,10 @@ and AP to within one unit in the last place: sklearn sums a trapezoid / step int
 - ROC curve: ``roc_curve`` with every distinct threshold kept (``drop_intermediate=False``);
 - precision-recall curve: ``precision_recall_curve``, reordered highest threshold first and without
   sklearn's appended (precision 1, recall 0) end point;
-- AP: ``average_precision_score`` (no interpolation);
-- accuracy: ``accuracy_score`` of the thresholded predictions.
+- AP: ``average_precision_score`` (no interpolation).
+
+No accuracy: it needs a threshold, and the thresholds are the operating points fitted on labelled videos
+(``deepfake.modeling.calibration``), reported by the evaluate stage with their rates.
 
 Hand-written, and why:
 
@@ -130,15 +132,6 @@ def average_precision(labels: Any, probs: Any) -> float:
     return float(_sklearn_metrics().average_precision_score(y, p, pos_label=1))
 
 
-def accuracy(labels: Any, probs: Any, threshold: float) -> float:
-    """Share of predictions on the right side of ``threshold`` (>= is FAKE: ``evaluate.decision_threshold``);
-    NaN for no samples."""
-    y, p = _arrays(labels, probs)
-    if not len(y):
-        return float("nan")
-    return float(_sklearn_metrics().accuracy_score(y == 1, p >= threshold))
-
-
 def equal_error_rate(labels: Any, probs: Any) -> float:
     """The error rate where the false-positive and false-negative rates meet (linear interpolation)."""
     y, _ = _arrays(labels, probs)
@@ -183,8 +176,8 @@ def mask_iou_dice(predicted: np.ndarray, target: np.ndarray) -> tuple[float, flo
     return float(intersection / union), float(2 * intersection / total)
 
 
-def binary_metrics(labels: Any, probs: Any, threshold: float) -> dict[str, float]:
-    """Every classification metric of this module for one set of predictions (accuracy at ``threshold``)."""
+def binary_metrics(labels: Any, probs: Any) -> dict[str, float]:
+    """Every threshold-free classification metric of this module for one set of predictions."""
     y, p = _arrays(labels, probs)
     return {
         "count": len(y),
@@ -193,7 +186,6 @@ def binary_metrics(labels: Any, probs: Any, threshold: float) -> dict[str, float
         "balanced_log_loss": balanced_log_loss(y, p),
         "auc": roc_auc(y, p),
         "ap": average_precision(y, p),
-        "accuracy": accuracy(y, p, threshold),
         "eer": equal_error_rate(y, p),
         "ece": expected_calibration_error(y, p),
     }

@@ -48,7 +48,9 @@ def loss_curves(
 
 
 def roc_pr_confusion(curves: dict[str, dict[str, Any]], out_dir: Path, where: str = "holdout") -> None:
-    """roc.png and pr.png with one line per model; confusion.png with one matrix per model.
+    """roc.png and pr.png with one line per model; confusion.png with one matrix per model, at its 'likely
+    fake' operating point (``confusion_at``: the false-positive rate it was fitted for; a model without one
+    is shown empty and says so).
 
     ``where`` names the data in the titles (the test set).
     """
@@ -67,6 +69,11 @@ def roc_pr_confusion(curves: dict[str, dict[str, Any]], out_dir: Path, where: st
     _save(fig, out_dir / "pr.png")
     fig, axes = plt.subplots(1, len(curves), figsize=(2.6 * len(curves), 2.8), squeeze=False)
     for ax, (name, c) in zip(axes[0], curves.items(), strict=True):
+        if c.get("confusion") is None:
+            ax.text(0.5, 0.5, "no operating point\n(not calibrated)", ha="center", va="center", fontsize=7)
+            ax.set(xticks=[], yticks=[], title=name)
+            ax.title.set_fontsize(8)
+            continue
         matrix = np.asarray(c["confusion"])
         ax.imshow(matrix, cmap="Blues")
         for (i, j), value in np.ndenumerate(matrix):
@@ -74,14 +81,54 @@ def roc_pr_confusion(curves: dict[str, dict[str, Any]], out_dir: Path, where: st
         ax.set(
             xticks=[0, 1],
             yticks=[0, 1],
-            xticklabels=[REAL, FAKE],
+            xticklabels=[REAL, f"{FAKE}?"],
             yticklabels=[REAL, FAKE],
-            xlabel="predicted",
+            xlabel=f"flagged at the {c['confusion_at']:.0%} FPR point",
             ylabel="true",
             title=name,
         )
         ax.title.set_fontsize(8)
     _save(fig, out_dir / "confusion.png")
+
+
+def reliability_diagram(curves: dict[str, dict[str, Any]], path: Path, where: str = "holdout") -> None:
+    """Two panels, before and after calibration: per model, the share of fakes against the mean predicted
+    P(fake) in each probability bin (a calibrated model lies on the diagonal)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), sharey=True)
+    for ax, stage in zip(axes, ("before", "after"), strict=True):
+        ax.plot([0, 1], [0, 1], ":", color="grey")
+        for name, c in curves.items():
+            points = c.get("reliability", {}).get(stage)
+            if points:
+                ax.plot([p["predicted"] for p in points], [p["observed"] for p in points], marker="o", ms=3, label=name)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted P(fake)", title=f"{stage} calibration ({where})")
+        ax.title.set_fontsize(8)
+    axes[0].set_ylabel("share of fake videos")
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:  # no calibration for any row: say so rather than draw an empty panel silently
+            ax.text(0.5, 0.5, "not calibrated", ha="center", va="center", fontsize=8, color="grey")
+    _save(fig, path)
+
+
+def robustness_curves(points: list[dict[str, Any]], path: Path, where: str) -> None:
+    """Video AUC against perturbation level, one line per family, the baseline (level 0) shared by all."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    baseline = next((p["auc"] for p in points if p["family"] == "none"), None)
+    families = sorted({p["family"] for p in points if p["family"] != "none"})
+    for family in families:
+        series = sorted((p["level"], p["auc"]) for p in points if p["family"] == family and p["auc"] is not None)
+        if baseline is not None:
+            series = [(0, baseline), *series]
+        ax.plot([x for x, _ in series], [y for _, y in series], marker="o", ms=4, label=family)
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", lw=0.8, ls=":", label="baseline (re-encoded)")
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="chance")
+    ax.set(xlabel="perturbation level (0: none)", ylabel="video AUC", ylim=(0, 1.02), xticks=range(6))
+    ax.set_title(f"Robustness ({where})", fontsize=9)
+    ax.legend(fontsize=7)
+    _save(fig, path)
 
 
 def comparison_bars(rows: list[dict[str, Any]], keys: tuple[str, ...], path: Path, where: str = "holdout") -> None:

@@ -7,17 +7,17 @@ predict`` all turn crop probabilities into video probabilities here (``mean`` or
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from deepfake.core.params import Params
-from deepfake.core.vocabulary import FAKE, REAL
+from deepfake.core.vocabulary import FAKE
 from deepfake.media.face_input import probabilities
 from deepfake.modeling.metrics import ConfidentStrategy, aggregate_video, binary_metrics, mask_iou_dice
-from deepfake.modeling.store import LOGIT, MASK
+from deepfake.modeling.store import LOGIT, MASK, Member
 
 if TYPE_CHECKING:  # torch, pandas and albumentations (the dataset's) are seconds of a cold `deepfake predict`,
     # which needs only `Aggregation` from here: they are imported where they are used
@@ -29,25 +29,20 @@ if TYPE_CHECKING:  # torch, pandas and albumentations (the dataset's) are second
 
 @dataclass(frozen=True)
 class Aggregation:
-    """How a video's crop probabilities become one probability, and from which probability a video (or a
-    crop) is called FAKE (params section ``evaluate``)."""
+    """How a video's crop probabilities become one probability (params section ``evaluate``). Which videos are
+    called fake is not decided here: a package's operating points decide it (``modeling.calibration``)."""
 
     method: str
     confident: ConfidentStrategy
-    threshold: float  # evaluate.decision_threshold: P(fake) >= threshold is FAKE
 
     @classmethod
     def from_params(cls, params: Params) -> Aggregation:
         sect = params.evaluate
         strategy = ConfidentStrategy(**sect.confident.model_dump())
-        return cls(method=sect.aggregation, confident=strategy, threshold=sect.decision_threshold)
+        return cls(method=sect.aggregation, confident=strategy)
 
     def __call__(self, probs: Any) -> float:
         return aggregate_video(probs, self.method, self.confident)
-
-    def label(self, probability: float) -> str:
-        """FAKE or REAL: the verdict on a video of P(fake) ``probability``."""
-        return FAKE if probability >= self.threshold else REAL
 
 
 def predict_crops(
@@ -100,6 +95,30 @@ def score(rows: pd.DataFrame, probs: np.ndarray, aggregation: Aggregation) -> tu
     """Frame- and video-level metrics of crop probabilities ``probs`` (in ``rows`` order)."""
     labels = (rows["label"] == FAKE).astype(int).to_numpy()
     videos = video_predictions(rows, probs, aggregation)
-    threshold = aggregation.threshold
-    frame, video = binary_metrics(labels, probs, threshold), binary_metrics(videos["y"], videos["prob"], threshold)
+    frame, video = binary_metrics(labels, probs), binary_metrics(videos["y"], videos["prob"])
     return {"frame": frame, "video": video}, videos
+
+
+ALL_MEMBERS_ROW = "all-ensemble"  # the row of every member together: a model package's row
+
+
+def ensemble_rows(members: Sequence[Member]) -> dict[str, list[str]]:
+    """The evaluation's ensemble rows: each architecture's seeds (``<model>-ensemble``) and every member together
+    (``all-ensemble``), each only when it has two members or more; members keep the params' order."""
+    models = dict.fromkeys(m.model for m in members)
+    groups = {f"{m}-ensemble": [x.name for x in members if x.model == m] for m in models}
+    groups[ALL_MEMBERS_ROW] = [x.name for x in members]
+    return {name: names for name, names in groups.items() if len(names) >= 2}
+
+
+def package_row(members: Sequence[Member]) -> str:
+    """The row whose figures and calibration a package of ``members`` carries: the member alone, or all of them."""
+    return members[0].name if len(members) == 1 else ALL_MEMBERS_ROW
+
+
+def row_probabilities(members: Sequence[Member], probs_by_member: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Crop probabilities of every row: each member's own, then each ensemble's (the mean of its members')."""
+    rows = {m.name: probs_by_member[m.name] for m in members}
+    for name, names in ensemble_rows(members).items():
+        rows[name] = np.mean([probs_by_member[n] for n in names], axis=0)
+    return rows

@@ -36,19 +36,33 @@ import pandas as pd
 
 from deepfake.core.device import resolve_device
 from deepfake.core.errors import InputError, ParamsError
-from deepfake.core.fileio import write_json_atomic
+from deepfake.core.fileio import strict_json, write_json_atomic
 from deepfake.core.params import Params
 from deepfake.core.vocabulary import FAKE, REAL
 from deepfake.media.crop_index import read_index
+from deepfake.modeling.calibration import VERDICTS, Decision, apply_operating_point, read_decisions
 from deepfake.modeling.data import CropDataset, DataRoots, read_folds, select_folds
-from deepfake.modeling.metrics import precision_recall_curve, roc_curve
-from deepfake.modeling.scoring import Aggregation, predict_crops, score
+from deepfake.modeling.metrics import (
+    ECE_BINS,
+    expected_calibration_error,
+    log_loss,
+    precision_recall_curve,
+    roc_curve,
+)
+from deepfake.modeling.scoring import (
+    Aggregation,
+    ensemble_rows,
+    package_row,
+    predict_crops,
+    row_probabilities,
+    score,
+)
 from deepfake.modeling.store import Member, ModelStore, ensemble
 
 logger = logging.getLogger(__name__)
 
 UNSPECIFIED = "unspecified"  # the method of a fake whose dataset does not say
-COMPARISON_KEYS = ("auc", "ap", "accuracy", "balanced_log_loss")
+COMPARISON_KEYS = ("auc", "ap", "ece", "balanced_log_loss")
 TWO_CLASS_KEYS = ("auc", "ap", "eer", "balanced_log_loss")  # undefined without both classes (AP: without fakes)
 # which rows a test set holds (the report's "selection"): its datasets' holdout-fold rows, or every video of its
 # test-only datasets
@@ -138,6 +152,7 @@ class Paths:
     metrics: Path  # metrics/evaluate/<testset>.json
     plots: Path  # plots/evaluate/<testset>/
     test_crops: Path  # the test-only datasets' crops root (data/crops_test: <dataset>/index.csv and the crops)
+    calibration: Path | None = None  # every row's calibration and operating points (models/calibration.json)
 
     def crop_roots(self, config: Config) -> DataRoots:
         """Where the test set's crops lie: the test-only crops root for a test-only test set (no masks or
@@ -253,33 +268,28 @@ def _evaluation(rows: pd.DataFrame, prediction: dict[str, Any], config: Config) 
     return metrics, videos
 
 
-def _curve(videos: pd.DataFrame, metrics: dict[str, Any], threshold: float) -> dict[str, Any]:
+def _curve(videos: pd.DataFrame, metrics: dict[str, Any], decision: Decision | None) -> dict[str, Any]:
+    """The PNGs' data of one row: ROC and PR, the confusion matrix at its 'likely fake' operating point (none
+    without a decision), reliability before and after calibration."""
     fpr, tpr, _ = roc_curve(videos["y"], videos["prob"])
     precision, recall, _ = precision_recall_curve(videos["y"], videos["prob"])
-    predicted = (videos["prob"] >= threshold).astype(int)
-    confusion = [[int(((videos["y"] == t) & (predicted == p)).sum()) for p in (0, 1)] for t in (0, 1)]
-    return {
+    curve: dict[str, Any] = {
         "fpr": fpr,
         "tpr": tpr,
         "precision": precision,
         "recall": recall,
         "auc": metrics["auc"],
         "ap": metrics["ap"],
-        "confusion": confusion,
+        "confusion": None,
+        "reliability": {"before": _reliability(videos["y"], videos["prob"])},
     }
-
-
-def strict_json(value: Any) -> Any:
-    """``value`` with every NaN or infinite float replaced by None (JSON ``null``), recursively."""
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict_json(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+    if decision is not None:
+        point = decision.point(decision.rule.likely_fake_at)
+        flagged = (videos["prob"] >= point.threshold).astype(int)
+        curve["confusion"] = [[int(((videos["y"] == t) & (flagged == p)).sum()) for p in (0, 1)] for t in (0, 1)]
+        curve["confusion_at"] = point.target_fpr
+        curve["reliability"]["after"] = _reliability(videos["y"], decision.calibration(videos["prob"].to_numpy()))
+    return curve
 
 
 def _describe(rows: pd.DataFrame, config: Config) -> dict[str, Any]:
@@ -312,6 +322,76 @@ def _describe(rows: pd.DataFrame, config: Config) -> dict[str, Any]:
     }
 
 
+def _decisions(paths: Paths) -> tuple[dict[str, Decision], str | None]:
+    """Every row's calibration and operating points (the calibrate stage's file, or a package's own); none when
+    the file is absent (a package never calibrated: its report says so)."""
+    if paths.calibration is None or not paths.calibration.is_file():
+        return {}, None
+    return read_decisions(paths.calibration)
+
+
+def _decided(videos: pd.DataFrame, decision: Decision | None) -> dict[str, Any]:
+    """What a row's calibration and operating points do on the test set: log loss and ECE before and after
+    calibration, each operating point's false- and true-positive rate here, and the verdicts per true label."""
+    if decision is None:
+        return {
+            "calibration": None,
+            "operating_points": None,
+            "verdicts": None,
+            "reason": "no calibration for this row (calibration.json): run the calibrate stage or `deepfake calibrate`",
+        }
+    y, raw = videos["y"].to_numpy(), videos["prob"].to_numpy()
+    calibrated = decision.calibration(raw)
+    verdicts: dict[str, dict[str, int]] = {REAL: dict.fromkeys(VERDICTS, 0), FAKE: dict.fromkeys(VERDICTS, 0)}
+    for truth, value in zip(y, raw, strict=True):
+        verdicts[FAKE if truth else REAL][decision.verdict(float(value))["call"]] += 1
+    return {
+        "calibration": {
+            "method": decision.calibration.method,
+            "log_loss_before": log_loss(y, raw),
+            "log_loss_after": log_loss(y, calibrated),
+            "ece_before": expected_calibration_error(y, raw),
+            "ece_after": expected_calibration_error(y, calibrated),
+        },
+        "operating_points": {
+            f"fpr_{p.target_fpr:g}": {**apply_operating_point(p, y, raw), "validation": p.note()}
+            for p in decision.operating_points
+        },
+        "verdicts": verdicts,
+    }
+
+
+def _reliability(labels: Any, probs: Any) -> list[dict[str, Any]]:
+    """Reliability diagram points: per equal-width bin with videos, its mean predicted P(fake), the share of
+    fakes in it and its count (the bins of the report's ECE)."""
+    y, p = np.asarray(labels, dtype=np.float64), np.asarray(probs, dtype=np.float64)
+    index = np.minimum((p * ECE_BINS).astype(int), ECE_BINS - 1)
+    return [
+        {
+            "predicted": float(p[index == b].mean()),
+            "observed": float(y[index == b].mean()),
+            "videos": int((index == b).sum()),
+        }
+        for b in range(ECE_BINS)
+        if (index == b).any()
+    ]
+
+
+def _plot_data(videos: pd.DataFrame, decision: Decision | None) -> dict[str, list[dict[str, Any]]]:
+    """The package row's curves as DVC data plots (one record per point): ROC, precision-recall, reliability."""
+    fpr, tpr, thresholds = roc_curve(videos["y"], videos["prob"])
+    precision, recall, pr_thresholds = precision_recall_curve(videos["y"], videos["prob"])
+    calibrated = decision.calibration(videos["prob"].to_numpy()) if decision is not None else videos["prob"].to_numpy()
+    return {
+        "roc": [{"fpr": f, "tpr": t, "threshold": h} for f, t, h in zip(fpr, tpr, thresholds, strict=True)],
+        "pr": [
+            {"recall": r, "precision": q, "threshold": h}
+            for r, q, h in zip(recall, precision, pr_thresholds, strict=True)
+        ],
+        "reliability": _reliability(videos["y"], calibrated),
+    }
+
+
 def run(config: Config, paths: Paths) -> dict[str, Any]:
     """Every member and each ensemble on the test set: the metrics JSON and the plots."""
     started = time.perf_counter()
@@ -326,39 +406,45 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
             logger.warning("evaluate@%s: %s: %s", config.testset, config.package, note)
     if report["datasets_without_rows"]:
         logger.warning("evaluate@%s: no rows for %s", config.testset, ", ".join(report["datasets_without_rows"]))
+    decisions, calibrated_row = _decisions(paths)
     device = resolve_device(config.device)
     dataset = CropDataset(rows, paths.crop_roots(config), config.image_size)
     store = ModelStore(paths.models)
-    report.update(models={}, ensembles={}, rows=[])
+    report.update(models={}, ensembles={}, rows=[], package_row=calibrated_row or package_row(config.members))
     probs_by_member: dict[str, np.ndarray] = {}
-    curves: dict[str, dict[str, Any]] = {}
+    predictions: dict[str, dict[str, Any]] = {}
     for member in config.members:
         prediction = predict_crops(store.load_torch(member, device), dataset, config.batch_size, device)
         probs_by_member[member.name] = prediction["prob"]
-        metrics, videos = _evaluation(rows, prediction, config)
-        report["models"][member.name] = metrics
-        curves[member.name] = _curve(videos, metrics["video"], config.aggregation.threshold)
-    models = dict.fromkeys(m.model for m in config.members)  # in params order
-    groups = {f"{m}-ensemble": [x.name for x in config.members if x.model == m] for m in models}
-    groups["all-ensemble"] = [x.name for x in config.members]
-    for name, names in groups.items():
-        if len(names) < 2:
-            continue
-        probs = np.mean([probs_by_member[n] for n in names], axis=0)
-        metrics, videos = _evaluation(rows, {"prob": probs}, config)
-        report["ensembles"][name] = {"members": names, **metrics}
-        curves[name] = _curve(videos, metrics["video"], config.aggregation.threshold)
+        predictions[member.name] = prediction
+    ensembles = ensemble_rows(config.members)
+    curves: dict[str, dict[str, Any]] = {}
+    plot_data: dict[str, list[dict[str, Any]]] = {}
+    for name, probs in row_probabilities(config.members, probs_by_member).items():
+        metrics, videos = _evaluation(rows, {**predictions.get(name, {}), "prob": probs}, config)
+        decision = decisions.get(name)
+        metrics["decision"] = _decided(videos, decision)
+        if name in ensembles:
+            report["ensembles"][name] = {"members": ensembles[name], **metrics}
+        else:
+            report["models"][name] = metrics
+        curves[name] = _curve(videos, metrics["video"], decision)
+        if name == report["package_row"]:
+            plot_data = _plot_data(videos, decision)
     report["rows"] = list(curves)  # members in params order, then the ensembles: the matrix's row order
     report["seconds"] = round(time.perf_counter() - started, 2)
     report = strict_json(report)
     write_json_atomic(paths.metrics, report)
+    for kind, records in plot_data.items():  # DVC data plots (dvc plots diff overlays experiments on them)
+        write_json_atomic(paths.plots / f"{kind}.json", strict_json(records))
 
-    from deepfake.modeling.plots import comparison_bars, roc_pr_confusion
+    from deepfake.modeling.plots import comparison_bars, reliability_diagram, roc_pr_confusion
 
     where = f"test set {config.testset}, {'all videos' if config.test_only else 'holdout'}"
     table = [{"model": n, **(report["models"].get(n) or report["ensembles"][n])["video"]} for n in curves]
     table = [{k: (np.nan if v is None else v) for k, v in row.items()} for row in table]
     roc_pr_confusion(curves, paths.plots, where)
+    reliability_diagram(curves, paths.plots / "reliability.png", where)
     comparison_bars(table, COMPARISON_KEYS, paths.plots / "comparison.png", where)
     logger.info(
         "evaluate@%s: video AUC %s", config.testset, {n: r["video"]["auc"] for n, r in report["models"].items()}

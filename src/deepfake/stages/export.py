@@ -31,8 +31,10 @@ from deepfake.core.errors import InputError
 from deepfake.core.fileio import read_json_limited, write_json_atomic
 from deepfake.core.params import Params, package_settings
 from deepfake.media.face_input import FaceInput
+from deepfake.modeling.calibration import CALIBRATION_FILE, describe_decision, read_decisions, write_decisions
 from deepfake.modeling.card import Figure, ModelCard, matrix_figures, pipeline_card, write_card
 from deepfake.modeling.data import CropDataset, DataRoots, ModelStagePaths, read_folds, select_folds
+from deepfake.modeling.scoring import package_row
 from deepfake.modeling.store import Member, ModelStore, ensemble, params_face_input
 
 logger = logging.getLogger(__name__)
@@ -40,8 +42,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["Config", "ExportError", "Paths", "evaluation_figures", "model_card", "run", "trained_on_sample_only"]
 
 MAX_MATRIX_BYTES = 64 << 20
-# the evaluate stage's row of every member together (deepfake.stages.evaluate names it so): the package's row
-ALL_MEMBERS_ROW = "all-ensemble"
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,7 @@ class Paths(ModelStagePaths):
 
     sample: Path | None = None  # data/raw
     matrix: Path | None = None  # metrics/matrix.json
+    calibration: Path | None = None  # models/calibration.json: the verdicts' calibration and operating points
 
 
 def parity_images(folds_csv: Path, roots: DataRoots, config: Config) -> torch.Tensor:
@@ -112,15 +113,31 @@ def evaluation_figures(members: tuple[Member, ...], matrix_path: Path | None) ->
     if matrix_path is None:
         return [], "Exported without the evaluation matrix: the card carries no figures."
     matrix = read_json_limited(matrix_path, MAX_MATRIX_BYTES, InputError, "; run `dvc repro matrix`")
-    row = members[0].name if len(members) == 1 else ALL_MEMBERS_ROW
+    row = package_row(members)
     figures = matrix_figures(matrix, row, str(matrix_path))
     return figures, f"Evaluation: {matrix_path}, row {row} (a test set's holdout fold; a test-only set's every video)."
 
 
-def model_card(config: Config, entries: list[dict[str, Any]], paths: Paths) -> ModelCard:
+def package_calibration(config: Config, paths: Paths, out_dir: Path) -> str:
+    """Copy every row's calibration and operating points into the package (``calibration.json``, its verdicts
+    from the package row's), and say for the card what they rest on; without ``paths.calibration`` a stale copy
+    is removed and the package gives no verdicts until ``deepfake calibrate`` fits them."""
+    target = out_dir / CALIBRATION_FILE
+    if paths.calibration is None:
+        target.unlink(missing_ok=True)
+        return ""
+    decisions, _ = read_decisions(paths.calibration)
+    row = package_row(config.members)
+    if row not in decisions:
+        raise InputError(f"{paths.calibration}: no row {row!r} for the package's members; rerun `dvc repro calibrate`")
+    write_decisions(target, decisions, row)
+    return describe_decision(decisions[row])
+
+
+def model_card(config: Config, entries: list[dict[str, Any]], paths: Paths, calibration: str = "") -> ModelCard:
     """The card of the models this pipeline trained (``write_card`` stamps the version)."""
     figures, note = evaluation_figures(config.members, paths.matrix)
-    return pipeline_card(
+    card = pipeline_card(
         name=config.name,
         licence=config.license,
         members=entries,
@@ -130,6 +147,7 @@ def model_card(config: Config, entries: list[dict[str, Any]], paths: Paths) -> M
         evaluation=figures,
         evaluation_note=note,
     )
+    return card.model_copy(update={"calibration": calibration})
 
 
 def run(config: Config, paths: Paths) -> dict[str, Any]:
@@ -154,7 +172,8 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
         for member in config.members
     ]
     store.write_manifest("onnx", entries, config.face_input, opset=config.opset, settings=config.settings)
-    card = write_card(out_dir, model_card(config, entries, paths))
+    calibration = package_calibration(config, paths, out_dir)
+    card = write_card(out_dir, model_card(config, entries, paths, calibration))
     report = {
         "opset": config.opset,
         "members": {e["name"]: {k: v for k, v in e.items() if k != "name"} for e in entries},

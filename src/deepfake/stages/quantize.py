@@ -151,9 +151,7 @@ def onnx_probabilities(session: Any, dataset: CropDataset, batch_size: int) -> n
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, float]:
-    return {
-        f"{level}_{key}": metrics[level][key] for level in ("frame", "video") for key in ("auc", "log_loss", "accuracy")
-    }
+    return {f"{level}_{key}": metrics[level][key] for level in ("frame", "video") for key in ("auc", "log_loss", "ece")}
 
 
 def run(config: Config, paths: Paths) -> dict[str, Any]:

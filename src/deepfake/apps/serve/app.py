@@ -128,8 +128,10 @@ def job_view(job: Job, with_record: bool = True) -> dict[str, Any]:
         "finished": _iso(job.finished),
         "attempts": job.attempts,
         "probability": job.record.get("probability") if job.record else None,
-        "label": job.record.get("label") if job.record else None,
-        "threshold": job.record.get("threshold") if job.record else None,  # the label's cut: P(fake) >= it is FAKE
+        # the three-way call from the package's operating points, its calibrated probability, what it means
+        "verdict": job.record.get("verdict") if job.record else None,
+        # the file's C2PA content credentials, beside the verdict and never part of it
+        "credentials": job.record.get("credentials") if job.record else None,
         "model": job.record.get("model") if job.record else None,  # the card reference of the model that gave it
         "explanation": f"{base}/explanation" if job.explanation else None,
         "overlay": f"{base}/overlay" if job.overlay else None,

@@ -26,7 +26,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from deepfake.apps.predict import PredictConfig, init_worker, prepare_video, score_prepared
+from deepfake.apps.predict import (
+    PredictConfig,
+    decide,
+    init_worker,
+    load_decision,
+    prepare_video,
+    score_prepared,
+)
 from deepfake.apps.serve.settings import ServeConfig
 from deepfake.apps.serve.store import Job, JobStore
 
@@ -50,6 +57,7 @@ class JobRunner:
 
         self.config = config
         self.model = package_card(config.models).reference()  # named in every record this worker makes
+        self.decision = load_decision(config.models)  # the package's operating points: every record's verdict
         params = config.params
         self.predict = PredictConfig.from_params(params)
         store = ModelStore(config.models)
@@ -63,6 +71,7 @@ class JobRunner:
             prepared = prepare_video(jobs.upload_path(job.id), self.predict, self.backend.face_input)
             jobs.set_progress(job.id, "score", 0.6)
             [record] = score_prepared([prepared], self.backend, self.predict)
+            decide(record, self.decision)
             record = scrub_paths(record, {str(jobs.upload_path(job.id)): "the upload", str(jobs.root): "the store"})
             record.update(filename=job.filename, path=job.filename, model=self.model)  # never the upload path
             explained = False

@@ -275,15 +275,19 @@
     ui.facts.append(h("div", { class: "fact" }, h("dt", { text: term }), h("dd", { text: String(value) })));
   }
 
-  // which side of the record's decision threshold (evaluate.decision_threshold, sent with every scored record)
-  // a score lies on; "" when the record names none
-  function side(p, threshold) {
-    if (!finite(threshold)) return "";
-    return p >= threshold ? "fake" : "real";
+  // where a score lies against the package's operating points (the record's verdict.thresholds, on the
+  // detector's score): "fake" at or above the likely-fake threshold, "real" below the likely-real one,
+  // "uncertain" between; "" when the package gave no verdict (no calibration): no colour, never a made-up cut
+  function side(p, thresholds) {
+    if (!thresholds || !finite(thresholds.likely_fake) || !finite(thresholds.likely_real)) return "";
+    if (p >= thresholds.likely_fake) return "fake";
+    return p < thresholds.likely_real ? "real" : "uncertain";
   }
 
-  function bar(p, threshold) {
-    const fill = h("span", { class: `fill ${side(p, threshold)}` });
+  const CALLS = { likely_fake: ["fake", "LIKELY FAKE"], uncertain: ["uncertain", "UNCERTAIN"], likely_real: ["real", "LIKELY REAL"] };
+
+  function bar(p, thresholds) {
+    const fill = h("span", { class: `fill ${side(p, thresholds)}` });
     fill.style.width = `${Math.round(Math.min(1, Math.max(0, p)) * 100)}%`; // CSSOM: allowed by the CSP
     return h("span", { class: "bar", "aria-hidden": "true" }, fill);
   }
@@ -312,12 +316,25 @@
     } else if (!finite(record.probability)) {
       notScored(name, record.status || job.error || "the service returned no probability");
     } else {
-      const fake = record.label ? record.label === "FAKE" : side(record.probability, record.threshold) === "fake";
-      ui.verdict.className = `card verdict ${fake ? "fake" : "real"}`;
-      ui.probability.textContent = percent(record.probability);
-      ui.label.textContent = record.label || (fake ? "FAKE" : "REAL");
-      ui.note.textContent = "probability the video is fake";
+      const verdict = record.verdict && typeof record.verdict === "object" ? record.verdict : {};
+      const [kind, text] = CALLS[verdict.call] || ["unscored", "NO VERDICT"];
+      ui.verdict.className = `card verdict ${kind}`;
+      ui.label.textContent = text;
+      if (finite(verdict.probability)) {
+        ui.probability.textContent = percent(verdict.probability);
+        ui.note.textContent = `calibrated probability the video is fake (${verdict.calibration || "?"} calibration); ${verdict.meaning || ""}`;
+      } else {
+        ui.probability.textContent = percent(record.probability);
+        ui.note.textContent = `detector score, not a calibrated probability: ${verdict.meaning || "the package gave no verdict"}`;
+      }
+      const point = verdict.operating_point;
+      if (point && finite(point.target_fpr)) {
+        fact("Operating point", `${percent(point.target_fpr)} false-positive rate${point.resolved === false ? " (rests on too few real videos)" : ""}`);
+      }
+      fact("Detector score", percent(record.probability));
     }
+    const credentials = record.credentials && typeof record.credentials === "object" ? record.credentials : null;
+    if (credentials) fact("Content credentials (C2PA)", credentials.summary || credentials.state);
 
     showModel(record.model || job.model);
 
@@ -346,11 +363,12 @@
     if (took !== null) fact("Analysis time", `${took.toFixed(1)} s`);
     if (finite(job.attempts) && job.attempts > 1) fact("Attempts", job.attempts);
 
+    const thresholds = record.verdict && typeof record.verdict === "object" ? record.verdict.thresholds : null;
     const members = record.members && typeof record.members === "object" ? Object.entries(record.members) : [];
     if (members.length) {
       for (const [member, p] of members) {
         ui.members.tBodies[0].append(
-          h("tr", {}, h("th", { scope: "row", text: member }), h("td", {}, bar(p, record.threshold), h("span", { text: percent(p) })))
+          h("tr", {}, h("th", { scope: "row", text: member }), h("td", {}, bar(p, thresholds), h("span", { text: percent(p) })))
         );
       }
       ui.members.hidden = false;
@@ -367,7 +385,7 @@
             { class: decided ? "decided" : "" },
             h("th", { scope: "row", text: decided ? `${track.id} (decided)` : String(track.id) }),
             h("td", { text: Array.isArray(track.frames) ? String(track.frames.length) : "" }),
-            h("td", {}, bar(track.probability, record.threshold), h("span", { text: score }))
+            h("td", {}, bar(track.probability, thresholds), h("span", { text: score }))
           )
         );
       }
@@ -382,7 +400,7 @@
 
     const scored = frames.some((f) => (f.faces || []).some((face) => face.scores));
     document.querySelector(".plot-card").hidden = !frames.length;
-    if (frames.length) drawPlot(frames, scored, record.threshold);
+    if (frames.length) drawPlot(frames, scored, thresholds);
     const media = job.status === "done" && (job.explanation || job.overlay || finite(record.probability));
     for (const card of document.querySelectorAll(".media-card")) card.hidden = !media;
     ui.result.classList.toggle("solo", !frames.length && !media);
@@ -439,8 +457,8 @@
     return unit * power;
   }
 
-  function drawPlot(frames, scored, threshold) {
-    plotted = { frames, scored, threshold };
+  function drawPlot(frames, scored, thresholds) {
+    plotted = { frames, scored, thresholds };
     const points = framePoints(frames);
     // drawn at the size it is shown, so its text stays legible on a phone
     const W = Math.round(Math.min(1000, Math.max(300, ui.plot.clientWidth || 640)));
@@ -479,9 +497,10 @@
       grid.append(s("line", { x1: m.left, x2: W - m.right, y1: y(p), y2: y(p) }));
       grid.append(s("text", { x: m.left - 8, y: y(p) + 4, class: "ylab" }, `${p * 100}%`));
     }
-    if (finite(threshold)) {
+    const threshold = thresholds && finite(thresholds.likely_fake) ? thresholds.likely_fake : null;
+    if (threshold !== null) {
       const cut = s("line", { x1: m.left, x2: W - m.right, y1: y(threshold), y2: y(threshold), class: "threshold" });
-      cut.append(s("title", {}, `decision threshold ${percent(threshold)}: a video at or above it is called fake`));
+      cut.append(s("title", {}, `likely-fake operating point ${percent(threshold)}: a video whose score reaches it is called likely fake`));
       grid.append(cut);
     }
     const step = niceStep(t1 - t0, 6);
@@ -523,7 +542,7 @@
         cx: x(p.t).toFixed(1),
         cy: y(p.best.score).toFixed(1),
         r: 4.5,
-        class: `pt ${side(p.best.score, threshold)}${p.best.detected ? "" : " carried"}`,
+        class: `pt ${side(p.best.score, thresholds)}${p.best.detected ? "" : " carried"}`,
       });
       const how = p.best.detected ? "detected" : "carried along its track";
       dot.append(
@@ -646,9 +665,12 @@
   function summary(a) {
     const record = a.record || (seen.get(a.id) || {}).record || {};
     const p = finite(record.probability) ? record.probability : a.probability;
-    const label = record.label || a.label;
-    const threshold = finite(record.threshold) ? record.threshold : a.threshold;
-    if (a.status === "done" && finite(p)) return { text: `${label || ""} ${percent(p)}`.trim(), kind: label === "FAKE" || (!label && side(p, threshold) === "fake") ? "fake" : "real" };
+    const verdict = (record.verdict && typeof record.verdict === "object" ? record.verdict : a.verdict) || {};
+    if (a.status === "done" && finite(p)) {
+      const [kind, text] = CALLS[verdict.call] || ["unscored", "no verdict"];
+      const shown = finite(verdict.probability) ? verdict.probability : p;
+      return { text: `${text.toLowerCase()} ${percent(shown)}`, kind };
+    }
     if (a.status === "done" && (record.status || "probability" in a)) {
       return { text: record.status ? `not scored: ${record.status}` : "not scored", kind: "unscored" };
     }
@@ -790,7 +812,7 @@
   let resizing = null;
   window.addEventListener("resize", () => {
     clearTimeout(resizing);
-    resizing = setTimeout(() => plotted && drawPlot(plotted.frames, plotted.scored, plotted.threshold), 150);
+    resizing = setTimeout(() => plotted && drawPlot(plotted.frames, plotted.scored, plotted.thresholds), 150);
   });
 
   function route() {

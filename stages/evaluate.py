@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
         help="every row's calibration and operating points (models/calibration.json, the calibrate stage's); "
         "with --package, the package's own calibration.json is read when it has one",
     )
+    parser.add_argument(
+        "--decision", type=Path, help="the package row's decision figures (metrics/decision/<testset>.json)"
+    )
     args, params = parse_stage_args(parser, argv)
     roots = DataRoots(args.crops, args.landmarks, args.masks)
     calibration = args.calibration
@@ -47,7 +50,9 @@ def main(argv: list[str] | None = None) -> None:
         store = ModelStore(args.models)
         config = evaluate.for_package(config, store)
         calibration = store.folder("onnx") / CALIBRATION_FILE
-    paths = evaluate.Paths(args.folds, roots, args.models, args.metrics, args.plots, args.test_crops, calibration)
+    paths = evaluate.Paths(
+        args.folds, roots, args.models, args.metrics, args.plots, args.test_crops, calibration, args.decision
+    )
     evaluate.run(config, paths)
 
 

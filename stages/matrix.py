@@ -17,13 +17,8 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         help="with the zoo packages' rows: folder of <package>/<testset>.json (metrics/zoo/evaluate)",
     )
-    parser.add_argument(
-        "--decision", type=Path, help="the package row's decision figures per test set (metrics/decision.json)"
-    )
     args, params = parse_stage_args(parser, argv)
-    paths = matrix.Paths(
-        args.evaluations, args.out_json, args.out_md, args.heatmap, args.package_evaluations, args.decision
-    )
+    paths = matrix.Paths(args.evaluations, args.out_json, args.out_md, args.heatmap, args.package_evaluations)
     with_packages = args.package_evaluations is not None
     matrix.run(matrix.Config.with_packages(params) if with_packages else matrix.Config.from_params(params), paths)
 

@@ -7,6 +7,8 @@ runs it on whichever worker is free first, while the other takes tests/test_e2e_
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -49,7 +51,16 @@ def test_exp_run_with_another_seed_changes_models_and_metrics(repo: tuple[Path, 
             assert after[f"models/train/ensemble/{model}-{seed}"] == before[f"models/train/ensemble/{model}-{seed}"]
     shown = json.loads(run(["dvc", "exp", "show", "--json"], path, env))
     assert "seed777" in json.dumps(shown)
+    # the experiments' view: the changed param and the decision figures, never a stage's seconds or counts
+    table = list(csv.reader(io.StringIO(run(["dvc", "exp", "show", "--only-changed", "--csv"], path, env))))
+    columns = [c for c in table[0] if c not in ("Experiment", "rev", "typ", "Created", "parent", "State", "Executor")]
+    assert "train.seed" in columns and not any("seconds" in c for c in columns), columns
+    metrics = [c for c in columns if c != "train.seed"]
+    assert metrics and set(metrics) <= {"auc", "log_loss", "ece", "fpr", "tpr", "auc_drop", "unscored"}, metrics
+    assert len(columns) <= 1 + 4 * 5 + 4 * 2  # the param, five decision figures and two robustness ones a test set
     diff = run(["dvc", "metrics", "diff", "HEAD"], path, env)
-    assert "metrics/matrix.json" in diff and "metrics/evaluate/" in diff
+    assert "metrics/decision/" in diff and "metrics/evaluate/" not in diff
+    reports = run(["dvc", "metrics", "diff", "HEAD", "--targets", "metrics/matrix.json", "metrics/evaluate"], path, env)
+    assert "metrics/matrix.json" in reports and "metrics/evaluate/" in reports  # stage reports stay diffable
     run(["dvc", "plots", "diff", "HEAD", "-o", str(path / "plots-diff")], path, env)
     assert (path / "plots-diff" / "index.html").is_file()

@@ -365,9 +365,19 @@ def test_the_operating_points_and_the_calibration_are_applied_to_the_test_set(
     confusion matrix and the verdicts follow the calibration file, and a row without one says so."""
     folds = _write_table(tmp_path, _table())
     calibration = tmp_path / "calibration.json"
-    write_decisions(calibration, {"uynet": _decision(0.42, 0.3, Calibration("temperature", temperature=2.0))}, None)
-    paths = replace(_paths(folds, tmp_path, "ffpp"), calibration=calibration)
+    write_decisions(calibration, {"uynet": _decision(0.42, 0.3, Calibration("temperature", temperature=2.0))}, "uynet")
+    decision = tmp_path / "decision.json"
+    paths = replace(_paths(folds, tmp_path, "ffpp"), calibration=calibration, decision=decision)
     report = evaluate.run(evaluate.Config.from_params(_params(), "ffpp"), paths)
+    # the experiments' columns: the package row's figures, the 'likely fake' point's rates on this test set
+    assert report["package_row"] == "uynet"
+    assert json.loads(decision.read_text()) == {
+        "auc": report["models"]["uynet"]["video"]["auc"],
+        "log_loss": report["models"]["uynet"]["decision"]["calibration"]["log_loss_after"],
+        "ece": report["models"]["uynet"]["decision"]["calibration"]["ece_after"],
+        "fpr": 0.0,
+        "tpr": 0.75,
+    }
     decided = report["models"]["uynet"]["decision"]
     strict = decided["operating_points"]["fpr_0.01"]
     assert (strict["false_positives"], strict["reals"], strict["true_positives"], strict["fakes"]) == (0, 2, 3, 4)

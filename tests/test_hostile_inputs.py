@@ -147,9 +147,11 @@ def test_predict_gives_every_bad_input_a_status_and_loses_nothing(
         assert status[name] == "ok", (name, status[name])
         assert 0.0 <= records[name]["probability"] <= 1.0
     for record in records.values():  # unscored means null, never a silent default
-        assert (record["probability"] is None) == (record["label"] is None) == (record["status"] != "ok")
-    csv = pd.read_csv(tmp_path / "p.csv")
+        assert (record["probability"] is None) == (record["verdict"] is None) == (record["status"] != "ok")
+    csv = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     assert sorted(csv["filename"]) == sorted(records) and csv["label"].between(0, 1).all()
+    unscored = csv["status"] != "ok"
+    assert (csv.loc[unscored, "verdict"] == "").all()  # the CSV's 0.5 is never made into a verdict
 
 
 def test_predict_holds_one_detector_batch_of_frames_at_a_time(

@@ -237,7 +237,7 @@ def test_the_sample_writes_every_configured_dataset_root(stages: dict, params: d
 
 
 # the experiments' metrics: what a decision rests on (dvc exp show compares these and nothing else)
-DECISION_METRICS = ("metrics/decision.json", "metrics/robustness/")
+DECISION_METRICS = ("metrics/decision/", "metrics/robustness/")
 
 
 def test_reports_are_git_tracked_and_only_decisions_are_experiment_metrics(stages: dict) -> None:
@@ -254,7 +254,8 @@ def test_reports_are_git_tracked_and_only_decisions_are_experiment_metrics(stage
             if out.metric:
                 assert str(out.def_path).startswith(DECISION_METRICS), f"{name}: {out.def_path} is no decision metric"
                 declared.add(str(out.def_path))
-    assert "metrics/decision.json" in declared and any(p.startswith("metrics/robustness/") for p in declared)
+    assert {p.split("/")[1] for p in declared} == {"decision", "robustness"}
+    assert not any(p.startswith("metrics/robustness/details/") for p in declared)
 
 
 STAGE_SCRIPTS = sorted(p.name for p in (ROOT / "stages").glob("*.py"))

@@ -153,6 +153,7 @@ class Paths:
     plots: Path  # plots/evaluate/<testset>/
     test_crops: Path  # the test-only datasets' crops root (data/crops_test: <dataset>/index.csv and the crops)
     calibration: Path | None = None  # every row's calibration and operating points (models/calibration.json)
+    decision: Path | None = None  # metrics/decision/<testset>.json: the package row's decision figures (a DVC metric)
 
     def crop_roots(self, config: Config) -> DataRoots:
         """Where the test set's crops lie: the test-only crops root for a test-only test set (no masks or
@@ -392,6 +393,25 @@ def _plot_data(videos: pd.DataFrame, decision: Decision | None) -> dict[str, lis
     }
 
 
+def decision_figures(entry: dict[str, Any], decision: Decision | None) -> dict[str, float | None]:
+    """The figures an experiment is compared on, for the package's row (``dvc exp show``'s columns): video AUC,
+    log loss and ECE after calibration, and the false- and true-positive rate on this test set of the operating
+    point that calls a video likely fake (null without a decision). Short keys: a column each."""
+    decided = entry.get("decision") or {}
+    calibration = decided.get("calibration") or {}
+    figures: dict[str, float | None] = {
+        "auc": entry["video"]["auc"],
+        "log_loss": calibration.get("log_loss_after", entry["video"]["log_loss"]),
+        "ece": calibration.get("ece_after", entry["video"]["ece"]),
+        "fpr": None,
+        "tpr": None,
+    }
+    if decision is not None:
+        point = decided["operating_points"][f"fpr_{decision.rule.likely_fake_at:g}"]
+        figures.update(fpr=point["fpr"], tpr=point["tpr"])
+    return figures
+
+
 def run(config: Config, paths: Paths) -> dict[str, Any]:
     """Every member and each ensemble on the test set: the metrics JSON and the plots."""
     started = time.perf_counter()
@@ -435,6 +455,12 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
     report["seconds"] = round(time.perf_counter() - started, 2)
     report = strict_json(report)
     write_json_atomic(paths.metrics, report)
+    if paths.decision is not None:
+        row = report["package_row"]
+        entry = report["models"].get(row) or report["ensembles"].get(row)
+        if entry is None:
+            raise InputError(f"evaluate@{config.testset}: no row {row!r} for the package's decision figures")
+        write_json_atomic(paths.decision, strict_json(decision_figures(entry, decisions.get(row))))
     for kind, records in plot_data.items():  # DVC data plots (dvc plots diff overlays experiments on them)
         write_json_atomic(paths.plots / f"{kind}.json", strict_json(records))
 

@@ -56,7 +56,6 @@ class Paths:
     out_md: Path  # metrics/matrix.md
     heatmap: Path  # plots/matrix.png
     package_evaluations: Path | None = None  # metrics/zoo/evaluate: <package>/<testset>.json (zoo_evaluate)
-    decision: Path | None = None  # metrics/decision.json: the package row's decision figures per test set
 
 
 # ---- reading the evaluations ------------------------------------------------------------------------
@@ -247,30 +246,6 @@ def with_package_rows(
     return merged
 
 
-def decision_figures(reports: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """Per test set, the figures a decision rests on, for the row a model package carries (its verdicts' row):
-    video AUC, log loss and ECE after calibration, and each operating point's false- and true-positive rate
-    on the test set. The experiments' view (``dvc exp show``) compares these, not every stage's report."""
-    out: dict[str, dict[str, float | None]] = {}
-    for testset, report in reports.items():
-        row = report.get("package_row")
-        entry = (report.get("models") or {}).get(row) or (report.get("ensembles") or {}).get(row)
-        if not isinstance(entry, dict):
-            continue
-        decided = entry.get("decision") or {}
-        calibration = decided.get("calibration") or {}
-        figures: dict[str, float | None] = {
-            "auc": entry["video"].get("auc"),
-            "log_loss": calibration.get("log_loss_after", entry["video"].get("log_loss")),
-            "ece": calibration.get("ece_after", entry["video"].get("ece")),
-        }
-        for name, point in (decided.get("operating_points") or {}).items():
-            figures[f"{name}_fpr"] = point.get("fpr")
-            figures[f"{name}_tpr"] = point.get("tpr")
-        out[testset] = figures
-    return out
-
-
 def run(config: Config, paths: Paths) -> dict[str, Any]:
     """Collect the per-test-set evaluations into the matrix JSON, markdown and heatmap."""
     reports = {name: read_evaluation(paths.evaluations, name, sets) for name, sets in config.testsets}
@@ -280,8 +255,6 @@ def run(config: Config, paths: Paths) -> dict[str, Any]:
         reports = with_package_rows(reports, paths.package_evaluations / package, package, config.testsets)
     matrix, method_columns = build_matrix(reports, paths.evaluations)
     write_json_atomic(paths.out_json, matrix)
-    if paths.decision is not None:
-        write_json_atomic(paths.decision, decision_figures(reports))
     write_bytes_atomic(paths.out_md, matrix_markdown(reports, matrix, method_columns).encode())
 
     from deepfake.modeling.plots import annotated_heatmap

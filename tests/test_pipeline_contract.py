@@ -237,7 +237,7 @@ def test_the_sample_writes_every_configured_dataset_root(stages: dict, params: d
 
 
 # the experiments' metrics: what a decision rests on (dvc exp show compares these and nothing else)
-DECISION_METRICS = ("metrics/decision/", "metrics/robustness/")
+DECISION_METRICS = ("metrics/decision.json",)
 
 
 def test_reports_are_git_tracked_and_only_decisions_are_experiment_metrics(stages: dict) -> None:
@@ -254,8 +254,7 @@ def test_reports_are_git_tracked_and_only_decisions_are_experiment_metrics(stage
             if out.metric:
                 assert str(out.def_path).startswith(DECISION_METRICS), f"{name}: {out.def_path} is no decision metric"
                 declared.add(str(out.def_path))
-    assert {p.split("/")[1] for p in declared} == {"decision", "robustness"}
-    assert not any(p.startswith("metrics/robustness/details/") for p in declared)
+    assert declared == {"metrics/decision.json"}  # the one-screen summary (the decision stage's)
 
 
 STAGE_SCRIPTS = sorted(p.name for p in (ROOT / "stages").glob("*.py"))
@@ -362,7 +361,7 @@ def test_every_stage_module_has_the_one_stage_contract(name: str) -> None:
         config = module.Config.from_params(params, params.models[0])
     elif name == "ingest":
         config = module.Config.from_params(params, next(iter(params.data.datasets)))
-    elif name in ("evaluate", "perturb", "robustness"):
+    elif name in ("evaluate", "perturb", "robustness"):  # per test set
         config = module.Config.from_params(params, next(iter(params.evaluate.testsets)))
     elif name == "zoo_fetch":
         config = module.Config.from_params(params, next(iter(params.zoo.entries)))
@@ -476,7 +475,7 @@ def test_adding_a_test_only_dataset_and_test_set_leaves_folds_and_training_uncha
         protected = [n for n in old if n == "folds" or n.startswith(("train@", "train_seed@"))]
         assert "folds" in protected and len(protected) > 1 + len(params["models"])
         changed = sorted(n for n in old if old[n] != new[n])
-        assert changed == ["matrix"], changed
+        assert changed == ["decision", "matrix"], changed  # the two joins over every test set
         new_outs = [out for name in added for out in new[name][3]]
         for name in protected:
             for dep in new[name][1]:

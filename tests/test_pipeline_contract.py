@@ -481,3 +481,17 @@ def test_adding_a_test_only_dataset_and_test_set_leaves_folds_and_training_uncha
             for dep in new[name][1]:
                 inside = [out for out in new_outs if _inside(out, dep)]
                 assert not inside, f"{name}: dep {dep} would change with the new outputs {inside}"
+
+
+def test_the_robustness_stage_depends_on_what_deepfake_predict_imports() -> None:
+    """robustness@ runs ``deepfake predict`` as a subprocess (the product's own command), which no import of its
+    script shows: its deps must still cover predict's import closure, or a change to prediction would leave
+    the robustness figures stale."""
+    stage = next(s for name, s in _all_stages().items() if name.startswith("robustness@"))
+    deps = {str(Path(d.def_path)) for d in stage.deps}
+    apps = SRC / "deepfake" / "apps"
+    entry = [apps / "predict.py", apps / "zoo_predict.py", apps / "package_check.py"]
+    entry.append(SRC / "deepfake" / "backends" / "onnx_backend.py")  # params.yaml's predict.backend
+    needed = {str(p.relative_to(ROOT)) for p in entry} | {f for p in entry for f in code_closure(p)}
+    missing = sorted(f for f in needed if not _covered(f, deps))
+    assert not missing, f"robustness@: dvc.yaml deps miss modules deepfake predict imports: {missing}"

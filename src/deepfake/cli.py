@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from deepfake.backends.base import BACKENDS, EXPLAIN_BACKENDS
 from deepfake.core.command import report_failure, setup_logging
@@ -68,33 +69,41 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
+def _predict_run(args: argparse.Namespace, params: Params, outputs: Any, resume: bool = False) -> dict[str, Any]:
+    """``deepfake predict``'s run of ``args.inputs`` with the package in ``args.models`` (also what ``deepfake
+    calibrate`` scores its labelled videos with): params validated, then the package checked, before any video."""
     from tqdm import tqdm
 
     from deepfake.apps.package_check import check_package
-    from deepfake.apps.predict import FALLBACK_PROBABILITY, Outputs, PredictConfig, load_decision, predict_videos
+    from deepfake.apps.predict import PredictConfig, load_decision, predict_videos
     from deepfake.apps.zoo_predict import package_stream
     from deepfake.backends.base import create_backend
     from deepfake.modeling.store import ModelStore
 
-    params = _model_params(args, args.models)
     config = PredictConfig.from_params(params)  # every section predict reads is validated before any work
-    outputs = Outputs(csv=args.csv, json=args.json, jsonl=args.jsonl or args.json.with_suffix(".jsonl"))
     store = ModelStore(args.models)
     backend_name = args.backend or params.predict.backend
     check_package(args.models, backend_name)  # a damaged package stops here, before any video is read
     backend = create_backend(backend_name, store, params, args.url)
-    summary = predict_videos(
+    return predict_videos(
         args.inputs,
         backend,
         config,
         outputs,
-        resume=args.resume,
+        resume=resume,
         progress=lambda v: tqdm(v, unit="video", disable=args.quiet),
         model=_model_card(args.models),
         stream=package_stream(store, backend, config.aggregation),
         decision=load_decision(args.models),
     )
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from deepfake.apps.predict import FALLBACK_PROBABILITY, Outputs
+
+    params = _model_params(args, args.models)
+    outputs = Outputs(csv=args.csv, json=args.json, jsonl=args.jsonl or args.json.with_suffix(".jsonl"))
+    summary = _predict_run(args, params, outputs, resume=args.resume)
     log = logging.getLogger("deepfake")
     log.info(
         "%d videos (%d scored, %d from an earlier run) with %s [%s] in %.1f s: %.2f videos/s; %s, %s, %s",
@@ -122,7 +131,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     import json
 
-    from deepfake.apps.calibrate import calibrate_package, predictions_records, read_labels, scratch_outputs
+    from deepfake.apps.calibrate import calibrate_package, predictions_records, read_labels
     from deepfake.stages.calibrate import Config
 
     params = _model_params(args, args.models)
@@ -133,31 +142,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     elif not args.inputs:
         raise InputError("give the labelled videos (files or folders), or --predictions of an earlier predict run")
     else:
-        from tqdm import tqdm
+        import tempfile
 
-        from deepfake.apps.package_check import check_package
-        from deepfake.apps.predict import Outputs, PredictConfig, predict_videos
-        from deepfake.apps.zoo_predict import package_stream
-        from deepfake.backends.base import create_backend
-        from deepfake.modeling.store import ModelStore
+        from deepfake.apps.predict import Outputs
 
-        config = PredictConfig.from_params(params)
-        backend_name = args.backend or params.predict.backend
-        check_package(args.models, backend_name)
-        store = ModelStore(args.models)
-        backend = create_backend(backend_name, store, params, args.url)
-        with scratch_outputs() as scratch:
+        with tempfile.TemporaryDirectory(prefix="deepfake-calibrate-") as scratch:  # predict's outputs, then gone
             folder = Path(scratch)
             outputs = Outputs(folder / "p.csv", folder / "p.json", folder / "p.jsonl")
-            predict_videos(
-                args.inputs,
-                backend,
-                config,
-                outputs,
-                progress=lambda v: tqdm(v, unit="video", disable=args.quiet),
-                model=_model_card(args.models),
-                stream=package_stream(store, backend, config.aggregation),
-            )
+            _predict_run(args, params, outputs)
             records = predictions_records(outputs.json)
     summary = calibrate_package(records, labels, args.models, args.out, fit)
     print(json.dumps({k: v for k, v in summary.items() if k != "left_out_videos"}, indent=1))

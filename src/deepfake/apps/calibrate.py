@@ -20,7 +20,6 @@ import csv
 import hashlib
 import logging
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,8 +171,3 @@ def calibrate_package(
         "left_out": {"unlabelled": len(left_out["unlabelled"]), "unscored": len(left_out["unscored"])},
         "left_out_videos": left_out,
     }
-
-
-def scratch_outputs() -> tempfile.TemporaryDirectory[str]:
-    """A scratch folder for the predictions of the videos being calibrated on."""
-    return tempfile.TemporaryDirectory(prefix="deepfake-calibrate-")

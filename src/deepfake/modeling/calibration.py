@@ -41,6 +41,7 @@ import numpy as np
 
 from deepfake.core.errors import InputError
 from deepfake.core.fileio import read_json_limited, strict_json, write_json_atomic
+from deepfake.media.face_input import probabilities
 
 CALIBRATION_FORMAT = "deepfake-calibration/1"
 CALIBRATION_FILE = "calibration.json"
@@ -58,16 +59,6 @@ RESOLUTION_FACTOR = 2.0
 def _logit(p: np.ndarray) -> np.ndarray:
     q = np.clip(np.asarray(p, dtype=np.float64), LOGIT_EPS, 1 - LOGIT_EPS)
     return np.log(q) - np.log1p(-q)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow warning at large |z|
-
-
-def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    from deepfake.modeling.metrics import log_loss
-
-    return log_loss(y, np.clip(p, 0.0, 1.0))
 
 
 # ---- calibration maps ------------------------------------------------------------------------------------
@@ -88,7 +79,7 @@ class Calibration:
             return s.copy()
         if self.method == "temperature":
             assert self.temperature is not None
-            return _sigmoid(_logit(s) / self.temperature)
+            return probabilities(_logit(s) / self.temperature)
         return np.interp(s, self.knots_x, self.knots_y)
 
     def to_dict(self) -> dict[str, Any]:
@@ -333,11 +324,11 @@ def threshold_for_fpr(real_scores: Any, target_fpr: float) -> float:
     return float(np.nextafter(scores[allowed], np.inf))
 
 
-def fit_operating_point(labels: Any, scores: Any, target_fpr: float, confidence: float) -> OperatingPoint:
+def _point_at(target_fpr: float, threshold: float, labels: Any, scores: Any, confidence: float) -> OperatingPoint:
+    """The operating point of ``threshold`` on labelled video scores: what it flags, with exact intervals."""
     y = np.asarray(labels, dtype=np.float64).ravel()
     s = np.asarray(scores, dtype=np.float64).ravel()
     reals, fakes = s[y == 0], s[y == 1]
-    threshold = threshold_for_fpr(reals, target_fpr)
     fp, tp = int((reals >= threshold).sum()), int((fakes >= threshold).sum())
     return OperatingPoint(
         target_fpr=target_fpr,
@@ -352,24 +343,16 @@ def fit_operating_point(labels: Any, scores: Any, target_fpr: float, confidence:
     )
 
 
-def apply_operating_point(point: OperatingPoint, labels: Any, scores: Any) -> dict[str, Any]:
-    """The rates ``point``'s threshold gives on other labelled videos (a test set), with their intervals."""
+def fit_operating_point(labels: Any, scores: Any, target_fpr: float, confidence: float) -> OperatingPoint:
     y = np.asarray(labels, dtype=np.float64).ravel()
     s = np.asarray(scores, dtype=np.float64).ravel()
-    reals, fakes = s[y == 0], s[y == 1]
-    fp, tp = int((reals >= point.threshold).sum()), int((fakes >= point.threshold).sum())
-    return {
-        "target_fpr": point.target_fpr,
-        "threshold": point.threshold,
-        "reals": len(reals),
-        "false_positives": fp,
-        "fpr": fp / len(reals) if len(reals) else None,
-        "fpr_interval": proportion_interval(fp, len(reals), point.confidence),
-        "fakes": len(fakes),
-        "true_positives": tp,
-        "tpr": tp / len(fakes) if len(fakes) else None,
-        "tpr_interval": proportion_interval(tp, len(fakes), point.confidence),
-    }
+    return _point_at(target_fpr, threshold_for_fpr(s[y == 0], target_fpr), y, s, confidence)
+
+
+def apply_operating_point(point: OperatingPoint, labels: Any, scores: Any) -> dict[str, Any]:
+    """The rates ``point``'s threshold gives on other labelled videos (a test set), with their intervals and
+    whether that test set has reals enough to show the rate."""
+    return _point_at(point.target_fpr, point.threshold, labels, scores, point.confidence).to_dict()
 
 
 # ---- the decision: calibration + operating points + the verdict rule ------------------------------------------

@@ -35,13 +35,13 @@ from deepfake.core.fileio import read_json_limited, strict_json, write_json_atom
 from deepfake.core.params import Params
 from deepfake.core.vocabulary import FAKE
 from deepfake.media.perturbed_index import read_videos_csv
+from deepfake.modeling.calibration import LIKELY_FAKE
 from deepfake.modeling.metrics import log_loss, roc_auc
 
 logger = logging.getLogger(__name__)
 
 MAX_PREDICTIONS_BYTES = 1 << 30
 BASELINE_VARIANT = "none-0"
-LIKELY_FAKE = "likely_fake"  # the verdict that flags (modeling.calibration's; predict records carry its name)
 
 
 @dataclass(frozen=True)
